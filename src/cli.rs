@@ -1,0 +1,170 @@
+//! The command line, websockify's: the same usage lines, option names, short flags and order, so
+//! an existing `websockify ...` command works unchanged. Options that are ours alone come after
+//! websockify's under their own heading.
+//!
+//! Every flag `--foo-bar` is also the environment variable `WEBSOCKIFY_FOO_BAR` and the key
+//! `foo_bar` in the TOML file; [`crate::config`] merges the three. Values given here are parsed
+//! by clap so that a wrong one is reported the way clap reports it (naming the flag, exit 2).
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, CommandFactory, Parser};
+
+use crate::config::FileMode;
+
+const USAGE: &str = "\
+websockify [options] [source_addr:]source_port target_addr:target_port
+       websockify [options] --unix-target=FILE [source_addr:]source_port
+       websockify [options] --inetd target_addr:target_port
+       websockify [options] --unix-listen=FILE target_addr:target_port";
+
+const AFTER_HELP: &str = "\
+Every option is also an environment variable and a configuration file key: --idle-timeout is
+WEBSOCKIFY_IDLE_TIMEOUT and `idle_timeout`; the positionals are WEBSOCKIFY_LISTEN and
+WEBSOCKIFY_TARGET (`listen`, `target`). The command line beats the environment, which beats the
+file (--config or WEBSOCKIFY_CONFIG), which beats the defaults. --print-config shows the result.";
+
+/// The version line: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("WEBSOCKIFY_BUILD_COMMIT"),
+    ")"
+);
+
+/// The command line as given. Flags not given are `None`/`false`, so that they do not override
+/// the environment or the configuration file.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "websockify",
+    version = VERSION,
+    about = "WebSocket to TCP proxy/bridge, a drop-in replacement for websockify",
+    override_usage = USAGE,
+    after_help = AFTER_HELP,
+    next_line_help = false,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// [source_addr:]source_port, then target_addr:target_port (with --inetd or --unix-listen,
+    /// only the target)
+    #[arg(value_name = "ADDRESS", num_args = 0..=2, action = ArgAction::Append)]
+    pub positionals: Vec<String>,
+
+    /// Verbose messages (debug level logging)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// Log each frame's size and direction
+    #[arg(long)]
+    pub traffic: bool,
+
+    /// Handle a single WebSocket connection and exit
+    #[arg(long)]
+    pub run_once: bool,
+
+    /// Stop accepting connections and exit TIMEOUT seconds after start (0: never)
+    #[arg(long, value_name = "TIMEOUT", value_parser = parse_seconds)]
+    pub timeout: Option<u64>,
+
+    /// Exit after IDLE_TIMEOUT seconds without an active session (0: never)
+    #[arg(long, value_name = "IDLE_TIMEOUT", value_parser = parse_seconds)]
+    pub idle_timeout: Option<u64>,
+
+    /// Connect to a unix socket target instead of target_addr:target_port
+    #[arg(long, value_name = "FILE")]
+    pub unix_target: Option<PathBuf>,
+
+    /// Inetd mode: the listening socket is standard input
+    #[arg(long)]
+    pub inetd: bool,
+
+    /// Prefer IPv6 when resolving source_addr and target_addr
+    #[arg(short = '6', long)]
+    pub prefer_ipv6: bool,
+
+    /// Send a ping to an idle client every HEARTBEAT seconds (0: never)
+    #[arg(long, value_name = "HEARTBEAT", value_parser = parse_seconds)]
+    pub heartbeat: Option<u64>,
+
+    /// Append logs to LOG_FILE instead of standard error
+    #[arg(long, value_name = "LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Listen on a unix socket FILE instead of [source_addr:]source_port
+    #[arg(long, value_name = "FILE")]
+    pub unix_listen: Option<PathBuf>,
+
+    /// File mode of the --unix-listen socket, in octal
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub unix_listen_mode: Option<FileMode>,
+
+    /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
+    #[arg(long, value_name = "FILE", help_heading = "Configuration (websockify-rs)")]
+    pub config: Option<PathBuf>,
+
+    /// Print the merged effective configuration as TOML and exit
+    #[arg(long, help_heading = "Configuration (websockify-rs)")]
+    pub print_config: bool,
+}
+
+/// A whole number of seconds; the message states the accepted form.
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected a whole number of seconds, e.g. 30 (0 turns it off)".to_string())
+}
+
+fn parse_mode(s: &str) -> Result<FileMode, String> {
+    s.parse()
+}
+
+impl Cli {
+    /// The clap definition, for the man page and completions generated from it.
+    pub fn command() -> clap::Command {
+        <Self as CommandFactory>::command()
+    }
+
+    /// A usage error reported exactly like clap's own (same format, exit status 2).
+    pub fn usage_error(kind: clap::error::ErrorKind, message: impl std::fmt::Display) -> clap::Error {
+        Self::command().error(kind, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn websockify_command_lines_parse() {
+        let cli = Cli::try_parse_from(["websockify", "-v", "6080", "localhost:5900"]).unwrap();
+        assert_eq!(cli.positionals, ["6080", "localhost:5900"]);
+        assert!(cli.verbose);
+        let cli = Cli::try_parse_from([
+            "websockify",
+            "--unix-target=/tmp/s",
+            "--idle-timeout=5",
+            "[::1]:6080",
+        ])
+        .unwrap();
+        assert_eq!(cli.idle_timeout, Some(5));
+        assert_eq!(cli.unix_target.as_deref(), Some(std::path::Path::new("/tmp/s")));
+        let cli = Cli::try_parse_from(["websockify", "--unix-listen-mode", "0660", "--inetd"]).unwrap();
+        assert_eq!(cli.unix_listen_mode, Some(FileMode(0o660)));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = Cli::try_parse_from(["websockify", "--timeout", "soon", "1", "h:2"]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--timeout"), "{text}");
+        assert!(text.contains("soon") && text.contains("whole number of seconds"), "{text}");
+        assert_eq!(err.exit_code(), 2);
+        let err = Cli::try_parse_from(["websockify", "--unix-listen-mode", "999"]).unwrap_err();
+        assert!(err.to_string().contains("octal"), "{err}");
+    }
+}

@@ -1,0 +1,87 @@
+//! Deserializers that accept a setting both in its native TOML type and as the string an
+//! environment variable carries (`WEBSOCKIFY_RUN_ONCE=1`, `WEBSOCKIFY_TIMEOUT=30`), so one
+//! typed [`super::Settings`] serves all three layers.
+
+use std::fmt;
+
+use serde::{Deserializer, de};
+
+/// `true`/`false`, or the strings `1 0 true false yes no on off` (any case).
+pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct Visitor;
+    impl de::Visitor<'_> for Visitor {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("true or false (also 1/0, yes/no, on/off)")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+            match v {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+            }
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+            }
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// A whole number of seconds, as a number or a string of digits; 0 means "off".
+pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct Visitor;
+    impl de::Visitor<'_> for Visitor {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number of seconds, e.g. 30 (0 turns it off)")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde::de::IntoDeserializer;
+    use serde::de::value::Error;
+
+    #[test]
+    fn flags_and_seconds_from_strings() {
+        let f = |s: &str| super::flag(IntoDeserializer::<Error>::into_deserializer(s));
+        assert_eq!(f("1"), Ok(true));
+        assert_eq!(f("Off"), Ok(false));
+        assert!(f("maybe").is_err());
+        let s = |s: &str| super::seconds(IntoDeserializer::<Error>::into_deserializer(s));
+        assert_eq!(s(" 30"), Ok(30));
+        assert!(s("-1").is_err());
+        assert!(s("1.5").is_err());
+        // Native types too.
+        assert_eq!(super::seconds(IntoDeserializer::<Error>::into_deserializer(7u64)), Ok(7));
+        assert!(bool::deserialize(IntoDeserializer::<Error>::into_deserializer(true)).unwrap());
+    }
+}

@@ -1,0 +1,163 @@
+//! The environment and command-line layers as figment providers. Each one names its values the
+//! way an operator wrote them (`WEBSOCKIFY_TIMEOUT`, `--timeout`), so that an error can point at
+//! the exact variable, flag or file key.
+
+use std::path::Path;
+
+use figment::value::{Dict, Map, Value};
+use figment::{Metadata, Profile, Provider};
+
+use super::{ENV_CONFIG, ENV_PREFIX, SETTING_NAMES};
+use crate::cli::Cli;
+
+const ENVIRONMENT: &str = "environment";
+const COMMAND_LINE: &str = "command line";
+
+/// One layer of settings with a name figment reports in its metadata.
+pub struct Layer {
+    name: &'static str,
+    dict: Dict,
+}
+
+impl Layer {
+    /// `WEBSOCKIFY_FOO_BAR=value` as `foo_bar = "value"`; the typed settings parse the string.
+    /// An empty variable counts as unset, as templating tools often leave them.
+    pub fn environment(env: &[(String, String)]) -> Result<Layer, String> {
+        let mut dict = Dict::new();
+        let mut unknown = Vec::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == ENV_CONFIG || value.is_empty() {
+                continue;
+            }
+            let key = key.to_ascii_lowercase();
+            if !SETTING_NAMES.contains(&key.as_str()) {
+                unknown.push(unknown_setting(Some(ENVIRONMENT), &key, None));
+                continue;
+            }
+            dict.insert(key, Value::from(value.clone()));
+        }
+        if unknown.is_empty() {
+            Ok(Layer {
+                name: ENVIRONMENT,
+                dict,
+            })
+        } else {
+            Err(unknown.join("\n"))
+        }
+    }
+
+    /// The flags that were given (a flag not given must not override the lower layers), and the
+    /// positionals once [`super::assign_positionals`] knows which is which.
+    pub fn command_line(cli: &Cli, positionals: &[(&'static str, String)]) -> Layer {
+        let mut dict = Dict::new();
+        let mut put = |key: &str, value: Value| {
+            dict.insert(key.to_string(), value);
+        };
+        for (key, value) in positionals {
+            put(key, Value::from(value.clone()));
+        }
+        let path = |p: &Path| Value::from(p.to_string_lossy().into_owned());
+        for (key, on) in [
+            ("verbose", cli.verbose),
+            ("traffic", cli.traffic),
+            ("run_once", cli.run_once),
+            ("inetd", cli.inetd),
+            ("prefer_ipv6", cli.prefer_ipv6),
+        ] {
+            if on {
+                put(key, Value::from(true));
+            }
+        }
+        for (key, secs) in [
+            ("timeout", cli.timeout),
+            ("idle_timeout", cli.idle_timeout),
+            ("heartbeat", cli.heartbeat),
+        ] {
+            if let Some(secs) = secs {
+                put(key, Value::from(secs));
+            }
+        }
+        for (key, file) in [
+            ("unix_target", &cli.unix_target),
+            ("unix_listen", &cli.unix_listen),
+            ("log_file", &cli.log_file),
+        ] {
+            if let Some(file) = file {
+                put(key, path(file));
+            }
+        }
+        if let Some(mode) = cli.unix_listen_mode {
+            put("unix_listen_mode", Value::from(mode.to_string()));
+        }
+        Layer {
+            name: COMMAND_LINE,
+            dict,
+        }
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name)
+    }
+
+    fn data(&self) -> figment::Result<Map<Profile, Dict>> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// The variable that sets `key`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+/// The flag (or positional) that sets `key`.
+pub fn flag_name(key: &str) -> String {
+    match key {
+        "listen" => "the argument [source_addr:]source_port".to_string(),
+        "target" => "the argument target_addr:target_port".to_string(),
+        _ => format!("--{}", key.replace('_', "-")),
+    }
+}
+
+/// "`timeout` in /etc/websockify.toml", "WEBSOCKIFY_TIMEOUT", "--timeout" or "the default".
+pub fn describe_source(meta: &Metadata, key: &str, file: Option<&Path>) -> String {
+    match meta.name.as_ref() {
+        ENVIRONMENT => format!("environment variable {}", env_name(key)),
+        COMMAND_LINE => flag_name(key),
+        _ => match meta.source.as_ref().and_then(|s| s.file_path()).or(file) {
+            Some(path) => format!("`{key}` in {}", path.display()),
+            None => format!("`{key}` (default)"),
+        },
+    }
+}
+
+/// The message for a name that is no setting, with the closest valid name.
+pub fn unknown_setting(source: Option<&str>, key: &str, file: Option<&Path>) -> String {
+    let closest = SETTING_NAMES
+        .iter()
+        .map(|name| (strsim::jaro_winkler(key, name), *name))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name);
+    match source {
+        Some(ENVIRONMENT) => {
+            let hint = closest
+                .map(|c| format!(" (did you mean {}?)", env_name(c)))
+                .unwrap_or_default();
+            format!("environment variable {} is not a setting{hint}", env_name(key))
+        }
+        _ => {
+            let hint = closest
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            let place = file
+                .map(|f| format!(" in {}", f.display()))
+                .unwrap_or_default();
+            format!("unknown setting `{key}`{place}{hint}")
+        }
+    }
+}

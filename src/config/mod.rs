@@ -1,0 +1,446 @@
+//! Configuration: defaults < TOML file < `WEBSOCKIFY_*` environment < command line, merged by
+//! figment into one typed [`Settings`], then validated once into the [`Config`] the server runs.
+//!
+//! One naming rule for every setting: the flag `--foo-bar` is the variable `WEBSOCKIFY_FOO_BAR`
+//! and the file key `foo_bar`; the two positionals are `listen` and `target`. Every error names
+//! where the bad value came from (flag, variable or file), and an unknown key or variable is
+//! refused with the closest valid name.
+
+mod de;
+mod layer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::addr::{HostPort, ListenAddr};
+use crate::cli::Cli;
+use crate::target::Target;
+
+use layer::Layer;
+
+/// The prefix of every environment variable that is a setting.
+pub const ENV_PREFIX: &str = "WEBSOCKIFY_";
+/// The variable naming the configuration file; it is not itself a setting.
+pub const ENV_CONFIG: &str = "WEBSOCKIFY_CONFIG";
+
+/// Every setting, as merged from all layers and before cross-field validation.
+///
+/// Field names are the file keys; see the module doc for the naming rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `[source_addr:]source_port`, the first positional.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<ListenAddr>,
+    /// `target_addr:target_port`, the second positional.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<HostPort>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_target: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_listen: Option<PathBuf>,
+    pub unix_listen_mode: FileMode,
+    #[serde(deserialize_with = "de::flag")]
+    pub inetd: bool,
+    #[serde(deserialize_with = "de::flag")]
+    pub prefer_ipv6: bool,
+    #[serde(deserialize_with = "de::flag")]
+    pub verbose: bool,
+    #[serde(deserialize_with = "de::flag")]
+    pub traffic: bool,
+    #[serde(deserialize_with = "de::flag")]
+    pub run_once: bool,
+    #[serde(deserialize_with = "de::seconds")]
+    pub timeout: u64,
+    #[serde(deserialize_with = "de::seconds")]
+    pub idle_timeout: u64,
+    #[serde(deserialize_with = "de::seconds")]
+    pub heartbeat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: None,
+            target: None,
+            unix_target: None,
+            unix_listen: None,
+            unix_listen_mode: FileMode(0o600),
+            inetd: false,
+            prefer_ipv6: false,
+            verbose: false,
+            traffic: false,
+            run_once: false,
+            timeout: 0,
+            idle_timeout: 0,
+            heartbeat: 0,
+            log_file: None,
+        }
+    }
+}
+
+/// The names of every setting (the file keys), for "did you mean" suggestions and checks.
+pub const SETTING_NAMES: &[&str] = &[
+    "listen",
+    "target",
+    "unix_target",
+    "unix_listen",
+    "unix_listen_mode",
+    "inetd",
+    "prefer_ipv6",
+    "verbose",
+    "traffic",
+    "run_once",
+    "timeout",
+    "idle_timeout",
+    "heartbeat",
+    "log_file",
+];
+
+/// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl FromStr for FileMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o7777 && !digits.is_empty() => Ok(FileMode(mode)),
+            _ => Err(format!(
+                "`{s}` is not a file mode: expected octal digits, e.g. 0600 or 660"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for FileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04o}", self.0)
+    }
+}
+
+impl Serialize for FileMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'d> Deserialize<'d> for FileMode {
+    fn deserialize<D: serde::Deserializer<'d>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an octal file mode as a string (\"0600\") or a TOML octal (0o600)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileMode, E> {
+                v.parse().map_err(E::custom)
+            }
+            // A TOML integer is taken as the mode's value, so `0o600` works; a decimal 600
+            // would silently mean something else, so only values that read as octal digits
+            // would be ambiguous, and those are refused.
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileMode, E> {
+                match u32::try_from(v) {
+                    Ok(mode) if mode <= 0o7777 => Ok(FileMode(mode)),
+                    _ => Err(E::custom(format!("{v} is not a file mode from 0o0 to 0o7777"))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileMode, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// Where the proxy accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(ListenAddr),
+    Unix { path: PathBuf, mode: FileMode },
+    /// The listening socket is standard input (inetd's `wait` mode).
+    Inetd,
+}
+
+/// The validated configuration the server runs: only consistent combinations can be built.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub target: Target,
+    pub prefer_ipv6: bool,
+    pub run_once: bool,
+    pub timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub heartbeat: Option<Duration>,
+    pub verbose: bool,
+    pub traffic: bool,
+    pub log_file: Option<PathBuf>,
+}
+
+/// A configuration that cannot be used, with a message for the operator.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// A command-line problem, reported in clap's format.
+    Usage(Box<clap::Error>),
+    /// A problem in the environment or file, or a conflict between settings.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Usage(e) => write!(f, "{e}"),
+            ConfigError::Invalid(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The merged settings and the figment they came from (which knows each value's source).
+pub struct Loaded {
+    pub settings: Settings,
+    figment: Figment,
+}
+
+/// Merges the layers: defaults < file < environment < command line.
+///
+/// `env` is the process environment (passed in so tests can give their own).
+pub fn load(cli: &Cli, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    let mut figment = Figment::from(figment::providers::Serialized::defaults(Settings::default()));
+
+    let config_file = cli.config.clone().or_else(|| {
+        env.iter()
+            .find(|(k, v)| k == ENV_CONFIG && !v.is_empty())
+            .map(|(_, v)| PathBuf::from(v))
+    });
+    if let Some(path) = &config_file {
+        check_file(path)?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Layer::environment(env).map_err(ConfigError::Invalid)?);
+    figment = figment.merge(Layer::command_line(cli, &[]));
+
+    // Which positional is which depends on the merged settings: with --inetd or --unix-listen
+    // there is no listen address, so the only positional is the target.
+    let flags: Settings = figment.extract().map_err(|e| describe(e, config_file.as_deref()))?;
+    let positionals = assign_positionals(cli, &flags)?;
+    if !positionals.is_empty() {
+        figment = figment.merge(Layer::command_line(cli, &positionals));
+    }
+    let settings: Settings = figment.extract().map_err(|e| describe(e, config_file.as_deref()))?;
+    Ok(Loaded { settings, figment })
+}
+
+/// The process environment's `WEBSOCKIFY_*` variables; one that is not valid UTF-8 is an error
+/// naming it rather than a silently ignored setting.
+pub fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => out.push((name.to_string(), value)),
+            Err(_) => {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {name} is not valid UTF-8"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_file(path: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(ConfigError::Invalid(format!(
+            "configuration file {} is not a regular file",
+            path.display()
+        ))),
+        Err(e) => Err(ConfigError::Invalid(format!(
+            "cannot read configuration file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Parses the positionals as `listen` and `target` (or `target` alone), with clap-style errors.
+fn assign_positionals(
+    cli: &Cli,
+    flags: &Settings,
+) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    use clap::error::ErrorKind;
+    let usage = |kind, msg: String| ConfigError::Usage(Box::new(Cli::usage_error(kind, msg)));
+    let no_listen = flags.inetd || flags.unix_listen.is_some();
+    let names: &[(&'static str, &str)] = if no_listen {
+        &[("target", "target_addr:target_port")]
+    } else {
+        &[
+            ("listen", "[source_addr:]source_port"),
+            ("target", "target_addr:target_port"),
+        ]
+    };
+    if cli.positionals.len() > names.len() {
+        let why = if flags.inetd {
+            "--inetd takes no listen address"
+        } else if no_listen {
+            "--unix-listen takes no listen address"
+        } else {
+            "expected [source_addr:]source_port target_addr:target_port"
+        };
+        return Err(usage(
+            ErrorKind::TooManyValues,
+            format!("unexpected argument `{}`: {why}", cli.positionals[names.len()]),
+        ));
+    }
+    let mut out = Vec::new();
+    for ((key, form), value) in names.iter().zip(&cli.positionals) {
+        let parsed = match *key {
+            "listen" => value.parse::<ListenAddr>().map(|a| a.to_string()),
+            _ => value.parse::<HostPort>().map(|a| a.to_string()),
+        };
+        match parsed {
+            Ok(_) => out.push((*key, value.clone())),
+            Err(e) => {
+                return Err(usage(
+                    ErrorKind::ValueValidation,
+                    format!("invalid value '{value}' for '{form}': {e}"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Turns figment's errors into one message per problem that names the source of the value.
+fn describe(err: figment::Error, file: Option<&Path>) -> ConfigError {
+    let mut lines = Vec::new();
+    for e in err {
+        let source = e.metadata.as_ref().map(|m| m.name.to_string());
+        let line = match &e.kind {
+            figment::error::Kind::UnknownField(field, _) => {
+                layer::unknown_setting(source.as_deref(), field, file)
+            }
+            kind => {
+                let key = e.path.join(".");
+                let at = match &e.metadata {
+                    Some(m) => layer::describe_source(m, &key, file),
+                    None => format!("setting `{key}`"),
+                };
+                format!("invalid value for {at}: {kind}")
+            }
+        };
+        lines.push(line);
+    }
+    ConfigError::Invalid(lines.join("\n"))
+}
+
+impl Loaded {
+    /// Where a setting's value came from, in the words an operator would search for.
+    pub fn source_of(&self, key: &str) -> String {
+        match self.figment.find_metadata(key) {
+            Some(m) => layer::describe_source(m, key, None),
+            None => format!("`{key}`"),
+        }
+    }
+
+    /// Checks the settings against each other and builds the [`Config`] the server runs.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let s = &self.settings;
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let listen = match (&s.listen, &s.unix_listen, s.inetd) {
+            (Some(addr), None, false) => Listen::Tcp(addr.clone()),
+            (None, Some(path), false) => Listen::Unix {
+                path: path.clone(),
+                mode: s.unix_listen_mode,
+            },
+            (None, None, true) => Listen::Inetd,
+            (None, None, false) => {
+                return invalid(
+                    "nothing to listen on: give [source_addr:]source_port (WEBSOCKIFY_LISTEN), \
+                     --unix-listen or --inetd"
+                        .to_string(),
+                );
+            }
+            _ => {
+                let set: Vec<String> = ["listen", "unix_listen", "inetd"]
+                    .into_iter()
+                    .filter(|k| match *k {
+                        "listen" => s.listen.is_some(),
+                        "unix_listen" => s.unix_listen.is_some(),
+                        _ => s.inetd,
+                    })
+                    .map(|k| self.source_of(k))
+                    .collect();
+                return invalid(format!(
+                    "choose one way to listen, not several: {}",
+                    set.join(" and ")
+                ));
+            }
+        };
+        let target = match (&s.target, &s.unix_target) {
+            (Some(t), None) => Target::Tcp(t.clone()),
+            (None, Some(path)) => Target::Unix(path.clone()),
+            (Some(_), Some(_)) => {
+                return invalid(format!(
+                    "choose one target, not two: {} and {}",
+                    self.source_of("target"),
+                    self.source_of("unix_target")
+                ));
+            }
+            (None, None) => {
+                return invalid(
+                    "no target: give target_addr:target_port (WEBSOCKIFY_TARGET) or --unix-target"
+                        .to_string(),
+                );
+            }
+        };
+        let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+        Ok(Config {
+            listen,
+            target,
+            prefer_ipv6: s.prefer_ipv6,
+            run_once: s.run_once,
+            timeout: secs(s.timeout),
+            idle_timeout: secs(s.idle_timeout),
+            heartbeat: secs(s.heartbeat),
+            verbose: s.verbose,
+            traffic: s.traffic,
+            log_file: s.log_file.clone(),
+        })
+    }
+
+    /// The effective configuration as TOML, for `--print-config`; unset settings are listed as
+    /// comments so that every name an operator can use appears.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::from("# websockify effective configuration (defaults < file < env < flags)\n");
+        let table = match toml::Table::try_from(&self.settings) {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render configuration: {e}\n"),
+        };
+        for name in SETTING_NAMES {
+            match table.get(*name) {
+                Some(value) => {
+                    out.push_str(&format!("{name} = {value}  # {}\n", self.source_of(name)))
+                }
+                None => out.push_str(&format!("# {name} is unset\n")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

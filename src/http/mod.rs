@@ -1,0 +1,194 @@
+//! The HTTP/1.1 request head, read with bounded size and time and parsed by httparse into an
+//! `http::Request<()>`, and the short plain responses the proxy answers with.
+//!
+//! Everything the WebSocket handshakes and (later) the web directory and plugins decide on is
+//! in the typed request; the bytes a client sent past the head are kept for the protocol that
+//! follows.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest request head we read. Browsers send 1 to 4 KiB; 16 KiB leaves room for big
+/// cookies while keeping a hostile client's cost per connection small.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// How long a client may take to send its whole head. A slow client that trickles bytes is cut
+/// off here, not after a minute (slowloris).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// More headers than any browser sends; httparse needs a fixed slot count.
+const MAX_HEADERS: usize = 100;
+
+/// How long we keep reading (and discarding) after answering an error, so the client sees our
+/// answer rather than a reset caused by its own unread bytes.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Why no request head could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("request head larger than {MAX_HEAD_BYTES} bytes")]
+    TooLarge,
+    #[error("no complete request head within {}s", HEAD_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("malformed request head: {0}")]
+    Malformed(String),
+    #[error("connection closed before the request head was complete")]
+    Closed,
+    #[error("reading the request head: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl HeadError {
+    /// The status to answer with, if an answer makes sense at all.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            HeadError::TooLarge => Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            HeadError::Timeout => Some(StatusCode::REQUEST_TIMEOUT),
+            HeadError::Malformed(_) => Some(StatusCode::BAD_REQUEST),
+            HeadError::Closed | HeadError::Io(_) => None,
+        }
+    }
+}
+
+/// A parsed request head and the bytes the client sent after it.
+#[derive(Debug)]
+pub struct Head {
+    pub request: Request<()>,
+    pub rest: BytesMut,
+}
+
+/// Reads one request head, at most [`MAX_HEAD_BYTES`], within [`HEAD_TIMEOUT`].
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {
+    tokio::time::timeout(HEAD_TIMEOUT, read_head_untimed(stream))
+        .await
+        .unwrap_or(Err(HeadError::Timeout))
+}
+
+async fn read_head_untimed<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {
+    let mut buf = BytesMut::with_capacity(2048);
+    loop {
+        if let Some((request, len)) = parse(&buf)? {
+            let rest = buf.split_off(len);
+            return Ok(Head { request, rest });
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(HeadError::TooLarge);
+        }
+        // Never read past the limit: a head cannot borrow room from what follows it.
+        let room = MAX_HEAD_BYTES - buf.len();
+        buf.reserve(room.min(4096));
+        let mut limited = (&mut *stream).take(room as u64);
+        if limited.read_buf(&mut buf).await? == 0 {
+            return Err(HeadError::Closed);
+        }
+    }
+}
+
+/// Parses a complete head from `buf`, or `None` if more bytes are needed.
+fn parse(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    let malformed = |what: &str| HeadError::Malformed(what.to_string());
+    let mut builder = Request::builder()
+        .method(req.method.ok_or_else(|| malformed("no method"))?)
+        .uri(req.path.ok_or_else(|| malformed("no request target"))?)
+        .version(match req.version {
+            Some(0) => http::Version::HTTP_10,
+            _ => http::Version::HTTP_11,
+        });
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| malformed("bad header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| malformed("bad header value"))?;
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(())
+        .map_err(|e| HeadError::Malformed(e.to_string()))?;
+    Ok(Some((request, len)))
+}
+
+/// A short plain-text answer: status line, the given headers, and a one-line body.
+pub fn response(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = if body.is_empty() {
+        String::new()
+    } else {
+        format!("{body}\n")
+    };
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", status.as_u16());
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    out.into_bytes()
+}
+
+/// Writes an answer and closes the connection so that the client can read it: we shut our
+/// side down, then discard what the client still sends for a moment, since closing a socket
+/// with unread input makes the kernel send a reset that can destroy the answer in flight.
+pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
+    if stream.write_all(bytes).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = [0u8; 4096];
+        let mut budget = 64 * 1024;
+        while budget > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget -= n.min(budget),
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn head_and_rest() {
+        let data = b"GET /x?token=a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n\x82\x80abcd".to_vec();
+        let mut input = &data[..];
+        let head = read_head(&mut input).await.unwrap();
+        assert_eq!(head.request.uri().path(), "/x");
+        assert_eq!(head.request.uri().query(), Some("token=a"));
+        assert_eq!(head.request.headers()["upgrade"], "websocket");
+        assert_eq!(&head.rest[..], b"\x82\x80abcd");
+    }
+
+    #[tokio::test]
+    async fn limits() {
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(MAX_HEAD_BYTES + 10, b'a');
+        let mut input = &big[..];
+        assert!(matches!(read_head(&mut input).await, Err(HeadError::TooLarge)));
+        let mut input = &b"GET / HTTP/1.1\r\nHost"[..];
+        assert!(matches!(read_head(&mut input).await, Err(HeadError::Closed)));
+        let mut input = &b"\x01\x02garbage\r\n\r\n"[..];
+        assert!(matches!(read_head(&mut input).await, Err(HeadError::Malformed(_))));
+    }
+
+    #[test]
+    fn response_format() {
+        let r = response(StatusCode::BAD_REQUEST, &[("X-A", "b")], "why");
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\nX-A: b\r\n"));
+        assert!(text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nwhy\n"));
+    }
+}

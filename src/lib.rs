@@ -1,0 +1,32 @@
+//! websockify-rs: a WebSocket-to-TCP bridge, a drop-in replacement for websockify.
+//!
+//! A connection's way through the program, and the module that owns each step:
+//!
+//! - [`server`]: the accept loop and lifecycle (`--run-once`, `--timeout`, `--idle-timeout`,
+//!   signals); `server::listen` binds TCP, unix and inetd sockets; `server::handler` takes one
+//!   connection from request head to log line; `server::tracker` counts connections.
+//! - [`http`]: the request head, read with bounded size and time, and plain answers.
+//! - [`ws`]: is it an upgrade, which version; `ws::handshake` checks HyBi requests and writes
+//!   the 101; `ws::hybi` frames through tokio-tungstenite.
+//! - [`session`]: the protocol-neutral client session the relay drives.
+//! - [`target`]: where a session goes and how we connect there.
+//! - [`relay`]: bytes both ways with backpressure, then the right close.
+//! - [`stream`]: one type over TCP and unix sockets.
+//! - [`config`]: defaults < file < environment < command line, validated into [`config::Config`].
+//! - [`cli`]: the websockify-compatible command line (clap).
+//! - [`addr`]: `[host:]port` parsing as websockify does it.
+//! - [`logging`]: the tracing subscriber.
+//! - [`shutdown`]: the "has shutdown begun?" signal every task watches.
+
+pub mod addr;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod stream;
+pub mod target;
+pub mod ws;

@@ -1,0 +1,244 @@
+//! The relay: bytes both ways between a client session and its target until either side ends,
+//! then the close websockify would send.
+//!
+//! Each direction is a loop that holds at most one message or one read buffer, and awaits the
+//! other side before reading more: a slow reader slows its writer (backpressure) instead of
+//! making us buffer. The two loops run concurrently in the session's task, so neither side can
+//! stall the other (an echoing target that is blocked writing to us is still read).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, close_code};
+use crate::shutdown::Shutdown;
+use crate::stream::{TargetReader, TargetStream, TargetWriter};
+
+/// Target reads are this large, as websockify's are: one read fills one WebSocket message.
+pub const TARGET_READ_SIZE: usize = 64 * 1024;
+
+/// How long we wait for the client to answer our close frame before dropping the connection.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the relay needs besides the two ends.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Ping an idle client this often.
+    pub heartbeat: Option<Duration>,
+    /// Log each message's size and direction.
+    pub traffic: bool,
+}
+
+/// Why and how a session ended, for the session's log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The client sent a close frame (its code, if any); we echoed it.
+    ClientClosed(Option<Close>),
+    /// The target hung up; we sent 1000 "Target closed" after its last bytes.
+    TargetClosed,
+    /// Reading from or writing to the target failed.
+    TargetError(String),
+    /// The client broke the protocol or a limit; we sent this close.
+    ClientError(Close),
+    /// The client's connection ended without a close frame.
+    ClientGone(String),
+    /// The server is shutting down; we sent 1001.
+    Shutdown,
+}
+
+impl Ending {
+    /// The close code sent or received, or 1006 when none was exchanged.
+    pub fn code(&self) -> u16 {
+        match self {
+            Ending::ClientClosed(Some(c)) | Ending::ClientError(c) => c.code,
+            Ending::ClientClosed(None) => 1005,
+            Ending::TargetClosed => close_code::NORMAL,
+            Ending::TargetError(_) => close_code::INTERNAL_ERROR,
+            Ending::ClientGone(_) => close_code::ABNORMAL,
+            Ending::Shutdown => close_code::GOING_AWAY,
+        }
+    }
+}
+
+/// Byte counts of one session, payload bytes as the target sees them.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub from_client: AtomicU64,
+    pub to_client: AtomicU64,
+}
+
+/// How the client-to-target direction ended.
+enum Upstream {
+    Close(Option<Close>),
+    Error(RecvError),
+    TargetWrite(std::io::Error),
+}
+
+/// How the target-to-client direction ended.
+enum Downstream {
+    TargetEof,
+    TargetRead(std::io::Error),
+    ClientGone(String),
+    Shutdown,
+}
+
+pub const TARGET_CLOSED: Close = Close::new(close_code::NORMAL, "Target closed");
+pub const TARGET_ERROR: Close = Close::new(close_code::INTERNAL_ERROR, "Target connection error");
+pub const GOING_AWAY: Close = Close::new(close_code::GOING_AWAY, "Going away");
+
+/// Relays until either side ends, closes the client side as websockify does, and reports how.
+pub async fn relay<R: ClientRx, T: ClientTx>(
+    rx: R,
+    mut tx: T,
+    target: TargetStream,
+    options: &RelayOptions,
+    traffic: &Traffic,
+    mut shutdown: Shutdown,
+) -> Ending {
+    let (target_r, target_w) = target.into_split();
+    let started = Instant::now();
+    // Milliseconds since `started` of the last frame either way, for the heartbeat.
+    let last_activity = AtomicU64::new(0);
+
+    let up = upstream(rx, target_w, options.traffic, traffic, &last_activity, started);
+    tokio::pin!(up);
+
+    let first = {
+        let down = downstream(
+            target_r,
+            &mut tx,
+            options,
+            traffic,
+            &last_activity,
+            started,
+            &mut shutdown,
+        );
+        tokio::pin!(down);
+        tokio::select! {
+            end = &mut up => Ok(end),
+            end = &mut down => Err(end),
+        }
+    };
+
+    match first {
+        Ok(Upstream::Close(close)) => {
+            let _ = tx.finish().await;
+            Ending::ClientClosed(close)
+        }
+        Ok(Upstream::Error(RecvError::Protocol(close))) => {
+            let _ = tx.close(&close).await;
+            Ending::ClientError(close)
+        }
+        Ok(Upstream::Error(RecvError::Gone(why))) => Ending::ClientGone(why),
+        Ok(Upstream::TargetWrite(e)) => {
+            let _ = tx.close(&TARGET_ERROR).await;
+            Ending::TargetError(e.to_string())
+        }
+        Err(Downstream::ClientGone(why)) => Ending::ClientGone(why),
+        Err(down) => {
+            let (close, ending) = match down {
+                Downstream::TargetEof => (TARGET_CLOSED, Ending::TargetClosed),
+                Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
+                _ => (GOING_AWAY, Ending::Shutdown),
+            };
+            if tx.close(&close).await.is_ok() {
+                // Keep delivering what the client sends until its close answers ours.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut up).await;
+            }
+            ending
+        }
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Client to target: each message's payload written whole before the next is read.
+async fn upstream<R: ClientRx>(
+    mut rx: R,
+    mut target: TargetWriter,
+    log_traffic: bool,
+    traffic: &Traffic,
+    last_activity: &AtomicU64,
+    started: Instant,
+) -> Upstream {
+    loop {
+        match rx.recv().await {
+            Ok(Inbound::Data(data)) => {
+                last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+                if log_traffic {
+                    tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
+                }
+                if let Err(e) = target.write_all(&data).await {
+                    return Upstream::TargetWrite(e);
+                }
+                traffic
+                    .from_client
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            Ok(Inbound::Close(close)) => {
+                let _ = target.shutdown().await;
+                return Upstream::Close(close);
+            }
+            Err(e) => return Upstream::Error(e),
+        }
+    }
+}
+
+/// Target to client: each read sent as one message, pings when idle, stops on shutdown.
+async fn downstream<T: ClientTx>(
+    mut target: TargetReader,
+    tx: &mut T,
+    options: &RelayOptions,
+    traffic: &Traffic,
+    last_activity: &AtomicU64,
+    started: Instant,
+    shutdown: &mut Shutdown,
+) -> Downstream {
+    let mut buf = BytesMut::with_capacity(TARGET_READ_SIZE);
+    loop {
+        buf.reserve(TARGET_READ_SIZE);
+        let idle_deadline = options.heartbeat.map(|every| {
+            let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
+            tokio::time::Instant::from_std(started + last + every)
+        });
+        let read = tokio::select! {
+            read = target.read_buf(&mut buf) => read,
+            _ = sleep_until(idle_deadline) => {
+                last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+                if let Err(e) = tx.ping().await {
+                    return Downstream::ClientGone(e.0);
+                }
+                continue;
+            }
+            _ = shutdown.recv() => return Downstream::Shutdown,
+        };
+        match read {
+            Ok(0) => return Downstream::TargetEof,
+            Ok(n) => {
+                last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+                if options.traffic {
+                    tracing::info!(target: "websockify::traffic", bytes = n, "target -> client");
+                }
+                // The filled part becomes the message without a copy; the buffer's room is
+                // reused once the message is written.
+                let data = buf.split().freeze();
+                if let Err(e) = tx.send(data).await {
+                    return Downstream::ClientGone(e.0);
+                }
+                traffic.to_client.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => return Downstream::TargetRead(e),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

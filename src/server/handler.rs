@@ -1,0 +1,146 @@
+//! One connection from accept to close: read the request head, decide, answer or upgrade,
+//! connect the target, relay, and log one line for the session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+
+use super::listen::ClientAddr;
+use super::tracker::Tracker;
+use crate::config::Config;
+use crate::http::{HeadError, answer_and_close, read_head, response};
+use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
+use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
+use crate::shutdown::Shutdown;
+use crate::stream::ClientStream;
+use crate::ws::{self, Decision};
+
+/// What websockify 0.13 sends when the target cannot be reached after the upgrade.
+const CONNECT_FAILED: Close = Close::new(
+    close_code::INTERNAL_ERROR,
+    "Failed to connect to downstream server",
+);
+
+/// The per-connection state.
+pub struct Handler {
+    pub config: Arc<Config>,
+    /// Counts this connection and, once upgraded, its session.
+    pub tracker: Tracker,
+    pub shutdown: Shutdown,
+    /// Numbers connections from 1 in accept order, as websockify numbers them.
+    pub id: u64,
+    pub client: ClientAddr,
+}
+
+impl Handler {
+    pub async fn run(self, mut stream: ClientStream) {
+        let _connection = self.tracker.connection();
+        let head = match read_head(&mut stream).await {
+            Ok(head) => head,
+            Err(e) => {
+                tracing::debug!(id = self.id, client = %self.client, "{e}");
+                if let Some(status) = e.status() {
+                    let body = e.to_string();
+                    answer_and_close(&mut stream, &response(status, &[], &body)).await;
+                }
+                if matches!(e, HeadError::Timeout | HeadError::TooLarge) {
+                    tracing::info!(id = self.id, client = %self.client, "request refused: {e}");
+                }
+                return;
+            }
+        };
+        let path = head.request.uri().path().to_string();
+        match ws::decide(&head.request) {
+            Decision::Http => {
+                tracing::info!(
+                    id = self.id,
+                    client = %self.client,
+                    "{} {path}: 405, no web directory is served here",
+                    head.request.method()
+                );
+                let answer = response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &[("Allow", "")],
+                    "this port serves WebSocket upgrades only",
+                );
+                answer_and_close(&mut stream, &answer).await;
+            }
+            Decision::Refuse(rejection) => {
+                tracing::info!(
+                    id = self.id,
+                    client = %self.client,
+                    status = rejection.status.as_u16(),
+                    "WebSocket handshake refused: {}",
+                    rejection.reason
+                );
+                answer_and_close(&mut stream, &rejection.response()).await;
+            }
+            Decision::Hybi(hs) => {
+                use tokio::io::AsyncWriteExt;
+                if let Err(e) = stream.write_all(&hs.response()).await {
+                    tracing::debug!(id = self.id, client = %self.client, "writing 101: {e}");
+                    return;
+                }
+                let _session = self.tracker.session();
+                let protocol = format!(
+                    "hybi-{}/{}",
+                    hs.version,
+                    hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
+                );
+                let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
+                self.serve(rx, tx, &path, &protocol).await;
+            }
+        }
+    }
+
+    /// Connects the target and relays; logs the session's one info line.
+    async fn serve<R: ClientRx, T: ClientTx>(self, mut rx: R, mut tx: T, path: &str, protocol: &str) {
+        let started = Instant::now();
+        let target = &self.config.target;
+        tracing::debug!(id = self.id, client = %self.client, %target, path, protocol, "connecting");
+        let traffic = Traffic::default();
+        let ending = match target.connect(self.config.prefer_ipv6).await {
+            Ok(stream) => {
+                let options = RelayOptions {
+                    heartbeat: self.config.heartbeat,
+                    traffic: self.config.traffic,
+                };
+                relay(rx, tx, stream, &options, &traffic, self.shutdown.clone()).await
+            }
+            Err(e) => {
+                tracing::warn!(id = self.id, client = %self.client, "{e}");
+                if tx.close(&CONNECT_FAILED).await.is_ok() {
+                    // Wait briefly for the client's answer so that it sees a clean close.
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        while let Ok(Inbound::Data(_)) = rx.recv().await {}
+                    })
+                    .await;
+                }
+                Ending::ClientError(CONNECT_FAILED)
+            }
+        };
+        let from_client = traffic.from_client.load(std::sync::atomic::Ordering::Relaxed);
+        let to_client = traffic.to_client.load(std::sync::atomic::Ordering::Relaxed);
+        let why = match &ending {
+            Ending::ClientClosed(Some(c)) => format!("client closed with {c}"),
+            Ending::ClientClosed(None) => "client closed".to_string(),
+            Ending::TargetClosed => "target closed".to_string(),
+            Ending::TargetError(e) => format!("target error: {e}"),
+            Ending::ClientError(c) => format!("closed with {c}"),
+            Ending::ClientGone(e) => format!("client gone: {e}"),
+            Ending::Shutdown => "server shutting down".to_string(),
+        };
+        tracing::info!(
+            id = self.id,
+            client = %self.client,
+            %target,
+            protocol,
+            from_client,
+            to_client,
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            close_code = ending.code(),
+            "session ended: {why}"
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! Binding the listening socket: TCP (every interface for a bare port, dual-stack where the
+//! system has IPv6), a unix socket with its mode, or the socket inetd hands us on stdin.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::{FileMode, Listen};
+use crate::stream::ClientStream;
+use crate::target::tune_tcp;
+
+/// websockify's listen backlog.
+const BACKLOG: i32 = 100;
+
+/// The proxy's listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixSocket),
+}
+
+/// A unix listening socket whose file is removed when it closes.
+#[derive(Debug)]
+pub struct UnixSocket {
+    listener: UnixListener,
+    /// `None` for a socket we did not create (inetd), whose file is not ours to remove.
+    path: Option<PathBuf>,
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Who connected, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddr {
+    Tcp(SocketAddr),
+    Unix,
+}
+
+impl fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAddr::Tcp(a) => write!(f, "{a}"),
+            ClientAddr::Unix => f.write_str("unix-socket"),
+        }
+    }
+}
+
+impl Listener {
+    /// Binds what the configuration names.
+    pub async fn bind(spec: &Listen, prefer_ipv6: bool) -> anyhow::Result<Listener> {
+        match spec {
+            Listen::Tcp(addr) => {
+                let candidates: Vec<SocketAddr> = match &addr.host {
+                    None => vec![
+                        SocketAddr::from((Ipv6Addr::UNSPECIFIED, addr.port)),
+                        SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port)),
+                    ],
+                    Some(host) => {
+                        let hp = crate::addr::HostPort {
+                            host: host.clone(),
+                            port: addr.port,
+                        };
+                        crate::target::resolve(&hp, prefer_ipv6)
+                            .await
+                            .with_context(|| format!("cannot listen on {addr}"))?
+                    }
+                };
+                let mut last = None;
+                for candidate in candidates {
+                    match bind_tcp(candidate) {
+                        Ok(l) => return Ok(Listener::Tcp(l)),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                let e = last.unwrap_or_else(|| io::Error::other("no address"));
+                Err(e).with_context(|| format!("cannot listen on {addr}"))
+            }
+            Listen::Unix { path, mode } => bind_unix(path, *mode)
+                .with_context(|| format!("cannot listen on unix socket {}", path.display())),
+            Listen::Inetd => from_stdin().context("--inetd: standard input is not a listening socket"),
+        }
+    }
+
+    /// Where we listen, for the start-up log.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".to_string()),
+            Listener::Unix(u) => match &u.path {
+                Some(p) => format!("unix:{}", p.display()),
+                None => "unix socket from inetd".to_string(),
+            },
+        }
+    }
+
+    /// The TCP port, for tests that listen on port 0.
+    pub fn local_port(&self) -> Option<u16> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().map(|a| a.port()),
+            Listener::Unix(_) => None,
+        }
+    }
+
+    pub async fn accept(&self) -> io::Result<(ClientStream, ClientAddr)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                tune_tcp(&stream);
+                Ok((ClientStream::Tcp(stream), ClientAddr::Tcp(peer)))
+            }
+            Listener::Unix(u) => {
+                let (stream, _) = u.listener.accept().await?;
+                Ok((ClientStream::Unix(stream), ClientAddr::Unix))
+            }
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // One socket for both families: a bare port means every interface.
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Binds under a temporary name, sets the mode, then renames into place, so that the socket
+/// is never reachable with looser permissions than asked for.
+fn bind_unix(path: &Path, mode: FileMode) -> io::Result<Listener> {
+    remove_stale(path)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let std_listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode.0))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std_listener.set_nonblocking(true)?;
+    Ok(Listener::Unix(UnixSocket {
+        listener: UnixListener::from_std(std_listener)?,
+        path: Some(path.to_path_buf()),
+    }))
+}
+
+/// A socket file left by a process that is gone is removed; a live one is an error, and so
+/// is a file that is not a socket (we never delete someone's data).
+fn remove_stale(path: &Path) -> io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on it",
+        )),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
+/// inetd's `wait` mode: the listening socket is file descriptor 0.
+fn from_stdin() -> anyhow::Result<Listener> {
+    let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let socket = Socket::from(fd);
+    let local = socket.local_addr()?;
+    if !socket.is_listener()? {
+        bail!("the socket on standard input is not listening");
+    }
+    socket.set_nonblocking(true)?;
+    if local.is_unix() {
+        let std_listener = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
+        Ok(Listener::Unix(UnixSocket {
+            listener: UnixListener::from_std(std_listener)?,
+            path: None,
+        }))
+    } else {
+        Ok(Listener::Tcp(TcpListener::from_std(socket.into())?))
+    }
+}

@@ -1,0 +1,197 @@
+//! The server: the listener's accept loop, one [`handler::Handler`] task per connection, and
+//! the lifecycle rules that end it (`--run-once`, `--timeout`, `--idle-timeout`, signals).
+//!
+//! - `listen`: binding TCP, unix and inetd sockets.
+//! - `handler`: one connection from request head to the session's log line.
+//! - `tracker`: live connection and session counts the lifecycle rules watch.
+
+pub mod handler;
+pub mod listen;
+pub mod tracker;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::config::Config;
+use crate::shutdown::Trigger;
+use handler::Handler;
+use listen::Listener;
+use tracker::Tracker;
+
+/// How long sessions get to finish their closing handshakes after SIGTERM/SIGINT.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// Why the server stopped accepting connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Signal,
+    RunOnce,
+    Timeout,
+    IdleTimeout,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::Signal => "signal received",
+            StopReason::RunOnce => "--run-once: the WebSocket session began",
+            StopReason::Timeout => "--timeout reached",
+            StopReason::IdleTimeout => "--idle-timeout reached with no active connection",
+        })
+    }
+}
+
+/// Terminating signals, SIGTERM and SIGINT.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// Binds the configured socket and serves until a lifecycle rule or a signal ends the server.
+pub async fn run(config: Config) -> anyhow::Result<StopReason> {
+    let listener = Listener::bind(&config.listen, config.prefer_ipv6).await?;
+    serve(config, listener).await
+}
+
+/// Serves on an already bound listener.
+pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopReason> {
+    let mut signals = Signals::new()?;
+    let config = Arc::new(config);
+    let tracker = Tracker::new();
+    let shutdown = Trigger::new();
+    let where_ = listener.describe();
+    tracing::info!("listening on {where_}");
+    tracing::info!("proxying from {where_} to {}", config.target);
+
+    let stop = stop_accepting(&config, &tracker);
+    tokio::pin!(stop);
+    let mut next_id: u64 = 0;
+    let reason = loop {
+        tokio::select! {
+            reason = &mut stop => break reason,
+            () = signals.recv() => break StopReason::Signal,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    next_id += 1;
+                    let handler = Handler {
+                        config: config.clone(),
+                        tracker: tracker.clone(),
+                        shutdown: shutdown.subscribe(),
+                        id: next_id,
+                        client,
+                    };
+                    tokio::spawn(handler.run(stream));
+                }
+                Err(e) => accept_failed(e).await,
+            },
+        }
+    };
+    // Closing the listener refuses new connections at once (and removes a unix socket file).
+    drop(listener);
+    tracing::info!("{reason}: no longer accepting connections");
+
+    if reason == StopReason::Signal {
+        shutdown.trigger();
+    }
+    let all_done = tracker.wait_for(|c| c.connections == 0);
+    tokio::pin!(all_done);
+    loop {
+        tokio::select! {
+            _ = &mut all_done => break,
+            () = signals.recv() => {
+                if shutdown_now(&shutdown) {
+                    tracing::warn!("second signal: exiting without waiting for sessions");
+                    break;
+                }
+                tracing::info!("signal received: closing sessions");
+            }
+            () = tokio::time::sleep(SHUTDOWN_WAIT), if reason == StopReason::Signal => {
+                tracing::warn!("sessions did not close within {}s; exiting", SHUTDOWN_WAIT.as_secs());
+                break;
+            }
+        }
+    }
+    tracing::info!("exiting: {reason}");
+    Ok(reason)
+}
+
+/// Triggers session shutdown; true if it had been triggered already (a second signal).
+fn shutdown_now(shutdown: &Trigger) -> bool {
+    let already = shutdown.subscribe().is_shutdown();
+    shutdown.trigger();
+    already
+}
+
+/// Resolves when a lifecycle rule says to stop accepting; never, if none is configured.
+async fn stop_accepting(config: &Config, tracker: &Tracker) -> StopReason {
+    let timeout = async {
+        match config.timeout {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    let run_once = async {
+        if config.run_once {
+            tracker.wait_for(|c| c.sessions_started > 0).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let idle = async {
+        match config.idle_timeout {
+            Some(idle) => idle_for(tracker, idle).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = timeout => StopReason::Timeout,
+        () = run_once => StopReason::RunOnce,
+        () = idle => StopReason::IdleTimeout,
+    }
+}
+
+/// Completes once no connection has been open for `idle` in a row.
+async fn idle_for(tracker: &Tracker, idle: Duration) {
+    let mut changes = tracker.subscribe();
+    loop {
+        tracker.wait_for(|c| c.connections == 0).await;
+        changes.borrow_and_update();
+        tokio::select! {
+            () = tokio::time::sleep(idle) => return,
+            _ = changes.wait_for(|c| c.connections > 0) => {}
+        }
+    }
+}
+
+/// Accept errors are per connection (the client left) or a resource limit (out of file
+/// descriptors): neither ends the server, and the latter gets a pause instead of a busy loop.
+async fn accept_failed(e: std::io::Error) {
+    // EMFILE and ENFILE on Linux: this process or the system is out of file descriptors.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) {
+        tracing::warn!("accept: {e}; pausing 100 ms");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    } else {
+        tracing::debug!("accept: {e}");
+    }
+}

@@ -1,0 +1,92 @@
+//! The client side of a session as the relay sees it, whatever protocol carries it: receive a
+//! message's bytes, send bytes, ping, close with a code. HyBi/RFC 6455 implements it in
+//! [`crate::ws::hybi`]; Hixie plugs in the same way, and the relay never knows which it runs.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+
+use bytes::Bytes;
+
+/// WebSocket close codes the proxy sends or reports (RFC 6455, section 7.4.1).
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Never sent: what a session that ended without a close frame is reported as.
+    pub const ABNORMAL: u16 = 1006;
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// A close frame's code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: Cow<'static, str>,
+}
+
+impl Close {
+    pub const fn new(code: u16, reason: &'static str) -> Close {
+        Close {
+            code,
+            reason: Cow::Borrowed(reason),
+        }
+    }
+}
+
+impl fmt::Display for Close {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reason.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{} \"{}\"", self.code, self.reason)
+        }
+    }
+}
+
+/// What the client sent, as the relay needs it.
+#[derive(Debug)]
+pub enum Inbound {
+    /// One whole message's payload, decoded (a `base64` session's text already decoded).
+    Data(Bytes),
+    /// The client began the closing handshake, with its close frame if it had a body; the
+    /// answer is [`ClientTx::finish`].
+    Close(Option<Close>),
+}
+
+/// Why receiving from the client failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// The client broke the protocol or a limit; the session is closed with this frame.
+    #[error("client error: {0}")]
+    Protocol(Close),
+    /// The connection ended without a closing handshake (reset, EOF, I/O error).
+    #[error("client connection lost: {0}")]
+    Gone(String),
+}
+
+/// Why sending to the client failed: the connection is gone.
+#[derive(Debug, thiserror::Error)]
+#[error("sending to client: {0}")]
+pub struct SendError(pub String);
+
+/// The receiving half of a client session.
+pub trait ClientRx: Send {
+    /// The next message, skipping control frames (which the protocol layer answers itself).
+    fn recv(&mut self) -> impl Future<Output = Result<Inbound, RecvError>> + Send;
+}
+
+/// The sending half of a client session.
+pub trait ClientTx: Send {
+    /// Sends one message carrying `data`, encoded as the session's subprotocol requires.
+    fn send(&mut self, data: Bytes) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Sends a keep-alive ping (a no-op for protocols that have none).
+    fn ping(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Begins the closing handshake from our side with `close`.
+    fn close(&mut self, close: &Close) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Completes a closing handshake the client began (sends the answer the protocol wants).
+    fn finish(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
+}

@@ -1,0 +1,215 @@
+//! The HyBi handshake (RFC 6455 version 13, and the HyBi-07/08 drafts whose framing is the
+//! same): validate the upgrade request, negotiate the subprotocol, write the 101.
+
+use base64::Engine;
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+
+use super::{Rejection, Subprotocol};
+
+/// The versions we speak, as a 426 answer lists them.
+pub const SUPPORTED_VERSIONS: &str = "13, 8, 7";
+
+/// An accepted HyBi upgrade, ready to be answered with 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HybiHandshake {
+    /// `Sec-WebSocket-Version`: 13, 8 or 7.
+    pub version: u8,
+    /// `Sec-WebSocket-Accept`, derived from the client's key.
+    pub accept: String,
+    /// The chosen subprotocol, `None` when the client offered none (then frames are binary).
+    pub protocol: Option<Subprotocol>,
+}
+
+impl HybiHandshake {
+    /// Checks an upgrade request as RFC 6455 section 4.2.1 requires.
+    pub fn from_request(req: &Request<()>) -> Result<HybiHandshake, Rejection> {
+        let headers = req.headers();
+        if req.method() != Method::GET {
+            return Err(Rejection::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "a WebSocket upgrade must use GET",
+            )
+            .with_header("Allow", "GET"));
+        }
+        if req.version() < Version::HTTP_11 {
+            return Err(Rejection::bad_request("a WebSocket upgrade needs HTTP/1.1"));
+        }
+        if !has_token(headers, "upgrade", "websocket") {
+            return Err(Rejection::bad_request(
+                "missing or bad Upgrade header: expected `Upgrade: websocket`",
+            ));
+        }
+        if !has_token(headers, "connection", "upgrade") {
+            return Err(Rejection::bad_request(
+                "missing or bad Connection header: expected `Connection: Upgrade`",
+            ));
+        }
+        let version = match header_str(headers, "sec-websocket-version").map(str::trim) {
+            Some("13") => 13,
+            Some("8") => 8,
+            Some("7") => 7,
+            other => {
+                let why = match other {
+                    Some(v) => format!("unsupported Sec-WebSocket-Version `{v}`"),
+                    None => "no Sec-WebSocket-Version".to_string(),
+                };
+                return Err(Rejection {
+                    status: StatusCode::UPGRADE_REQUIRED,
+                    reason: format!("{why}: this server speaks {SUPPORTED_VERSIONS}"),
+                    headers: vec![("Sec-WebSocket-Version", SUPPORTED_VERSIONS.to_string())],
+                });
+            }
+        };
+        let key = header_str(headers, "sec-websocket-key").map(str::trim);
+        let key_ok = key.is_some_and(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k)
+                .is_ok_and(|raw| raw.len() == 16)
+        });
+        let Some(key) = key.filter(|_| key_ok) else {
+            return Err(Rejection::bad_request(
+                "missing or bad Sec-WebSocket-Key: expected 16 bytes in base64",
+            ));
+        };
+        let protocol = negotiate(headers)?;
+        Ok(HybiHandshake {
+            version,
+            accept: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
+            protocol,
+        })
+    }
+
+    /// The 101 answer.
+    pub fn response(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n",
+            self.accept
+        );
+        if let Some(p) = self.protocol {
+            out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", p.name()));
+        }
+        out.push_str("\r\n");
+        out.into_bytes()
+    }
+}
+
+/// `binary` if offered, else `base64` if offered; nothing offered means no subprotocol (binary
+/// frames); offers that are all unknown are refused, as websockify refuses them.
+fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Rejection> {
+    let offered: Vec<&str> = headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    for wanted in [Subprotocol::Binary, Subprotocol::Base64] {
+        if offered.contains(&wanted.name()) {
+            return Ok(Some(wanted));
+        }
+    }
+    Err(Rejection::bad_request(&format!(
+        "no supported subprotocol in `{}`: this server speaks binary, base64",
+        offered.join(", ")
+    )))
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a comma-separated header (possibly repeated) holds `token`, ignoring case.
+pub fn has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method("GET").uri("/websockify");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("Upgrade", "websocket"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut h: Vec<_> = BASE.to_vec();
+        for (k, v) in extra {
+            h.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+            if !v.is_empty() {
+                h.push((k, v));
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn rfc_example_accept_key() {
+        let hs = HybiHandshake::from_request(&request(BASE)).unwrap();
+        assert_eq!(hs.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(hs.protocol, None);
+        let text = String::from_utf8(hs.response()).unwrap();
+        assert!(!text.contains("Protocol"));
+    }
+
+    #[test]
+    fn subprotocols() {
+        let pick = |offer: &'static str| {
+            HybiHandshake::from_request(&request(&with(&[("Sec-WebSocket-Protocol", offer)])))
+                .map(|h| h.protocol)
+        };
+        assert_eq!(pick("binary"), Ok(Some(Subprotocol::Binary)));
+        assert_eq!(pick("base64"), Ok(Some(Subprotocol::Base64)));
+        assert_eq!(pick("base64, binary"), Ok(Some(Subprotocol::Binary)));
+        assert_eq!(pick(" base64 ,foo"), Ok(Some(Subprotocol::Base64)));
+        assert_eq!(pick("foo").unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn versions() {
+        for v in ["7", "8", "13"] {
+            let hs = HybiHandshake::from_request(&request(&with(&[("Sec-WebSocket-Version", v)])));
+            assert_eq!(hs.unwrap().version.to_string(), v);
+        }
+        let err =
+            HybiHandshake::from_request(&request(&with(&[("Sec-WebSocket-Version", "99")])))
+                .unwrap_err();
+        assert_eq!(err.status, StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(err.headers, [("Sec-WebSocket-Version", "13, 8, 7".to_string())]);
+    }
+
+    #[test]
+    fn bad_requests() {
+        for (name, value) in [
+            ("Upgrade", ""),
+            ("Upgrade", "h2c"),
+            ("Connection", ""),
+            ("Connection", "close"),
+            ("Sec-WebSocket-Key", ""),
+            ("Sec-WebSocket-Key", "c2hvcnQ="),
+        ] {
+            let err = HybiHandshake::from_request(&request(&with(&[(name, value)]))).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{name}: {value}");
+        }
+    }
+}
