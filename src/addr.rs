@@ -183,10 +183,22 @@ mod tests {
         assert_eq!((a.host.as_deref(), a.port), (Some("::1"), 6080));
         let a: ListenAddr = "localhost:1".parse().unwrap();
         assert_eq!(a.to_string(), "localhost:1");
-        assert_eq!("[::1]:6080".parse::<ListenAddr>().unwrap().to_string(), "[::1]:6080");
-        assert!(matches!("x:y".parse::<ListenAddr>(), Err(AddrError::Port { .. })));
-        assert!(matches!("70000".parse::<ListenAddr>(), Err(AddrError::Port { .. })));
-        assert!(matches!("host:".parse::<ListenAddr>(), Err(AddrError::ListenPort(_))));
+        assert_eq!(
+            "[::1]:6080".parse::<ListenAddr>().unwrap().to_string(),
+            "[::1]:6080"
+        );
+        assert!(matches!(
+            "x:y".parse::<ListenAddr>(),
+            Err(AddrError::Port { .. })
+        ));
+        assert!(matches!(
+            "70000".parse::<ListenAddr>(),
+            Err(AddrError::Port { .. })
+        ));
+        assert!(matches!(
+            "host:".parse::<ListenAddr>(),
+            Err(AddrError::ListenPort(_))
+        ));
         assert!("".parse::<ListenAddr>().is_err());
     }
 
@@ -197,8 +209,17 @@ mod tests {
         let t: HostPort = "[fe80::1]:5900".parse().unwrap();
         assert_eq!((t.host.as_str(), t.port), ("fe80::1", 5900));
         assert_eq!(t.to_string(), "[fe80::1]:5900");
-        assert!(matches!("5900".parse::<HostPort>(), Err(AddrError::TargetForm(_))));
-        assert!(matches!(":5900".parse::<HostPort>(), Err(AddrError::TargetForm(_))));
-        assert!(matches!("h:p".parse::<HostPort>(), Err(AddrError::Port { .. })));
+        assert!(matches!(
+            "5900".parse::<HostPort>(),
+            Err(AddrError::TargetForm(_))
+        ));
+        assert!(matches!(
+            ":5900".parse::<HostPort>(),
+            Err(AddrError::TargetForm(_))
+        ));
+        assert!(matches!(
+            "h:p".parse::<HostPort>(),
+            Err(AddrError::Port { .. })
+        ));
     }
 }

@@ -99,7 +99,11 @@ pub struct Cli {
     pub unix_listen_mode: Option<FileMode>,
 
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
-    #[arg(long, value_name = "FILE", help_heading = "Configuration (websockify-rs)")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Configuration (websockify-rs)"
+    )]
     pub config: Option<PathBuf>,
 
     /// Print the merged effective configuration as TOML and exit
@@ -125,7 +129,10 @@ impl Cli {
     }
 
     /// A usage error reported exactly like clap's own (same format, exit status 2).
-    pub fn usage_error(kind: clap::error::ErrorKind, message: impl std::fmt::Display) -> clap::Error {
+    pub fn usage_error(
+        kind: clap::error::ErrorKind,
+        message: impl std::fmt::Display,
+    ) -> clap::Error {
         Self::command().error(kind, message)
     }
 }
@@ -152,8 +159,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.idle_timeout, Some(5));
-        assert_eq!(cli.unix_target.as_deref(), Some(std::path::Path::new("/tmp/s")));
-        let cli = Cli::try_parse_from(["websockify", "--unix-listen-mode", "0660", "--inetd"]).unwrap();
+        assert_eq!(
+            cli.unix_target.as_deref(),
+            Some(std::path::Path::new("/tmp/s"))
+        );
+        let cli =
+            Cli::try_parse_from(["websockify", "--unix-listen-mode", "0660", "--inetd"]).unwrap();
         assert_eq!(cli.unix_listen_mode, Some(FileMode(0o660)));
     }
 
@@ -162,7 +173,10 @@ mod tests {
         let err = Cli::try_parse_from(["websockify", "--timeout", "soon", "1", "h:2"]).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("--timeout"), "{text}");
-        assert!(text.contains("soon") && text.contains("whole number of seconds"), "{text}");
+        assert!(
+            text.contains("soon") && text.contains("whole number of seconds"),
+            "{text}"
+        );
         assert_eq!(err.exit_code(), 2);
         let err = Cli::try_parse_from(["websockify", "--unix-listen-mode", "999"]).unwrap_err();
         assert!(err.to_string().contains("octal"), "{err}");

@@ -31,7 +31,10 @@ fn main() -> ExitCode {
         eprintln!("websockify: error: {e:#}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("websockify: error: cannot start the runtime: {e}");

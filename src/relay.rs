@@ -102,7 +102,14 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
     // Milliseconds since `started` of the last frame either way, for the heartbeat.
     let last_activity = AtomicU64::new(0);
 
-    let up = upstream(rx, target_w, options.traffic, traffic, &last_activity, started);
+    let up = upstream(
+        rx,
+        target_w,
+        options.traffic,
+        traffic,
+        &last_activity,
+        started,
+    );
     tokio::pin!(up);
 
     let first = {

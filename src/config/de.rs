@@ -81,7 +81,10 @@ mod tests {
         assert!(s("-1").is_err());
         assert!(s("1.5").is_err());
         // Native types too.
-        assert_eq!(super::seconds(IntoDeserializer::<Error>::into_deserializer(7u64)), Ok(7));
+        assert_eq!(
+            super::seconds(IntoDeserializer::<Error>::into_deserializer(7u64)),
+            Ok(7)
+        );
         assert!(bool::deserialize(IntoDeserializer::<Error>::into_deserializer(true)).unwrap());
     }
 }

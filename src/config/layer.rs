@@ -148,7 +148,10 @@ pub fn unknown_setting(source: Option<&str>, key: &str, file: Option<&Path>) -> 
             let hint = closest
                 .map(|c| format!(" (did you mean {}?)", env_name(c)))
                 .unwrap_or_default();
-            format!("environment variable {} is not a setting{hint}", env_name(key))
+            format!(
+                "environment variable {} is not a setting{hint}",
+                env_name(key)
+            )
         }
         _ => {
             let hint = closest

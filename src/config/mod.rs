@@ -152,7 +152,9 @@ impl<'d> Deserialize<'d> for FileMode {
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileMode, E> {
                 match u32::try_from(v) {
                     Ok(mode) if mode <= 0o7777 => Ok(FileMode(mode)),
-                    _ => Err(E::custom(format!("{v} is not a file mode from 0o0 to 0o7777"))),
+                    _ => Err(E::custom(format!(
+                        "{v} is not a file mode from 0o0 to 0o7777"
+                    ))),
                 }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileMode, E> {
@@ -167,7 +169,10 @@ impl<'d> Deserialize<'d> for FileMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     Tcp(ListenAddr),
-    Unix { path: PathBuf, mode: FileMode },
+    Unix {
+        path: PathBuf,
+        mode: FileMode,
+    },
     /// The listening socket is standard input (inetd's `wait` mode).
     Inetd,
 }
@@ -233,12 +238,16 @@ pub fn load(cli: &Cli, env: &[(String, String)]) -> Result<Loaded, ConfigError> 
 
     // Which positional is which depends on the merged settings: with --inetd or --unix-listen
     // there is no listen address, so the only positional is the target.
-    let flags: Settings = figment.extract().map_err(|e| describe(e, config_file.as_deref()))?;
+    let flags: Settings = figment
+        .extract()
+        .map_err(|e| describe(e, config_file.as_deref()))?;
     let positionals = assign_positionals(cli, &flags)?;
     if !positionals.is_empty() {
         figment = figment.merge(Layer::command_line(cli, &positionals));
     }
-    let settings: Settings = figment.extract().map_err(|e| describe(e, config_file.as_deref()))?;
+    let settings: Settings = figment
+        .extract()
+        .map_err(|e| describe(e, config_file.as_deref()))?;
     Ok(Loaded { settings, figment })
 }
 
@@ -302,7 +311,10 @@ fn assign_positionals(
         };
         return Err(usage(
             ErrorKind::TooManyValues,
-            format!("unexpected argument `{}`: {why}", cli.positionals[names.len()]),
+            format!(
+                "unexpected argument `{}`: {why}",
+                cli.positionals[names.len()]
+            ),
         ));
     }
     let mut out = Vec::new();
@@ -425,7 +437,8 @@ impl Loaded {
     /// The effective configuration as TOML, for `--print-config`; unset settings are listed as
     /// comments so that every name an operator can use appears.
     pub fn to_toml(&self) -> String {
-        let mut out = String::from("# websockify effective configuration (defaults < file < env < flags)\n");
+        let mut out =
+            String::from("# websockify effective configuration (defaults < file < env < flags)\n");
         let table = match toml::Table::try_from(&self.settings) {
             Ok(t) => t,
             Err(e) => return format!("# cannot render configuration: {e}\n"),

@@ -1,0 +1,288 @@
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::*;
+
+fn cli(args: &[&str]) -> Cli {
+    let mut all = vec!["websockify"];
+    all.extend_from_slice(args);
+    Cli::try_parse_from(all).unwrap()
+}
+
+fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn invalid(result: Result<Loaded, ConfigError>) -> String {
+    match result {
+        Err(ConfigError::Invalid(msg)) => msg,
+        Err(ConfigError::Usage(e)) => panic!("expected an invalid-config error, got usage: {e}"),
+        Ok(l) => panic!("expected an error, got {:?}", l.settings),
+    }
+}
+
+fn toml_file(text: &str) -> tempfile_lite::TempFile {
+    let file = tempfile_lite::TempFile::new("toml");
+    std::fs::File::create(&file.path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    file
+}
+
+/// A temporary file removed on drop (the std library has none, and this is all we need).
+mod tempfile_lite {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub struct TempFile {
+        pub path: PathBuf,
+    }
+
+    impl TempFile {
+        pub fn new(ext: &str) -> TempFile {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "websockify-config-test-{}-{n}.{ext}",
+                std::process::id()
+            ));
+            TempFile { path }
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[test]
+fn environment_alone_is_a_complete_start() {
+    let loaded = load(
+        &cli(&[]),
+        &env(&[
+            ("WEBSOCKIFY_LISTEN", "0.0.0.0:6080"),
+            ("WEBSOCKIFY_TARGET", "vnc:5900"),
+            ("WEBSOCKIFY_RUN_ONCE", "1"),
+            ("WEBSOCKIFY_IDLE_TIMEOUT", "30"),
+            ("HOME", "/root"),
+        ]),
+    )
+    .unwrap();
+    let config = loaded.validate().unwrap();
+    assert_eq!(config.listen, Listen::Tcp("0.0.0.0:6080".parse().unwrap()));
+    assert_eq!(config.target, Target::Tcp("vnc:5900".parse().unwrap()));
+    assert!(config.run_once);
+    assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
+    assert_eq!(config.timeout, None);
+}
+
+#[test]
+fn precedence_is_defaults_file_env_flags() {
+    let file = toml_file("timeout = 10\nheartbeat = 5\nidle_timeout = 7\ntarget = \"file:1\"\n");
+    let path = file.path.to_str().unwrap();
+    let loaded = load(
+        &cli(&["--config", path, "--timeout", "30", "6080"]),
+        &env(&[("WEBSOCKIFY_TIMEOUT", "20"), ("WEBSOCKIFY_HEARTBEAT", "6")]),
+    )
+    .unwrap();
+    let s = &loaded.settings;
+    assert_eq!((s.timeout, s.heartbeat, s.idle_timeout), (30, 6, 7));
+    assert_eq!(s.target, Some("file:1".parse().unwrap()));
+    assert_eq!(s.unix_listen_mode, FileMode(0o600));
+    assert_eq!(loaded.source_of("timeout"), "--timeout");
+    assert_eq!(
+        loaded.source_of("heartbeat"),
+        "environment variable WEBSOCKIFY_HEARTBEAT"
+    );
+    assert_eq!(
+        loaded.source_of("idle_timeout"),
+        format!("`idle_timeout` in {path}")
+    );
+    assert_eq!(
+        loaded.source_of("listen"),
+        "the argument [source_addr:]source_port"
+    );
+}
+
+#[test]
+fn config_file_named_by_environment() {
+    let file = toml_file("listen = 6080\ntarget = \"h:1\"\nunix_listen_mode = 0o640\n");
+    let loaded = load(
+        &cli(&[]),
+        &env(&[("WEBSOCKIFY_CONFIG", file.path.to_str().unwrap())]),
+    )
+    .unwrap();
+    assert_eq!(loaded.settings.listen, Some("6080".parse().unwrap()));
+    assert_eq!(loaded.settings.unix_listen_mode, FileMode(0o640));
+}
+
+#[test]
+fn unknown_names_are_refused_with_a_suggestion() {
+    let msg = invalid(load(&cli(&[]), &env(&[("WEBSOCKIFY_IDLE_TIMOUT", "3")])));
+    assert_eq!(
+        msg,
+        "environment variable WEBSOCKIFY_IDLE_TIMOUT is not a setting (did you mean WEBSOCKIFY_IDLE_TIMEOUT?)"
+    );
+    let file = toml_file("run_onse = true\n");
+    let msg = invalid(load(&cli(&["--config", file.path.to_str().unwrap()]), &[]));
+    assert!(msg.contains("unknown setting `run_onse`"), "{msg}");
+    assert!(msg.contains("did you mean `run_once`?"), "{msg}");
+    assert!(msg.contains(file.path.to_str().unwrap()), "{msg}");
+}
+
+#[test]
+fn bad_values_name_their_source() {
+    let msg = invalid(load(&cli(&[]), &env(&[("WEBSOCKIFY_TIMEOUT", "soon")])));
+    assert!(
+        msg.contains("environment variable WEBSOCKIFY_TIMEOUT"),
+        "{msg}"
+    );
+    assert!(msg.contains("whole number of seconds"), "{msg}");
+    let msg = invalid(load(&cli(&[]), &env(&[("WEBSOCKIFY_TARGET", "nocolon")])));
+    assert!(
+        msg.contains("WEBSOCKIFY_TARGET") && msg.contains("target_addr:target_port"),
+        "{msg}"
+    );
+    let file = toml_file("heartbeat = \"often\"\n");
+    let msg = invalid(load(&cli(&["--config", file.path.to_str().unwrap()]), &[]));
+    assert!(msg.contains("`heartbeat` in"), "{msg}");
+    let msg = invalid(load(
+        &cli(&["--config", "/nonexistent/websockify.toml"]),
+        &[],
+    ));
+    assert!(msg.contains("/nonexistent/websockify.toml"), "{msg}");
+}
+
+#[test]
+fn positionals_follow_the_listen_mode() {
+    let loaded = load(&cli(&["--inetd", "h:1"]), &[]).unwrap();
+    let config = loaded.validate().unwrap();
+    assert_eq!(config.listen, Listen::Inetd);
+    assert_eq!(config.target, Target::Tcp("h:1".parse().unwrap()));
+
+    let loaded = load(&cli(&["--unix-listen", "/tmp/x.sock", "h:1"]), &[]).unwrap();
+    assert_eq!(
+        loaded.validate().unwrap().listen,
+        Listen::Unix {
+            path: PathBuf::from("/tmp/x.sock"),
+            mode: FileMode(0o600)
+        }
+    );
+
+    // The listen mode may come from the environment too.
+    let loaded = load(&cli(&["h:1"]), &env(&[("WEBSOCKIFY_INETD", "true")])).unwrap();
+    assert_eq!(loaded.validate().unwrap().listen, Listen::Inetd);
+
+    match load(&cli(&["--inetd", "6080", "h:1"]), &[]) {
+        Err(ConfigError::Usage(e)) => {
+            assert!(
+                e.to_string().contains("--inetd takes no listen address"),
+                "{e}"
+            );
+            assert_eq!(e.exit_code(), 2);
+        }
+        _ => panic!("two positionals with --inetd must be refused"),
+    }
+    match load(&cli(&["6080", "nocolon"]), &[]) {
+        Err(ConfigError::Usage(e)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("'nocolon'") && text.contains("target_addr:target_port"),
+                "{text}"
+            );
+        }
+        _ => panic!("a bad target must be refused"),
+    }
+}
+
+#[test]
+fn conflicts_name_both_sources() {
+    let loaded = load(
+        &cli(&["--unix-target", "/tmp/s", "6080"]),
+        &env(&[("WEBSOCKIFY_TARGET", "h:1")]),
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(msg)) = loaded.validate() else {
+        panic!("two targets must be refused");
+    };
+    assert!(
+        msg.contains("WEBSOCKIFY_TARGET") && msg.contains("--unix-target"),
+        "{msg}"
+    );
+
+    let loaded = load(
+        &cli(&["--inetd"]),
+        &env(&[("WEBSOCKIFY_LISTEN", "6080"), ("WEBSOCKIFY_TARGET", "h:1")]),
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(msg)) = loaded.validate() else {
+        panic!("two listen modes must be refused");
+    };
+    assert!(
+        msg.contains("WEBSOCKIFY_LISTEN") && msg.contains("--inetd"),
+        "{msg}"
+    );
+
+    let loaded = load(&cli(&["6080"]), &[]).unwrap();
+    let Err(ConfigError::Invalid(msg)) = loaded.validate() else {
+        panic!("no target must be refused");
+    };
+    assert!(msg.contains("no target"), "{msg}");
+}
+
+#[test]
+fn print_config_lists_every_setting() {
+    let loaded = load(
+        &cli(&["-v", "6080", "h:1"]),
+        &env(&[("WEBSOCKIFY_HEARTBEAT", "15")]),
+    )
+    .unwrap();
+    let text = loaded.to_toml();
+    assert!(
+        text.contains("listen = \":6080\"  # the argument"),
+        "{text}"
+    );
+    assert!(
+        text.contains("heartbeat = 15  # environment variable WEBSOCKIFY_HEARTBEAT"),
+        "{text}"
+    );
+    assert!(text.contains("verbose = true  # --verbose"), "{text}");
+    assert!(text.contains("unix_listen_mode = \"0600\""), "{text}");
+    assert!(text.contains("# unix_target is unset"), "{text}");
+    for name in SETTING_NAMES {
+        assert!(text.contains(name), "{name} missing from {text}");
+    }
+    // What it prints reads back as the same settings.
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let reread: Settings = toml::from_str(&body).unwrap();
+    assert_eq!(reread, loaded.settings);
+}
+
+#[test]
+fn setting_names_match_the_struct() {
+    let table = toml::Table::try_from(Settings {
+        listen: Some("1".parse().unwrap()),
+        target: Some("h:1".parse().unwrap()),
+        unix_target: Some("/a".into()),
+        unix_listen: Some("/b".into()),
+        log_file: Some("/c".into()),
+        ..Settings::default()
+    })
+    .unwrap();
+    let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut names = SETTING_NAMES.to_vec();
+    names.sort_unstable();
+    assert_eq!(keys, names);
+}

@@ -107,8 +107,8 @@ fn parse(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HeadError> {
             _ => http::Version::HTTP_11,
         });
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| malformed("bad header name"))?;
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| malformed("bad header name"))?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| malformed("bad header value"))?;
         builder = builder.header(name, value);
     }
@@ -163,7 +163,8 @@ mod tests {
 
     #[tokio::test]
     async fn head_and_rest() {
-        let data = b"GET /x?token=a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n\x82\x80abcd".to_vec();
+        let data = b"GET /x?token=a HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n\x82\x80abcd"
+            .to_vec();
         let mut input = &data[..];
         let head = read_head(&mut input).await.unwrap();
         assert_eq!(head.request.uri().path(), "/x");
@@ -177,11 +178,20 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.resize(MAX_HEAD_BYTES + 10, b'a');
         let mut input = &big[..];
-        assert!(matches!(read_head(&mut input).await, Err(HeadError::TooLarge)));
+        assert!(matches!(
+            read_head(&mut input).await,
+            Err(HeadError::TooLarge)
+        ));
         let mut input = &b"GET / HTTP/1.1\r\nHost"[..];
-        assert!(matches!(read_head(&mut input).await, Err(HeadError::Closed)));
+        assert!(matches!(
+            read_head(&mut input).await,
+            Err(HeadError::Closed)
+        ));
         let mut input = &b"\x01\x02garbage\r\n\r\n"[..];
-        assert!(matches!(read_head(&mut input).await, Err(HeadError::Malformed(_))));
+        assert!(matches!(
+            read_head(&mut input).await,
+            Err(HeadError::Malformed(_))
+        ));
     }
 
     #[test]

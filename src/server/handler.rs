@@ -95,7 +95,13 @@ impl Handler {
     }
 
     /// Connects the target and relays; logs the session's one info line.
-    async fn serve<R: ClientRx, T: ClientTx>(self, mut rx: R, mut tx: T, path: &str, protocol: &str) {
+    async fn serve<R: ClientRx, T: ClientTx>(
+        self,
+        mut rx: R,
+        mut tx: T,
+        path: &str,
+        protocol: &str,
+    ) {
         let started = Instant::now();
         let target = &self.config.target;
         tracing::debug!(id = self.id, client = %self.client, %target, path, protocol, "connecting");
@@ -120,7 +126,9 @@ impl Handler {
                 Ending::ClientError(CONNECT_FAILED)
             }
         };
-        let from_client = traffic.from_client.load(std::sync::atomic::Ordering::Relaxed);
+        let from_client = traffic
+            .from_client
+            .load(std::sync::atomic::Ordering::Relaxed);
         let to_client = traffic.to_client.load(std::sync::atomic::Ordering::Relaxed);
         let why = match &ending {
             Ending::ClientClosed(Some(c)) => format!("client closed with {c}"),

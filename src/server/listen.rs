@@ -90,7 +90,9 @@ impl Listener {
             }
             Listen::Unix { path, mode } => bind_unix(path, *mode)
                 .with_context(|| format!("cannot listen on unix socket {}", path.display())),
-            Listen::Inetd => from_stdin().context("--inetd: standard input is not a listening socket"),
+            Listen::Inetd => {
+                from_stdin().context("--inetd: standard input is not a listening socket")
+            }
         }
     }
 
@@ -197,7 +199,8 @@ fn from_stdin() -> anyhow::Result<Listener> {
     }
     socket.set_nonblocking(true)?;
     if local.is_unix() {
-        let std_listener = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
+        let std_listener =
+            std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(socket));
         Ok(Listener::Unix(UnixSocket {
             listener: UnixListener::from_std(std_listener)?,
             path: None,

@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(hs.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         assert_eq!(hs.protocol, None);
         let text = String::from_utf8(hs.response()).unwrap();
-        assert!(!text.contains("Protocol"));
+        assert!(!text.contains("Sec-WebSocket-Protocol"));
     }
 
     #[test]
@@ -191,11 +191,13 @@ mod tests {
             let hs = HybiHandshake::from_request(&request(&with(&[("Sec-WebSocket-Version", v)])));
             assert_eq!(hs.unwrap().version.to_string(), v);
         }
-        let err =
-            HybiHandshake::from_request(&request(&with(&[("Sec-WebSocket-Version", "99")])))
-                .unwrap_err();
+        let err = HybiHandshake::from_request(&request(&with(&[("Sec-WebSocket-Version", "99")])))
+            .unwrap_err();
         assert_eq!(err.status, StatusCode::UPGRADE_REQUIRED);
-        assert_eq!(err.headers, [("Sec-WebSocket-Version", "13, 8, 7".to_string())]);
+        assert_eq!(
+            err.headers,
+            [("Sec-WebSocket-Version", "13, 8, 7".to_string())]
+        );
     }
 
     #[test]

@@ -45,14 +45,12 @@ pub async fn session(
     rest: BytesMut,
     protocol: Option<Subprotocol>,
 ) -> (HybiRx, HybiTx) {
-    let ws = WebSocketStream::from_partially_read(stream, rest.to_vec(), Role::Server, Some(config()))
-        .await;
+    let ws =
+        WebSocketStream::from_partially_read(stream, rest.to_vec(), Role::Server, Some(config()))
+            .await;
     let (sink, stream) = ws.split();
     let encoding = protocol.unwrap_or(Subprotocol::Binary);
-    (
-        HybiRx { stream, encoding },
-        HybiTx { sink, encoding },
-    )
+    (HybiRx { stream, encoding }, HybiTx { sink, encoding })
 }
 
 /// Receiving half of a HyBi session.
@@ -88,7 +86,9 @@ fn recv_error(e: WsError) -> RecvError {
             protocol_error(close_code::MESSAGE_TOO_BIG, "Message too big")
         }
         WsError::Capacity(_) => protocol_error(close_code::MESSAGE_TOO_BIG, "Frame too big"),
-        WsError::Utf8(_) => protocol_error(close_code::INVALID_PAYLOAD, "Invalid UTF-8 in text frame"),
+        WsError::Utf8(_) => {
+            protocol_error(close_code::INVALID_PAYLOAD, "Invalid UTF-8 in text frame")
+        }
         WsError::Io(e) => RecvError::Gone(e.to_string()),
         WsError::ConnectionClosed | WsError::AlreadyClosed => {
             RecvError::Gone("connection closed".to_string())
@@ -143,9 +143,11 @@ impl ClientTx for HybiTx {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
         let message = match self.encoding {
             Subprotocol::Binary => Message::Binary(data),
-            Subprotocol::Base64 => {
-                Message::Text(base64::engine::general_purpose::STANDARD.encode(&data).into())
-            }
+            Subprotocol::Base64 => Message::Text(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&data)
+                    .into(),
+            ),
         };
         self.sink.send(message).await.map_err(send_error)
     }

@@ -1,0 +1,509 @@
+//! The WebSocket side through the real binary: handshakes, subprotocols, relaying, closes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn echo_proxy() -> Proxy {
+    let echo = echo_target().await;
+    Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")])
+}
+
+#[tokio::test]
+async fn binary_echo_with_a_real_client() {
+    let proxy = echo_proxy().await;
+    let mut request = proxy.url().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "binary".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "binary");
+    let data = random_bytes(100_000);
+    ws.send(Message::Binary(data.clone().into())).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => got.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, data);
+    ws.close(None).await.unwrap();
+    let log = proxy.wait_log("session ended", Duration::from_secs(5));
+    let line = log.lines().find(|l| l.contains("session ended")).unwrap();
+    assert!(line.contains("from_client=100000"), "{line}");
+    assert!(line.contains("to_client=100000"), "{line}");
+    assert!(line.contains("close_code=1005"), "{line}");
+    assert!(line.contains("client=127.0.0.1:"), "{line}");
+}
+
+#[tokio::test]
+async fn no_subprotocol_means_binary_without_the_header() {
+    let proxy = echo_proxy().await;
+    let (mut raw, answer) = Raw::upgrade(proxy.port, &[]).await;
+    assert_eq!(answer.header("Sec-WebSocket-Protocol"), None);
+    assert_eq!(
+        answer.header("Sec-WebSocket-Accept").as_deref(),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    raw.send_binary(b"plain").await;
+    let frame = raw.read_frame().await.unwrap();
+    assert_eq!(
+        (frame.opcode, frame.masked, &frame.payload[..]),
+        (2, false, &b"plain"[..])
+    );
+}
+
+#[tokio::test]
+async fn base64_subprotocol_uses_text_frames_both_ways() {
+    let proxy = echo_proxy().await;
+    let (mut raw, answer) = Raw::upgrade(proxy.port, &["Sec-WebSocket-Protocol: base64"]).await;
+    assert_eq!(
+        answer.header("Sec-WebSocket-Protocol").as_deref(),
+        Some("base64")
+    );
+    // "\x00\xffhi" in base64.
+    raw.send_frame(true, 1, b"AP9oaQ==", true).await;
+    let frame = raw.read_frame().await.unwrap();
+    assert_eq!(frame.opcode, 1);
+    assert_eq!(frame.payload, b"AP9oaQ==");
+    // Invalid base64 closes with 1007.
+    raw.send_frame(true, 1, b"not base64!", true).await;
+    assert_eq!(raw.read_close().await.0, 1007);
+}
+
+#[tokio::test]
+async fn subprotocol_choice_trims_and_prefers_binary() {
+    let proxy = echo_proxy().await;
+    for (offer, chosen) in [
+        ("base64, binary", "binary"),
+        ("binary,base64", "binary"),
+        (" base64 ", "base64"),
+        ("foo, base64", "base64"),
+    ] {
+        let header = format!("Sec-WebSocket-Protocol: {offer}");
+        let (_, answer) = Raw::upgrade(proxy.port, &[&header]).await;
+        assert_eq!(
+            answer.header("Sec-WebSocket-Protocol").as_deref(),
+            Some(chosen),
+            "{offer}"
+        );
+    }
+    let mut raw = Raw::connect(proxy.port).await;
+    let answer = raw
+        .request(&upgrade_request(&["Sec-WebSocket-Protocol: foo, bar"]))
+        .await;
+    assert_eq!(answer.status, 400);
+    let body = String::from_utf8(raw.read_to_end().await).unwrap();
+    assert!(body.contains("no supported subprotocol"), "{body}");
+}
+
+#[tokio::test]
+async fn hybi_drafts_7_and_8_are_accepted() {
+    let proxy = echo_proxy().await;
+    for version in ["7", "8"] {
+        let head = upgrade_request(&[]).replace(
+            "Sec-WebSocket-Version: 13",
+            &format!("Sec-WebSocket-Version: {version}\r\nSec-WebSocket-Origin: http://x"),
+        );
+        let mut raw = Raw::connect(proxy.port).await;
+        assert_eq!(raw.request(&head).await.status, 101, "version {version}");
+        raw.send_binary(b"draft").await;
+        assert_eq!(raw.read_data(5).await, b"draft");
+    }
+}
+
+#[tokio::test]
+async fn unsupported_versions_get_426_with_the_list() {
+    let proxy = echo_proxy().await;
+    for replacement in ["Sec-WebSocket-Version: 99\r\n", ""] {
+        let head = upgrade_request(&[]).replace("Sec-WebSocket-Version: 13\r\n", replacement);
+        let mut raw = Raw::connect(proxy.port).await;
+        let answer = raw.request(&head).await;
+        assert_eq!(answer.status, 426, "{replacement:?}");
+        assert_eq!(
+            answer.header("Sec-WebSocket-Version").as_deref(),
+            Some("13, 8, 7")
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_handshakes_get_400_with_a_reason() {
+    let proxy = echo_proxy().await;
+    let base = upgrade_request(&[]);
+    let cases = [
+        ("Upgrade: websocket\r\n", "", "Upgrade"),
+        ("Upgrade: websocket\r\n", "Upgrade: h2c\r\n", "Upgrade"),
+        ("Connection: Upgrade\r\n", "", "Connection"),
+        (
+            "Connection: Upgrade\r\n",
+            "Connection: close\r\n",
+            "Connection",
+        ),
+        (
+            &format!("Sec-WebSocket-Key: {KEY}\r\n"),
+            "",
+            "Sec-WebSocket-Key",
+        ),
+        (
+            &format!("Sec-WebSocket-Key: {KEY}\r\n"),
+            "Sec-WebSocket-Key: c2hvcnQ=\r\n",
+            "Sec-WebSocket-Key",
+        ),
+    ];
+    for (from, to, named) in cases {
+        let head = base.replace(from, to);
+        let mut raw = Raw::connect(proxy.port).await;
+        let answer = raw.request(&head).await;
+        assert_eq!(answer.status, 400, "{head}");
+        let body = String::from_utf8(raw.read_to_end().await).unwrap();
+        assert!(body.contains(named), "{body}");
+        assert_eq!(body.lines().count(), 1, "one-line reason: {body:?}");
+    }
+    // An upgrade by another method.
+    let mut raw = Raw::connect(proxy.port).await;
+    let answer = raw.request(&base.replace("GET ", "POST ")).await;
+    assert_eq!(answer.status, 405);
+}
+
+#[tokio::test]
+async fn plain_http_without_web_gets_405() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    let answer = raw.request("GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(answer.status, 405);
+    assert!(raw.read_to_end().await.ends_with(b"\n"));
+    let mut raw = Raw::connect(proxy.port).await;
+    assert_eq!(raw.request("HEAD /x HTTP/1.0\r\n\r\n").await.status, 405);
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_heads() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    assert_eq!(raw.request("\x16\x03\x01garbage\r\n\r\n").await.status, 400);
+
+    let mut raw = Raw::connect(proxy.port).await;
+    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    raw.stream.write_all(big.as_bytes()).await.ok();
+    assert_eq!(raw.read_answer().await.status, 431);
+}
+
+#[tokio::test]
+async fn slow_heads_are_cut_off() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    let started = std::time::Instant::now();
+    raw.stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    // Trickle a byte a second; the proxy must give up at its 10 s head deadline.
+    let answer = loop {
+        tokio::select! {
+            answer = raw.read_answer() => break answer,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {
+                let _ = raw.stream.write_all(b"X").await;
+            }
+        }
+    };
+    assert_eq!(answer.status, 408);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_close_is_echoed_with_code_and_reason() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_close(4000, "bye now").await;
+    assert_eq!(raw.read_close().await, (4000, "bye now".to_string()));
+    assert!(raw.closed_within(Duration::from_secs(5)).await);
+    let log = proxy.wait_log("session ended", Duration::from_secs(5));
+    assert!(log.contains("close_code=4000"), "{log}");
+
+    // A close without a body is answered with an empty close.
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_frame(true, 8, b"", true).await;
+    let frame = raw.read_frame().await.unwrap();
+    assert_eq!((frame.opcode, frame.payload.len()), (8, 0));
+}
+
+#[tokio::test]
+async fn target_hangup_flushes_then_closes_1000() {
+    // The target sends 300 KiB and hangs up at once: every byte must arrive before the close.
+    let data = random_bytes(300 * 1024);
+    let sent = data.clone();
+    let port = target(move |mut s| {
+        let sent = sent.clone();
+        async move {
+            s.write_all(&sent).await.unwrap();
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{port}")]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let mut got = Vec::new();
+    let close = loop {
+        let frame = raw.read_frame().await.unwrap();
+        match frame.opcode {
+            2 => got.extend_from_slice(&frame.payload),
+            8 => break frame.close(),
+            _ => panic!("unexpected {frame:?}"),
+        }
+    };
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    assert_eq!(close, (1000, "Target closed".to_string()));
+    raw.send_close(1000, "").await;
+    assert!(raw.closed_within(Duration::from_secs(5)).await);
+    proxy.wait_log("session ended: target closed", Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn unreachable_target_gets_101_then_1011() {
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{}", dead_port())]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    assert_eq!(
+        raw.read_close().await,
+        (1011, "Failed to connect to downstream server".to_string())
+    );
+    raw.send_close(1011, "").await;
+    assert!(raw.closed_within(Duration::from_secs(5)).await);
+    let log = proxy.wait_log("session ended", Duration::from_secs(5));
+    assert!(log.contains("Connection refused"), "{log}");
+}
+
+#[tokio::test]
+async fn unmasked_frame_closes_1002() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_frame(true, 2, b"naked", false).await;
+    assert_eq!(raw.read_close().await.0, 1002);
+    assert!(raw.closed_within(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn text_frame_in_binary_session_closes_1003() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &["Sec-WebSocket-Protocol: binary"]).await;
+    raw.send_frame(true, 1, b"text", true).await;
+    assert_eq!(
+        raw.read_close().await,
+        (
+            1003,
+            "Unsupported: Text frames are not supported".to_string()
+        )
+    );
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_never_forwarded() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_frame(true, 9, b"are you there", true).await;
+    raw.send_binary(b"data").await;
+    let pong = raw.read_frame().await.unwrap();
+    assert_eq!(
+        (pong.opcode, &pong.payload[..]),
+        (10, &b"are you there"[..])
+    );
+    // The echo target returns only the data: the ping never reached it.
+    let data = raw.read_frame().await.unwrap();
+    assert_eq!((data.opcode, &data.payload[..]), (2, &b"data"[..]));
+    raw.send_binary(b"!").await;
+    assert_eq!(raw.read_frame().await.unwrap().payload, b"!");
+}
+
+#[tokio::test]
+async fn heartbeat_pings_an_idle_client() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&[
+        "--heartbeat",
+        "1",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        let frame = raw.read_frame().await.unwrap();
+        assert_eq!((frame.opcode, frame.payload.len()), (9, 0));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn fragmented_message_reaches_the_target_whole() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let port = target(move |mut s| {
+        let tx = tx.lock().unwrap().take();
+        async move {
+            let mut got = vec![0u8; 12];
+            s.read_exact(&mut got).await.unwrap();
+            if let Some(tx) = tx {
+                let _ = tx.send(got);
+            }
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{port}")]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_frame(false, 2, b"abcd", true).await;
+    // A control frame may come between fragments.
+    raw.send_frame(true, 9, b"", true).await;
+    raw.send_frame(false, 0, b"efgh", true).await;
+    raw.send_frame(true, 0, b"ijkl", true).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"abcdefghijkl");
+}
+
+#[tokio::test]
+async fn frame_with_64_bit_length() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let data = random_bytes(70_000);
+    let frame = encode_frame(true, 2, &data, Some([1, 2, 3, 4]));
+    assert_eq!(frame[1] & 0x7f, 127);
+    raw.stream.write_all(&frame).await.unwrap();
+    assert!(raw.read_data(data.len()).await == data);
+}
+
+#[tokio::test]
+async fn target_that_speaks_first_reaches_a_silent_client() {
+    let port = target(|mut s| async move {
+        s.write_all(b"RFB 003.008\n").await.unwrap();
+        let mut sink = [0u8; 16];
+        let _ = s.read(&mut sink).await;
+    })
+    .await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{port}")]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &["Sec-WebSocket-Protocol: binary"]).await;
+    assert_eq!(raw.read_data(12).await, b"RFB 003.008\n");
+}
+
+#[tokio::test]
+async fn bytes_sent_right_after_the_head_are_not_lost() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    let mut bytes = upgrade_request(&[]).into_bytes();
+    bytes.extend(encode_frame(true, 2, b"early", Some([9, 9, 9, 9])));
+    raw.stream.write_all(&bytes).await.unwrap();
+    assert_eq!(raw.read_answer().await.status, 101);
+    assert_eq!(raw.read_data(5).await, b"early");
+}
+
+#[tokio::test]
+async fn many_concurrent_clients_echo_their_own_data() {
+    let proxy = echo_proxy().await;
+    let url = proxy.url();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            let data = random_bytes(64 * 1024);
+            // Sent in four messages, to interleave with the other clients.
+            for chunk in data.chunks(16 * 1024) {
+                ws.send(Message::Binary(chunk.to_vec().into()))
+                    .await
+                    .unwrap();
+            }
+            let mut got = Vec::new();
+            while got.len() < data.len() {
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Binary(b) => got.extend_from_slice(&b),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(got == data, "a client got bytes that were not its own");
+            ws.close(None).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("client timed out")
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_8_mib_message() {
+    let proxy = echo_proxy().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(proxy.url()).await.unwrap();
+    let data = random_bytes(8 << 20);
+    ws.send(Message::Binary(data.clone().into())).await.unwrap();
+    let mut got = Vec::with_capacity(data.len());
+    while got.len() < data.len() {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => got.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(got == data);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_costs_bounded_memory() {
+    // The target floods; the client reads nothing. The proxy must stop reading the target
+    // (backpressure) rather than buffer the flood.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let port = target(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            let chunk = vec![7u8; 64 * 1024];
+            let mut sent = 0usize;
+            while sent < 512 << 20 {
+                match tokio::time::timeout(Duration::from_secs(2), s.write_all(&chunk)).await {
+                    Ok(Ok(())) => sent += chunk.len(),
+                    _ => break,
+                }
+            }
+            let _ = tx.send(sent);
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{port}")]);
+    let before = rss_kib(proxy.child.id());
+    let (raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let sent = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the target never blocked: nothing pushed back")
+        .unwrap();
+    let grew = rss_kib(proxy.child.id()).saturating_sub(before);
+    // Socket buffers on both sides hold a few MiB; the proxy itself holds about one message.
+    assert!(
+        sent < 64 << 20,
+        "the target wrote {sent} bytes before blocking"
+    );
+    assert!(grew < 16 * 1024, "proxy RSS grew by {grew} KiB");
+    drop(raw);
+}
+
+#[tokio::test]
+async fn sigterm_closes_sessions_with_1001_and_exits_0() {
+    let mut proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_binary(b"x").await;
+    assert_eq!(raw.read_data(1).await, b"x");
+    proxy.signal("TERM");
+    assert_eq!(raw.read_close().await, (1001, "Going away".to_string()));
+    raw.send_close(1001, "").await;
+    assert!(proxy.wait_exit(Duration::from_secs(10)).success());
+}
