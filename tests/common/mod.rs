@@ -81,6 +81,26 @@ impl Proxy {
         Proxy { child, port, log }
     }
 
+    /// Starts a proxy whose log does not go to stderr (`--log-file`), on a known `port`, and
+    /// waits until the port accepts connections.
+    pub fn start_on_port(mut cmd: Command, port: u16) -> Proxy {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start websockify");
+        let end = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > end || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                panic!("proxy did not start listening on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Proxy {
+            child,
+            port,
+            log: Arc::default(),
+        }
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
