@@ -350,7 +350,7 @@ impl Raw {
                 .await
                 .expect("connection ended while reading data");
             match frame.opcode {
-                0 | 1 | 2 => out.extend_from_slice(&frame.payload),
+                0..=2 => out.extend_from_slice(&frame.payload),
                 9 | 10 => {}
                 _ => panic!("unexpected frame {frame:?}"),
             }
