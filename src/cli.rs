@@ -50,11 +50,11 @@ pub struct Cli {
     #[arg(value_name = "ADDRESS", num_args = 0..=2, action = ArgAction::Append)]
     pub positionals: Vec<String>,
 
-    /// Verbose messages (debug level logging)
+    /// Verbose messages (debug level)
     #[arg(short, long)]
     pub verbose: bool,
 
-    /// Log each frame's size and direction
+    /// Per frame traffic: log each frame's size and direction
     #[arg(long)]
     pub traffic: bool,
 
@@ -62,19 +62,27 @@ pub struct Cli {
     #[arg(long)]
     pub run_once: bool,
 
-    /// Stop accepting connections and exit TIMEOUT seconds after start (0: never)
+    /// After TIMEOUT seconds stop accepting, and exit when not connected (0: never)
     #[arg(long, value_name = "TIMEOUT", value_parser = parse_seconds)]
     pub timeout: Option<u64>,
 
-    /// Exit after IDLE_TIMEOUT seconds without an active session (0: never)
+    /// Server exits after IDLE_TIMEOUT seconds if there are no active connections (0: never)
     #[arg(long, value_name = "IDLE_TIMEOUT", value_parser = parse_seconds)]
     pub idle_timeout: Option<u64>,
 
-    /// Connect to a unix socket target instead of target_addr:target_port
+    /// Listen on unix socket FILE instead of [source_addr:]source_port
+    #[arg(long, value_name = "FILE")]
+    pub unix_listen: Option<PathBuf>,
+
+    /// Mode of the --unix-listen socket, in octal (defaults to 0600)
+    #[arg(long, value_name = "UNIX_LISTEN_MODE", value_parser = parse_mode)]
+    pub unix_listen_mode: Option<FileMode>,
+
+    /// Connect to unix socket target FILE instead of target_addr:target_port
     #[arg(long, value_name = "FILE")]
     pub unix_target: Option<PathBuf>,
 
-    /// Inetd mode: the listening socket is standard input
+    /// Inetd mode, receive the listening socket from standard input
     #[arg(long)]
     pub inetd: bool,
 
@@ -82,21 +90,13 @@ pub struct Cli {
     #[arg(short = '6', long)]
     pub prefer_ipv6: bool,
 
-    /// Send a ping to an idle client every HEARTBEAT seconds (0: never)
-    #[arg(long, value_name = "HEARTBEAT", value_parser = parse_seconds)]
+    /// Send a ping to an idle client every INTERVAL seconds (0: never)
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_seconds)]
     pub heartbeat: Option<u64>,
 
-    /// Append logs to LOG_FILE instead of standard error
-    #[arg(long, value_name = "LOG_FILE")]
-    pub log_file: Option<PathBuf>,
-
-    /// Listen on a unix socket FILE instead of [source_addr:]source_port
+    /// File where logs will be saved (appended), instead of standard error
     #[arg(long, value_name = "FILE")]
-    pub unix_listen: Option<PathBuf>,
-
-    /// File mode of the --unix-listen socket, in octal
-    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
-    pub unix_listen_mode: Option<FileMode>,
+    pub log_file: Option<PathBuf>,
 
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
     #[arg(

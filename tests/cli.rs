@@ -49,7 +49,7 @@ fn help_shows_websockify_usage_and_options() {
         "--run-once",
         "--idle-timeout <IDLE_TIMEOUT>",
         "-6, --prefer-ipv6",
-        "--unix-listen-mode <MODE>",
+        "--unix-listen-mode <UNIX_LISTEN_MODE>",
         "WEBSOCKIFY_IDLE_TIMEOUT",
     ] {
         assert!(text.contains(needle), "help lacks {needle:?}:\n{text}");
