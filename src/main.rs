@@ -31,6 +31,12 @@ fn main() -> ExitCode {
         eprintln!("websockify: error: {e:#}");
         return ExitCode::FAILURE;
     }
+    // Each session holds two descriptors; the usual soft limit of 1024 would cap us at about
+    // 500 sessions, so take what the hard limit allows, as servers do.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!("file descriptor limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

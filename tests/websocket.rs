@@ -507,3 +507,26 @@ async fn sigterm_closes_sessions_with_1001_and_exits_0() {
     raw.send_close(1001, "").await;
     assert!(proxy.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[tokio::test]
+async fn oversized_frame_is_refused_from_its_header() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    // Only the header of a 65 MiB frame: the proxy must answer without waiting for the payload.
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(65u64 << 20).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    raw.stream.write_all(&header).await.unwrap();
+    let close = tokio::time::timeout(Duration::from_secs(5), raw.read_close())
+        .await
+        .expect("no close within 5 s");
+    assert_eq!(close.0, 1009);
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_closes_1007() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &["Sec-WebSocket-Protocol: base64"]).await;
+    raw.send_frame(true, 1, b"\xff\xfe", true).await;
+    assert_eq!(raw.read_close().await.0, 1007);
+}
