@@ -1,0 +1,124 @@
+//! Targets: where a session's bytes go, and how we connect there.
+//!
+//! Today a target is static (`target_addr:target_port` or `--unix-target`); token resolvers
+//! will produce the same [`Target`] per request.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::addr::HostPort;
+use crate::stream::TargetStream;
+
+/// How long a target may take to accept a connection before the session fails. Long enough for
+/// a slow VNC host on a WAN, short enough that a browser is not left waiting on a dead address.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A place the proxy relays a session to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Tcp(HostPort),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(hp) => write!(f, "{hp}"),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Why a target could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve {host}: {source}")]
+    Resolve { host: String, source: io::Error },
+    #[error("{host} resolves to no address")]
+    NoAddress { host: String },
+    #[error("connecting to {target} timed out after {}s", CONNECT_TIMEOUT.as_secs())]
+    Timeout { target: String },
+    #[error("connecting to {target}: {source}")]
+    Io { target: String, source: io::Error },
+}
+
+impl Target {
+    /// Connects with [`CONNECT_TIMEOUT`], trying each resolved address in turn (IPv6 first when
+    /// `prefer_ipv6`), with TCP_NODELAY and SO_KEEPALIVE set as websockify sets them.
+    pub async fn connect(&self, prefer_ipv6: bool) -> Result<TargetStream, ConnectError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(prefer_ipv6)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout {
+                target: self.to_string(),
+            }),
+        }
+    }
+
+    async fn connect_inner(&self, prefer_ipv6: bool) -> Result<TargetStream, ConnectError> {
+        match self {
+            Target::Unix(path) => UnixStream::connect(path)
+                .await
+                .map(TargetStream::Unix)
+                .map_err(|source| ConnectError::Io {
+                    target: self.to_string(),
+                    source,
+                }),
+            Target::Tcp(hp) => {
+                let addrs = resolve(hp, prefer_ipv6).await?;
+                let mut last = None;
+                for addr in addrs {
+                    match TcpStream::connect(addr).await {
+                        Ok(stream) => {
+                            tune_tcp(&stream);
+                            return Ok(TargetStream::Tcp(stream));
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(ConnectError::Io {
+                    target: self.to_string(),
+                    source: last.unwrap_or_else(|| io::Error::other("no address to try")),
+                })
+            }
+        }
+    }
+}
+
+/// Resolves `host:port`, keeping the resolver's order except that `prefer_ipv6` moves IPv6
+/// addresses first.
+pub async fn resolve(hp: &HostPort, prefer_ipv6: bool) -> Result<Vec<SocketAddr>, ConnectError> {
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((hp.host.as_str(), hp.port))
+        .await
+        .map_err(|source| ConnectError::Resolve {
+            host: hp.host.clone(),
+            source,
+        })?
+        .collect();
+    if prefer_ipv6 {
+        // A stable sort keeps the resolver's order within each family.
+        addrs.sort_by_key(|a| !a.is_ipv6());
+    }
+    if addrs.is_empty() {
+        return Err(ConnectError::NoAddress {
+            host: hp.host.clone(),
+        });
+    }
+    Ok(addrs)
+}
+
+/// TCP_NODELAY (interactive protocols like VNC cannot wait for Nagle) and SO_KEEPALIVE (so a
+/// peer that vanished is noticed), on both sides, as websockify does. Failures only cost
+/// latency or liveness detection, so they are logged, not fatal.
+pub fn tune_tcp(stream: &TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!("cannot set TCP_NODELAY: {e}");
+    }
+    if let Err(e) = socket2::SockRef::from(stream).set_keepalive(true) {
+        tracing::debug!("cannot set SO_KEEPALIVE: {e}");
+    }
+}
