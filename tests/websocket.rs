@@ -41,6 +41,8 @@ async fn binary_echo_with_a_real_client() {
     assert!(line.contains("to_client=100000"), "{line}");
     assert!(line.contains("close_code=1005"), "{line}");
     assert!(line.contains("client=127.0.0.1:"), "{line}");
+    assert!(line.contains("duration_ms="), "{line}");
+    assert!(line.contains(&format!("target=127.0.0.1:")), "{line}");
 }
 
 #[tokio::test]

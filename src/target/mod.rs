@@ -99,16 +99,21 @@ pub async fn resolve(hp: &HostPort, prefer_ipv6: bool) -> Result<Vec<SocketAddr>
             source,
         })?
         .collect();
-    if prefer_ipv6 {
-        // A stable sort keeps the resolver's order within each family.
-        addrs.sort_by_key(|a| !a.is_ipv6());
-    }
+    prefer_family(&mut addrs, prefer_ipv6);
     if addrs.is_empty() {
         return Err(ConnectError::NoAddress {
             host: hp.host.clone(),
         });
     }
     Ok(addrs)
+}
+
+/// Moves IPv6 addresses first when asked; a stable sort keeps the resolver's order (RFC 6724
+/// preferences) within each family, and without `-6` that order is kept as it is.
+fn prefer_family(addrs: &mut [SocketAddr], prefer_ipv6: bool) {
+    if prefer_ipv6 {
+        addrs.sort_by_key(|a| !a.is_ipv6());
+    }
 }
 
 /// TCP_NODELAY (interactive protocols like VNC cannot wait for Nagle) and SO_KEEPALIVE (so a
@@ -120,5 +125,71 @@ pub fn tune_tcp(stream: &TcpStream) {
     }
     if let Err(e) = socket2::SockRef::from(stream).set_keepalive(true) {
         tracing::debug!("cannot set SO_KEEPALIVE: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tuned_sockets_have_nodelay_and_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::Tcp(HostPort {
+            host: "127.0.0.1".to_string(),
+            port: listener.local_addr().unwrap().port(),
+        });
+        let TargetStream::Tcp(stream) = target.connect(false).await.unwrap() else {
+            panic!("a TCP target gives a TCP stream");
+        };
+        assert!(stream.nodelay().unwrap());
+        assert!(socket2::SockRef::from(&stream).keepalive().unwrap());
+        // The accepted side, as the listener tunes it.
+        let (accepted, _) = listener.accept().await.unwrap();
+        tune_tcp(&accepted);
+        assert!(accepted.nodelay().unwrap());
+        assert!(socket2::SockRef::from(&accepted).keepalive().unwrap());
+    }
+
+    #[test]
+    fn prefer_ipv6_moves_ipv6_first_keeping_order() {
+        let parse = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let resolved = ["10.0.0.1:1", "[fe80::1]:1", "10.0.0.2:1", "[::1]:1"].map(parse);
+        let mut addrs = resolved;
+        prefer_family(&mut addrs, false);
+        assert_eq!(addrs, resolved);
+        prefer_family(&mut addrs, true);
+        assert_eq!(
+            addrs,
+            ["[fe80::1]:1", "[::1]:1", "10.0.0.1:1", "10.0.0.2:1"].map(parse)
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_and_unresolvable_targets_are_errors() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = dead.local_addr().unwrap().port();
+        drop(dead);
+        let target = Target::Tcp(HostPort {
+            host: "127.0.0.1".to_string(),
+            port,
+        });
+        assert!(matches!(
+            target.connect(false).await,
+            Err(ConnectError::Io { .. })
+        ));
+        let target = Target::Tcp(HostPort {
+            host: "no-such-host.invalid".to_string(),
+            port: 1,
+        });
+        assert!(matches!(
+            target.connect(false).await,
+            Err(ConnectError::Resolve { .. })
+        ));
+        let target = Target::Unix("/nonexistent/socket".into());
+        assert!(matches!(
+            target.connect(false).await,
+            Err(ConnectError::Io { .. })
+        ));
     }
 }
