@@ -42,7 +42,7 @@ async fn binary_echo_with_a_real_client() {
     assert!(line.contains("close_code=1005"), "{line}");
     assert!(line.contains("client=127.0.0.1:"), "{line}");
     assert!(line.contains("duration_ms="), "{line}");
-    assert!(line.contains(&format!("target=127.0.0.1:")), "{line}");
+    assert!(line.contains("target=127.0.0.1:"), "{line}");
 }
 
 #[tokio::test]
