@@ -86,6 +86,10 @@ pub struct Cli {
     #[arg(long)]
     pub inetd: bool,
 
+    /// Run a web server on the same port, serving files from DIR
+    #[arg(long, value_name = "DIR")]
+    pub web: Option<PathBuf>,
+
     /// Prefer IPv6 when resolving source_addr and target_addr
     #[arg(short = '6', long)]
     pub prefer_ipv6: bool,
@@ -97,6 +101,10 @@ pub struct Cli {
     /// File where logs will be saved (appended), instead of standard error
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Disable directory listings in the web server
+    #[arg(long)]
+    pub file_only: bool,
 
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
     #[arg(

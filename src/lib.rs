@@ -29,4 +29,5 @@ pub mod session;
 pub mod shutdown;
 pub mod stream;
 pub mod target;
+pub mod web;
 pub mod ws;

@@ -66,6 +66,7 @@ impl Layer {
             ("run_once", cli.run_once),
             ("inetd", cli.inetd),
             ("prefer_ipv6", cli.prefer_ipv6),
+            ("file_only", cli.file_only),
         ] {
             if on {
                 put(key, Value::from(true));
@@ -84,6 +85,7 @@ impl Layer {
             ("unix_target", &cli.unix_target),
             ("unix_listen", &cli.unix_listen),
             ("log_file", &cli.log_file),
+            ("web", &cli.web),
         ] {
             if let Some(file) = file {
                 put(key, path(file));

@@ -64,6 +64,10 @@ pub struct Settings {
     pub heartbeat: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<PathBuf>,
+    #[serde(deserialize_with = "de::flag")]
+    pub file_only: bool,
 }
 
 impl Default for Settings {
@@ -83,6 +87,8 @@ impl Default for Settings {
             idle_timeout: 0,
             heartbeat: 0,
             log_file: None,
+            web: None,
+            file_only: false,
         }
     }
 }
@@ -103,6 +109,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "idle_timeout",
     "heartbeat",
     "log_file",
+    "web",
+    "file_only",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -190,6 +198,16 @@ pub struct Config {
     pub verbose: bool,
     pub traffic: bool,
     pub log_file: Option<PathBuf>,
+    /// `--web DIR`: serve files from DIR for plain HTTP requests on the proxy port.
+    pub web: Option<Web>,
+}
+
+/// The web directory and how it is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    pub dir: PathBuf,
+    /// `--file-only`: no directory listings.
+    pub file_only: bool,
 }
 
 /// A configuration that cannot be used, with a message for the operator.
@@ -431,6 +449,16 @@ impl Loaded {
             verbose: s.verbose,
             traffic: s.traffic,
             log_file: s.log_file.clone(),
+            web: match (&s.web, s.file_only) {
+                (Some(dir), file_only) => Some(Web {
+                    dir: dir.clone(),
+                    file_only,
+                }),
+                (None, true) => {
+                    return invalid(format!("{} needs --web", self.source_of("file_only")));
+                }
+                (None, false) => None,
+            },
         })
     }
 

@@ -277,6 +277,7 @@ fn setting_names_match_the_struct() {
         unix_target: Some("/a".into()),
         unix_listen: Some("/b".into()),
         log_file: Some("/c".into()),
+        web: Some("/d".into()),
         ..Settings::default()
     })
     .unwrap();

@@ -5,6 +5,7 @@
 //! - `hybi`: HyBi framing through tokio-tungstenite, as a [`crate::session`] pair.
 
 pub mod handshake;
+pub mod hixie;
 pub mod hybi;
 
 use http::{Request, StatusCode};

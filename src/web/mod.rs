@@ -1,0 +1,1 @@
+//! The --web directory (being written).

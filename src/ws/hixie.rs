@@ -1,0 +1,1 @@
+//! Hixie-75 and Hixie-76 (being written).
