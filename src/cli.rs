@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser};
 
-use crate::config::FileMode;
+use crate::config::{FileMode, SslVersion};
 
 const USAGE: &str = "\
 websockify [options] [source_addr:]source_port target_addr:target_port
@@ -70,6 +70,42 @@ pub struct Cli {
     #[arg(long, value_name = "IDLE_TIMEOUT", value_parser = parse_seconds)]
     pub idle_timeout: Option<u64>,
 
+    /// TLS certificate file (PEM; may also hold the key). Default self.pem, used if present
+    #[arg(long, value_name = "CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// TLS key file, if separate from the certificate
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+
+    /// Password of an encrypted (PKCS#8) key
+    #[arg(long, value_name = "KEY_PASSWORD")]
+    pub key_password: Option<String>,
+
+    /// Disallow non-encrypted client connections
+    #[arg(long)]
+    pub ssl_only: bool,
+
+    /// Connect to the target with TLS, as a TLS client
+    #[arg(long)]
+    pub ssl_target: bool,
+
+    /// Require TLS clients to present a certificate signed by --cafile (or the system CAs)
+    #[arg(long)]
+    pub verify_client: bool,
+
+    /// CA certificates (PEM) trusted for client certificates (with --verify-client)
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+
+    /// Minimum TLS version: default, tlsv1_1, tlsv1_2 or tlsv1_3
+    #[arg(long, value_name = "SSL_VERSION", value_parser = parse_ssl_version)]
+    pub ssl_version: Option<SslVersion>,
+
+    /// TLS cipher suites allowed, OpenSSL or IANA names separated by colons
+    #[arg(long, value_name = "SSL_CIPHERS")]
+    pub ssl_ciphers: Option<String>,
+
     /// Listen on unix socket FILE instead of [source_addr:]source_port
     #[arg(long, value_name = "FILE")]
     pub unix_listen: Option<PathBuf>,
@@ -106,16 +142,16 @@ pub struct Cli {
     #[arg(long)]
     pub file_only: bool,
 
+    /// CA certificates (PEM) to verify the target with --ssl-target, instead of the system's
+    #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
+    pub ssl_target_ca: Option<PathBuf>,
+
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
-    #[arg(
-        long,
-        value_name = "FILE",
-        help_heading = "Configuration (websockify-rs)"
-    )]
+    #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub config: Option<PathBuf>,
 
     /// Print the merged effective configuration as TOML and exit
-    #[arg(long, help_heading = "Configuration (websockify-rs)")]
+    #[arg(long, help_heading = "websockify-rs options")]
     pub print_config: bool,
 }
 
@@ -127,6 +163,10 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
 }
 
 fn parse_mode(s: &str) -> Result<FileMode, String> {
+    s.parse()
+}
+
+fn parse_ssl_version(s: &str) -> Result<SslVersion, String> {
     s.parse()
 }
 

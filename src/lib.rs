@@ -29,5 +29,6 @@ pub mod session;
 pub mod shutdown;
 pub mod stream;
 pub mod target;
+pub mod tls;
 pub mod web;
 pub mod ws;

@@ -1,12 +1,16 @@
-//! Byte streams that are one of several socket kinds (TCP or unix), behind one type so that the
-//! code above them is written once. The `io_enum!` macro forwards `AsyncRead`/`AsyncWrite` to
-//! whichever variant is inside.
+//! Byte streams that are one of several socket kinds (TCP, unix, TLS over either), behind one
+//! type so that the code above them is written once. The `io_enum!` macro forwards
+//! `AsyncRead`/`AsyncWrite` to whichever variant is inside.
+//!
+//! A [`ClientStream`] also replays the bytes the sniffer read to decide what the client speaks,
+//! so that the protocol chosen (TLS, HTTP) reads them as if nothing had been taken.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
 /// Declares an enum of I/O types and forwards the tokio I/O traits (`read`, `write` or both)
@@ -65,27 +69,125 @@ macro_rules! io_enum {
 }
 
 io_enum! {
-    /// A client connection as accepted, before any protocol is spoken on it.
+    /// The transport under a client connection.
     #[derive(Debug)]
-    pub enum ClientStream: read write { Tcp(TcpStream), Unix(UnixStream) }
+    pub enum ClientIo: read write {
+        Tcp(TcpStream),
+        Unix(UnixStream),
+        Tls(Box<tokio_rustls::server::TlsStream<ClientStream>>),
+    }
 }
+
+/// A client connection: its transport, and bytes already read from it that are read again
+/// first (what the sniffer looked at).
+#[derive(Debug)]
+pub struct ClientStream {
+    replay: Bytes,
+    io: ClientIo,
+}
+
+impl ClientStream {
+    pub fn new(io: ClientIo) -> ClientStream {
+        ClientStream {
+            replay: Bytes::new(),
+            io,
+        }
+    }
+
+    /// Puts `bytes` in front of what is read next.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if self.replay.is_empty() {
+            self.replay = bytes;
+        } else {
+            let mut joined = BytesMut::from(&bytes[..]);
+            joined.extend_from_slice(&self.replay);
+            self.replay = joined.freeze();
+        }
+    }
+
+    pub fn io(&self) -> &ClientIo {
+        &self.io
+    }
+
+    /// Whether the client talks to us through TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, ClientIo::Tls(_))
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// TLS toward the target (`--ssl-target`).
+pub type TargetTls = tokio_rustls::client::TlsStream<TargetStream>;
 
 io_enum! {
     /// A connection to the target.
     #[derive(Debug)]
-    pub enum TargetStream: read write { Tcp(TcpStream), Unix(UnixStream) }
+    pub enum TargetStream: read write {
+        Tcp(TcpStream),
+        Unix(UnixStream),
+        Tls(Box<TargetTls>),
+    }
 }
 
 io_enum! {
     /// The reading half of a [`TargetStream`], owned by the client-bound direction of the relay.
     #[derive(Debug)]
-    pub enum TargetReader: read { Tcp(tcp::OwnedReadHalf), Unix(unix::OwnedReadHalf) }
+    pub enum TargetReader: read {
+        Tcp(tcp::OwnedReadHalf),
+        Unix(unix::OwnedReadHalf),
+        Tls(ReadHalf<Box<TargetTls>>),
+    }
 }
 
 io_enum! {
     /// The writing half of a [`TargetStream`], owned by the target-bound direction of the relay.
     #[derive(Debug)]
-    pub enum TargetWriter: write { Tcp(tcp::OwnedWriteHalf), Unix(unix::OwnedWriteHalf) }
+    pub enum TargetWriter: write {
+        Tcp(tcp::OwnedWriteHalf),
+        Unix(unix::OwnedWriteHalf),
+        Tls(WriteHalf<Box<TargetTls>>),
+    }
 }
 
 impl TargetStream {
@@ -99,6 +201,12 @@ impl TargetStream {
             TargetStream::Unix(s) => {
                 let (r, w) = s.into_split();
                 (TargetReader::Unix(r), TargetWriter::Unix(w))
+            }
+            // A TLS session's state is shared by both directions, so its halves take turns
+            // (tokio's split holds a lock only for the duration of each poll).
+            TargetStream::Tls(s) => {
+                let (r, w) = tokio::io::split(s);
+                (TargetReader::Tls(r), TargetWriter::Tls(w))
             }
         }
     }

@@ -67,6 +67,9 @@ impl Layer {
             ("inetd", cli.inetd),
             ("prefer_ipv6", cli.prefer_ipv6),
             ("file_only", cli.file_only),
+            ("ssl_only", cli.ssl_only),
+            ("ssl_target", cli.ssl_target),
+            ("verify_client", cli.verify_client),
         ] {
             if on {
                 put(key, Value::from(true));
@@ -86,10 +89,25 @@ impl Layer {
             ("unix_listen", &cli.unix_listen),
             ("log_file", &cli.log_file),
             ("web", &cli.web),
+            ("cert", &cli.cert),
+            ("key", &cli.key),
+            ("cafile", &cli.cafile),
+            ("ssl_target_ca", &cli.ssl_target_ca),
         ] {
             if let Some(file) = file {
                 put(key, path(file));
             }
+        }
+        for (key, text) in [
+            ("key_password", &cli.key_password),
+            ("ssl_ciphers", &cli.ssl_ciphers),
+        ] {
+            if let Some(text) = text {
+                put(key, Value::from(text.clone()));
+            }
+        }
+        if let Some(version) = cli.ssl_version {
+            put("ssl_version", Value::from(version.to_string()));
         }
         if let Some(mode) = cli.unix_listen_mode {
             put("unix_listen_mode", Value::from(mode.to_string()));

@@ -26,6 +26,9 @@ use layer::Layer;
 
 /// The prefix of every environment variable that is a setting.
 pub const ENV_PREFIX: &str = "WEBSOCKIFY_";
+/// websockify's default certificate file, looked up in the working directory.
+pub const DEFAULT_CERT: &str = "self.pem";
+
 /// The variable naming the configuration file; it is not itself a setting.
 pub const ENV_CONFIG: &str = "WEBSOCKIFY_CONFIG";
 
@@ -68,6 +71,91 @@ pub struct Settings {
     pub web: Option<PathBuf>,
     #[serde(deserialize_with = "de::flag")]
     pub file_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_password: Option<Secret>,
+    #[serde(deserialize_with = "de::flag")]
+    pub ssl_only: bool,
+    #[serde(deserialize_with = "de::flag")]
+    pub ssl_target: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_target_ca: Option<PathBuf>,
+    #[serde(deserialize_with = "de::flag")]
+    pub verify_client: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cafile: Option<PathBuf>,
+    pub ssl_version: SslVersion,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ciphers: Option<String>,
+}
+
+/// A value that is never shown: `--print-config` and debug output print `<redacted>`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// `--ssl-version`: the lowest TLS version accepted, in websockify's words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SslVersion {
+    /// rustls's default: TLS 1.2 and 1.3.
+    #[default]
+    Default,
+    /// Accepted for websockify command lines; rustls has no TLS 1.1, so this is TLS 1.2.
+    Tlsv1_1,
+    Tlsv1_2,
+    Tlsv1_3,
+}
+
+impl fmt::Display for SslVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SslVersion::Default => "default",
+            SslVersion::Tlsv1_1 => "tlsv1_1",
+            SslVersion::Tlsv1_2 => "tlsv1_2",
+            SslVersion::Tlsv1_3 => "tlsv1_3",
+        })
+    }
+}
+
+impl FromStr for SslVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "default" => Ok(SslVersion::Default),
+            "tlsv1_1" => Ok(SslVersion::Tlsv1_1),
+            "tlsv1_2" => Ok(SslVersion::Tlsv1_2),
+            "tlsv1_3" => Ok(SslVersion::Tlsv1_3),
+            _ => Err(format!(
+                "`{s}` is not a TLS version: expected default, tlsv1_1, tlsv1_2 or tlsv1_3"
+            )),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -89,6 +177,16 @@ impl Default for Settings {
             log_file: None,
             web: None,
             file_only: false,
+            cert: None,
+            key: None,
+            key_password: None,
+            ssl_only: false,
+            ssl_target: false,
+            ssl_target_ca: None,
+            verify_client: false,
+            cafile: None,
+            ssl_version: SslVersion::Default,
+            ssl_ciphers: None,
         }
     }
 }
@@ -111,6 +209,16 @@ pub const SETTING_NAMES: &[&str] = &[
     "log_file",
     "web",
     "file_only",
+    "cert",
+    "key",
+    "key_password",
+    "ssl_only",
+    "ssl_target",
+    "ssl_target_ca",
+    "verify_client",
+    "cafile",
+    "ssl_version",
+    "ssl_ciphers",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -200,6 +308,33 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// `--web DIR`: serve files from DIR for plain HTTP requests on the proxy port.
     pub web: Option<Web>,
+    /// TLS toward clients (used when the certificate file exists).
+    pub tls: TlsFiles,
+    /// `--ssl-target`: TLS toward the target, verified with these CA certificates (`None`:
+    /// the system's).
+    pub target_tls: Option<TargetTls>,
+}
+
+/// Where the server's TLS material is and how TLS is offered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    /// True when `cert` is websockify's default `self.pem`: then a missing file only means
+    /// "no TLS", unless `--ssl-only` asks for TLS.
+    pub cert_is_default: bool,
+    pub key: Option<PathBuf>,
+    pub key_password: Option<Secret>,
+    pub ssl_only: bool,
+    pub min_version: SslVersion,
+    pub ciphers: Option<String>,
+    /// `--verify-client`: CA file (`None`: the system's CAs).
+    pub verify_client: Option<Option<PathBuf>>,
+}
+
+/// TLS toward the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetTls {
+    pub ca: Option<PathBuf>,
 }
 
 /// The web directory and how it is served.
@@ -458,6 +593,29 @@ impl Loaded {
                     return invalid(format!("{} needs --web", self.source_of("file_only")));
                 }
                 (None, false) => None,
+            },
+            tls: TlsFiles {
+                cert: s
+                    .cert
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CERT)),
+                cert_is_default: s.cert.is_none(),
+                key: s.key.clone(),
+                key_password: s.key_password.clone(),
+                ssl_only: s.ssl_only,
+                min_version: s.ssl_version,
+                ciphers: s.ssl_ciphers.clone(),
+                verify_client: s.verify_client.then(|| s.cafile.clone()),
+            },
+            target_tls: match (s.ssl_target, &s.ssl_target_ca) {
+                (true, ca) => Some(TargetTls { ca: ca.clone() }),
+                (false, Some(_)) => {
+                    return invalid(format!(
+                        "{} needs --ssl-target",
+                        self.source_of("ssl_target_ca")
+                    ));
+                }
+                (false, None) => None,
             },
         })
     }

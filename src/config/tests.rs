@@ -278,6 +278,12 @@ fn setting_names_match_the_struct() {
         unix_listen: Some("/b".into()),
         log_file: Some("/c".into()),
         web: Some("/d".into()),
+        cert: Some("/e".into()),
+        key: Some("/f".into()),
+        key_password: Some(Secret::new("hunter2".into())),
+        ssl_target_ca: Some("/g".into()),
+        cafile: Some("/h".into()),
+        ssl_ciphers: Some("x".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -286,4 +292,43 @@ fn setting_names_match_the_struct() {
     let mut names = SETTING_NAMES.to_vec();
     names.sort_unstable();
     assert_eq!(keys, names);
+}
+
+#[test]
+fn secrets_are_redacted() {
+    let loaded = load(
+        &cli(&[
+            "--key-password",
+            "hunter2",
+            "--ssl-version",
+            "tlsv1_3",
+            "6080",
+            "h:1",
+        ]),
+        &[],
+    )
+    .unwrap();
+    let text = loaded.to_toml();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("key_password = \"<redacted>\""), "{text}");
+    assert!(text.contains("ssl_version = \"tlsv1_3\""), "{text}");
+    assert!(!format!("{:?}", loaded.settings).contains("hunter2"));
+    let config = loaded.validate().unwrap();
+    assert_eq!(
+        config.tls.key_password.as_ref().map(Secret::expose),
+        Some("hunter2")
+    );
+    assert_eq!(config.tls.min_version, SslVersion::Tlsv1_3);
+    assert!(config.tls.cert_is_default);
+}
+
+#[test]
+fn ssl_version_from_the_environment_is_checked() {
+    let msg = invalid(load(
+        &cli(&[]),
+        &env(&[("WEBSOCKIFY_SSL_VERSION", "sslv3")]),
+    ));
+    assert!(msg.contains("WEBSOCKIFY_SSL_VERSION"), "{msg}");
+    let err = Cli::try_parse_from(["websockify", "--ssl-version", "sslv3"]).unwrap_err();
+    assert!(err.to_string().contains("tlsv1_2"), "{err}");
 }

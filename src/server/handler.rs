@@ -7,13 +7,15 @@ use std::time::Instant;
 use http::StatusCode;
 
 use super::listen::ClientAddr;
+use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use super::tracker::Tracker;
 use crate::config::Config;
 use crate::http::{HeadError, answer_and_close, read_head, response};
 use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::shutdown::Shutdown;
-use crate::stream::ClientStream;
+use crate::stream::{ClientIo, ClientStream};
+use crate::tls::{HANDSHAKE_TIMEOUT, ServerTls};
 use crate::ws::{self, Decision};
 
 /// What websockify 0.13 sends when the target cannot be reached after the upgrade.
@@ -22,9 +24,22 @@ const CONNECT_FAILED: Close = Close::new(
     "Failed to connect to downstream server",
 );
 
+/// What the connection's transport tells about the client, for handshakes and (later) auth.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The client came through TLS (`wss://`).
+    pub secure: bool,
+    /// The common name of the client's verified certificate (`--verify-client`).
+    pub client_cert_cn: Option<String>,
+}
+
 /// The per-connection state.
 pub struct Handler {
     pub config: Arc<Config>,
+    /// The server's TLS, when a certificate is configured.
+    pub tls: Option<Arc<ServerTls>>,
+    /// TLS toward the target (`--ssl-target`).
+    pub target_tls: Option<Arc<rustls::ClientConfig>>,
     /// Counts this connection and, once upgraded, its session.
     pub tracker: Tracker,
     pub shutdown: Shutdown,
@@ -34,8 +49,11 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub async fn run(self, mut stream: ClientStream) {
+    pub async fn run(self, stream: ClientStream) {
         let _connection = self.tracker.connection();
+        let Some((mut stream, facts)) = self.establish(stream).await else {
+            return;
+        };
         let head = match read_head(&mut stream).await {
             Ok(head) => head,
             Err(e) => {
@@ -89,7 +107,71 @@ impl Handler {
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
                 let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
-                self.serve(rx, tx, &path, &protocol).await;
+                self.serve(rx, tx, &path, &protocol, &facts).await;
+            }
+        }
+    }
+
+    /// Sniffs the first bytes and sets up TLS when the client speaks it; answers Flash policy
+    /// requests. Returns the stream on which HTTP follows, or `None` when the connection is
+    /// done (answered, refused, or gone), each case logged.
+    async fn establish(&self, mut stream: ClientStream) -> Option<(ClientStream, Facts)> {
+        let (id, client) = (self.id, self.client);
+        let mut facts = Facts::default();
+        let mut kind = self.sniff(&mut stream).await?;
+        if kind == Sniffed::Tls {
+            let Some(tls) = &self.tls else {
+                tracing::info!(id, %client, "TLS handshake refused: no certificate configured");
+                return None;
+            };
+            let accepted =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await;
+            let tls_stream = match accepted {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(id, %client, "TLS handshake failed: {e}");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::info!(id, %client, "TLS handshake timed out");
+                    return None;
+                }
+            };
+            facts.secure = true;
+            facts.client_cert_cn = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(crate::tls::common_name);
+            stream = ClientStream::new(ClientIo::Tls(Box::new(tls_stream)));
+            kind = self.sniff(&mut stream).await?;
+            if kind == Sniffed::Tls {
+                tracing::info!(id, %client, "TLS inside TLS refused");
+                return None;
+            }
+        } else if self.tls.as_ref().is_some_and(|t| t.ssl_only()) {
+            tracing::warn!(id, %client, "plain connection refused: --ssl-only");
+            return None;
+        }
+        if kind == Sniffed::Flash {
+            tracing::info!(id, %client, secure = facts.secure, "Flash policy request answered");
+            answer_and_close(&mut stream, FLASH_POLICY).await;
+            return None;
+        }
+        Some((stream, facts))
+    }
+
+    async fn sniff(&self, stream: &mut ClientStream) -> Option<Sniffed> {
+        match sniff(stream).await {
+            Ok(kind) => Some(kind),
+            Err(e @ SniffError::Silent) => {
+                tracing::info!(id = self.id, client = %self.client, "closed: {e}");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(id = self.id, client = %self.client, "{e}");
+                None
             }
         }
     }
@@ -101,12 +183,16 @@ impl Handler {
         mut tx: T,
         path: &str,
         protocol: &str,
+        facts: &Facts,
     ) {
         let started = Instant::now();
         let target = &self.config.target;
         tracing::debug!(id = self.id, client = %self.client, %target, path, protocol, "connecting");
         let traffic = Traffic::default();
-        let ending = match target.connect(self.config.prefer_ipv6).await {
+        let ending = match target
+            .connect(self.config.prefer_ipv6, self.target_tls.as_ref())
+            .await
+        {
             Ok(stream) => {
                 let options = RelayOptions {
                     heartbeat: self.config.heartbeat,
@@ -144,6 +230,7 @@ impl Handler {
             client = %self.client,
             %target,
             protocol,
+            tls = facts.secure,
             from_client,
             to_client,
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -13,7 +13,7 @@ use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::{FileMode, Listen};
-use crate::stream::ClientStream;
+use crate::stream::{ClientIo, ClientStream};
 use crate::target::tune_tcp;
 
 /// websockify's listen backlog.
@@ -123,11 +123,14 @@ impl Listener {
             Listener::Tcp(l) => {
                 let (stream, peer) = l.accept().await?;
                 tune_tcp(&stream);
-                Ok((ClientStream::Tcp(stream), ClientAddr::Tcp(peer)))
+                Ok((
+                    ClientStream::new(ClientIo::Tcp(stream)),
+                    ClientAddr::Tcp(peer),
+                ))
             }
             Listener::Unix(u) => {
                 let (stream, _) = u.listener.accept().await?;
-                Ok((ClientStream::Unix(stream), ClientAddr::Unix))
+                Ok((ClientStream::new(ClientIo::Unix(stream)), ClientAddr::Unix))
             }
         }
     }

@@ -2,11 +2,13 @@
 //! the lifecycle rules that end it (`--run-once`, `--timeout`, `--idle-timeout`, signals).
 //!
 //! - `listen`: binding TCP, unix and inetd sockets.
-//! - `handler`: one connection from request head to the session's log line.
+//! - `handler`: one connection from its first bytes to the session's log line.
+//! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tracker`: live connection and session counts the lifecycle rules watch.
 
 pub mod handler;
 pub mod listen;
+pub mod sniff;
 pub mod tracker;
 
 use std::fmt;
@@ -15,8 +17,11 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use anyhow::Context;
+
 use crate::config::Config;
 use crate::shutdown::Trigger;
+use crate::tls::ServerTls;
 use handler::Handler;
 use listen::Listener;
 use tracker::Tracker;
@@ -75,10 +80,31 @@ pub async fn run(config: Config) -> anyhow::Result<StopReason> {
 /// Serves on an already bound listener.
 pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopReason> {
     let mut signals = Signals::new()?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let tls = ServerTls::load(&config.tls)?;
+    let target_tls = match &config.target_tls {
+        Some(t) => Some(crate::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
+        None => None,
+    };
     let config = Arc::new(config);
     let tracker = Tracker::new();
     let shutdown = Trigger::new();
     let where_ = listener.describe();
+    match &tls {
+        Some(tls) => {
+            tracing::info!(
+                "TLS with {} ({})",
+                config.tls.cert.display(),
+                if tls.ssl_only() {
+                    "TLS only"
+                } else {
+                    "plain and TLS"
+                }
+            );
+            tokio::spawn(tls.clone().watch(shutdown.subscribe()));
+        }
+        None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
+    }
     tracing::info!("listening on {where_}");
     tracing::info!("proxying from {where_} to {}", config.target);
 
@@ -89,11 +115,17 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         tokio::select! {
             reason = &mut stop => break reason,
             () = signals.recv() => break StopReason::Signal,
+            _ = hangup.recv() => match &tls {
+                Some(tls) => tls.reload_and_log("SIGHUP"),
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            },
             accepted = listener.accept() => match accepted {
                 Ok((stream, client)) => {
                     next_id += 1;
                     let handler = Handler {
                         config: config.clone(),
+                        tls: tls.clone(),
+                        target_tls: target_tls.clone(),
                         tracker: tracker.clone(),
                         shutdown: shutdown.subscribe(),
                         id: next_id,

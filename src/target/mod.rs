@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::addr::HostPort;
@@ -45,18 +48,55 @@ pub enum ConnectError {
     Timeout { target: String },
     #[error("connecting to {target}: {source}")]
     Io { target: String, source: io::Error },
+    #[error("TLS to {target}: {reason}")]
+    Tls { target: String, reason: String },
 }
 
 impl Target {
     /// Connects with [`CONNECT_TIMEOUT`], trying each resolved address in turn (IPv6 first when
-    /// `prefer_ipv6`), with TCP_NODELAY and SO_KEEPALIVE set as websockify sets them.
-    pub async fn connect(&self, prefer_ipv6: bool) -> Result<TargetStream, ConnectError> {
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_inner(prefer_ipv6)).await {
+    /// `prefer_ipv6`), with TCP_NODELAY and SO_KEEPALIVE set as websockify sets them; with
+    /// `tls`, completes a TLS handshake that verifies the target's certificate for its name.
+    pub async fn connect(
+        &self,
+        prefer_ipv6: bool,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<TargetStream, ConnectError> {
+        let connect = async {
+            let stream = self.connect_inner(prefer_ipv6).await?;
+            match tls {
+                Some(config) => self.tls_handshake(stream, config).await,
+                None => Ok(stream),
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(result) => result,
             Err(_) => Err(ConnectError::Timeout {
                 target: self.to_string(),
             }),
         }
+    }
+
+    async fn tls_handshake(
+        &self,
+        stream: TargetStream,
+        config: &Arc<rustls::ClientConfig>,
+    ) -> Result<TargetStream, ConnectError> {
+        let host = match self {
+            Target::Tcp(hp) => hp.host.clone(),
+            // A unix socket has no name; its certificate is checked for localhost.
+            Target::Unix(_) => "localhost".to_string(),
+        };
+        let tls_error = |e: String| ConnectError::Tls {
+            target: self.to_string(),
+            reason: e,
+        };
+        let name = ServerName::try_from(host).map_err(|e| tls_error(e.to_string()))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| tls_error(e.to_string()))?;
+        Ok(TargetStream::Tls(Box::new(tls)))
     }
 
     async fn connect_inner(&self, prefer_ipv6: bool) -> Result<TargetStream, ConnectError> {
@@ -139,7 +179,7 @@ mod tests {
             host: "127.0.0.1".to_string(),
             port: listener.local_addr().unwrap().port(),
         });
-        let TargetStream::Tcp(stream) = target.connect(false).await.unwrap() else {
+        let TargetStream::Tcp(stream) = target.connect(false, None).await.unwrap() else {
             panic!("a TCP target gives a TCP stream");
         };
         assert!(stream.nodelay().unwrap());
@@ -175,7 +215,7 @@ mod tests {
             port,
         });
         assert!(matches!(
-            target.connect(false).await,
+            target.connect(false, None).await,
             Err(ConnectError::Io { .. })
         ));
         let target = Target::Tcp(HostPort {
@@ -183,12 +223,12 @@ mod tests {
             port: 1,
         });
         assert!(matches!(
-            target.connect(false).await,
+            target.connect(false, None).await,
             Err(ConnectError::Resolve { .. })
         ));
         let target = Target::Unix("/nonexistent/socket".into());
         assert!(matches!(
-            target.connect(false).await,
+            target.connect(false, None).await,
             Err(ConnectError::Io { .. })
         ));
     }
