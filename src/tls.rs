@@ -16,6 +16,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite};
 use tokio_rustls::TlsAcceptor;
 
@@ -178,18 +179,25 @@ fn build(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let roots = roots(ca.as_deref())?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .context("--verify-client")?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .context("--verify-client")?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_single_cert(certs, key).with_context(|| {
+    // Checked here because a rotation that replaces the key and the certificate one after the
+    // other is briefly inconsistent, and serving that pair would fail every handshake.
+    CertifiedKey::from_der(certs.clone(), key.clone_key(), &provider).with_context(|| {
         format!(
-            "certificate {} and its key do not match",
-            files.cert.display()
+            "certificate {} and key {} do not match",
+            files.cert.display(),
+            key_path.display()
         )
     })?;
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .with_context(|| format!("certificate {}", files.cert.display()))?;
     // Only HTTP/1.1 is spoken here (the WebSocket upgrade needs it).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)

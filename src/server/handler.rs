@@ -96,7 +96,13 @@ impl Handler {
             }
             Decision::Hybi(hs) => {
                 use tokio::io::AsyncWriteExt;
-                if let Err(e) = stream.write_all(&hs.response()).await {
+                // Flushed: under TLS the answer would otherwise wait in the session's buffer
+                // until the first frame, and a client waits for it before sending anything.
+                let written = async {
+                    stream.write_all(&hs.response()).await?;
+                    stream.flush().await
+                };
+                if let Err(e) = written.await {
                     tracing::debug!(id = self.id, client = %self.client, "writing 101: {e}");
                     return;
                 }
@@ -187,7 +193,16 @@ impl Handler {
     ) {
         let started = Instant::now();
         let target = &self.config.target;
-        tracing::debug!(id = self.id, client = %self.client, %target, path, protocol, "connecting");
+        tracing::debug!(
+            id = self.id,
+            client = %self.client,
+            %target,
+            path,
+            protocol,
+            tls = facts.secure,
+            client_cert_cn = %facts.client_cert_cn.as_deref().unwrap_or("-"),
+            "connecting"
+        );
         let traffic = Traffic::default();
         let ending = match target
             .connect(self.config.prefer_ipv6, self.target_tls.as_ref())
