@@ -313,6 +313,8 @@ pub struct Config {
     /// `--ssl-target`: TLS toward the target, verified with these CA certificates (`None`:
     /// the system's).
     pub target_tls: Option<TargetTls>,
+    /// `--cafile` was given without `--verify-client` (websockify ignores it; we warn).
+    pub cafile_without_verify: bool,
 }
 
 /// Where the server's TLS material is and how TLS is offered.
@@ -607,6 +609,7 @@ impl Loaded {
                 ciphers: s.ssl_ciphers.clone(),
                 verify_client: s.verify_client.then(|| s.cafile.clone()),
             },
+            cafile_without_verify: s.cafile.is_some() && !s.verify_client,
             target_tls: match (s.ssl_target, &s.ssl_target_ca) {
                 (true, ca) => Some(TargetTls { ca: ca.clone() }),
                 (false, Some(_)) => {

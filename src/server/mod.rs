@@ -86,6 +86,9 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         Some(t) => Some(crate::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
         None => None,
     };
+    if config.tls.verify_client.is_none() && config.cafile_without_verify {
+        tracing::warn!("--cafile has no effect without --verify-client");
+    }
     let config = Arc::new(config);
     let tracker = Tracker::new();
     let shutdown = Trigger::new();
@@ -102,6 +105,11 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                 }
             );
             tokio::spawn(tls.clone().watch(shutdown.subscribe()));
+            if config.tls.min_version == crate::config::SslVersion::Tlsv1_1 {
+                tracing::warn!(
+                    "--ssl-version tlsv1_1: rustls has no TLS 1.1; the minimum is TLS 1.2"
+                );
+            }
         }
         None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
     }
