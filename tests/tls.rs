@@ -615,3 +615,28 @@ fn ssl_target_ca_needs_ssl_target() {
             .contains("--ssl-target-ca needs --ssl-target")
     );
 }
+
+#[tokio::test]
+async fn hixie_location_says_wss_under_tls() {
+    let server = tls_server("hixie", &[]).await;
+    let mut tls = tls_connect(
+        server.proxy.port,
+        client_config(&server.ca.pem, &all_versions()),
+    )
+    .await
+    .unwrap();
+    let head = "GET /vnc HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+                Host: example.com:6080\r\nOrigin: https://example.com\r\n\r\n";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(tls.read(&mut b).await.unwrap(), 1);
+        got.push(b[0]);
+    }
+    let text = String::from_utf8(got).unwrap();
+    assert!(
+        text.contains("WebSocket-Location: wss://example.com:6080/vnc\r\n"),
+        "{text}"
+    );
+}

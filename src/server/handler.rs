@@ -115,6 +115,19 @@ impl Handler {
                 let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
                 self.serve(rx, tx, &path, &protocol, &facts).await;
             }
+            Decision::Hixie(hs) => {
+                let accepted = ws::hixie::accept(&hs, stream, head.rest, facts.secure).await;
+                let (rx, tx) = match accepted {
+                    Ok(halves) => halves,
+                    Err(e) => {
+                        tracing::info!(id = self.id, client = %self.client, "Hixie handshake: {e}");
+                        return;
+                    }
+                };
+                let _session = self.tracker.session();
+                let protocol = format!("{}/base64", hs.draft().name());
+                self.serve(rx, tx, &path, &protocol, &facts).await;
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //!
 //! - `handshake`: HyBi (RFC 6455 version 13, drafts 7 and 8) request checks and the 101.
 //! - `hybi`: HyBi framing through tokio-tungstenite, as a [`crate::session`] pair.
+//! - `hixie`: Hixie-75 and Hixie-76, handshake and framing, written here.
 
 pub mod handshake;
 pub mod hixie;
@@ -11,6 +12,7 @@ pub mod hybi;
 use http::{Request, StatusCode};
 
 pub use handshake::HybiHandshake;
+pub use hixie::HixieHandshake;
 
 /// The subprotocols websockify speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,27 +69,42 @@ impl Rejection {
 /// What a request head asks for.
 #[derive(Debug)]
 pub enum Decision {
-    /// A WebSocket upgrade that we accept.
+    /// A HyBi / RFC 6455 upgrade that we accept.
     Hybi(HybiHandshake),
+    /// A Hixie-75 or Hixie-76 upgrade that we accept.
+    Hixie(HixieHandshake),
     /// A WebSocket upgrade that we refuse.
     Refuse(Rejection),
     /// Plain HTTP, no upgrade.
     Http,
 }
 
-/// Classifies a request: any of `Upgrade`, `Sec-WebSocket-Key` or `Sec-WebSocket-Version`
-/// makes it a WebSocket attempt, which is then accepted or refused with the reason; anything
-/// else is plain HTTP.
+/// Classifies a request: any of `Upgrade` or a `Sec-WebSocket-*` handshake header makes it a
+/// WebSocket attempt, which is then accepted or refused with the reason; anything else is
+/// plain HTTP.
+///
+/// The version decides the protocol: HyBi clients send `Sec-WebSocket-Version` (and a
+/// `Sec-WebSocket-Key`); a request with neither, or with Hixie-76's `Key1`/`Key2`, is Hixie.
 pub fn decide(req: &Request<()>) -> Decision {
     let h = req.headers();
-    let attempt = ["upgrade", "sec-websocket-key", "sec-websocket-version"]
-        .iter()
-        .any(|name| h.contains_key(*name));
+    let attempt = [
+        "upgrade",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-key1",
+        "sec-websocket-key2",
+    ]
+    .iter()
+    .any(|name| h.contains_key(*name));
     if !attempt {
         return Decision::Http;
     }
-    match HybiHandshake::from_request(req) {
-        Ok(hs) => Decision::Hybi(hs),
-        Err(rejection) => Decision::Refuse(rejection),
-    }
+    let hybi = h.contains_key("sec-websocket-version") || h.contains_key("sec-websocket-key");
+    let hixie76 = h.contains_key("sec-websocket-key1") || h.contains_key("sec-websocket-key2");
+    let result = if hybi && !hixie76 {
+        HybiHandshake::from_request(req).map(Decision::Hybi)
+    } else {
+        HixieHandshake::from_request(req).map(Decision::Hixie)
+    };
+    result.unwrap_or_else(Decision::Refuse)
 }
