@@ -141,7 +141,16 @@ pub fn response(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Vec
 /// side down, then discard what the client still sends for a moment, since closing a socket
 /// with unread input makes the kernel send a reset that can destroy the answer in flight.
 pub async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) {
-    if stream.write_all(bytes).await.is_err() || stream.shutdown().await.is_err() {
+    if stream.write_all(bytes).await.is_err() {
+        return;
+    }
+    close_gracefully(stream).await;
+}
+
+/// Ends a connection whose answer was written: shut our side down, then read and discard for
+/// a moment so that unread input does not turn the close into a reset.
+pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    if stream.shutdown().await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(LINGER, async {

@@ -10,12 +10,13 @@ use super::listen::ClientAddr;
 use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use super::tracker::Tracker;
 use crate::config::Config;
-use crate::http::{HeadError, answer_and_close, read_head, response};
+use crate::http::{HeadError, answer_and_close, close_gracefully, read_head, response};
 use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::shutdown::Shutdown;
 use crate::stream::{ClientIo, ClientStream};
 use crate::tls::{HANDSHAKE_TIMEOUT, ServerTls};
+use crate::web::WebRoot;
 use crate::ws::{self, Decision};
 
 /// What websockify 0.13 sends when the target cannot be reached after the upgrade.
@@ -40,6 +41,8 @@ pub struct Handler {
     pub tls: Option<Arc<ServerTls>>,
     /// TLS toward the target (`--ssl-target`).
     pub target_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `--web DIR`: plain HTTP requests are answered from it.
+    pub web: Option<Arc<WebRoot>>,
     /// Counts this connection and, once upgraded, its session.
     pub tracker: Tracker,
     pub shutdown: Shutdown,
@@ -70,20 +73,38 @@ impl Handler {
         };
         let path = head.request.uri().path().to_string();
         match ws::decide(&head.request) {
-            Decision::Http => {
-                tracing::info!(
-                    id = self.id,
-                    client = %self.client,
-                    "{} {path}: 405, no web directory is served here",
-                    head.request.method()
-                );
-                let answer = response(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    &[("Allow", "")],
-                    "this port serves WebSocket upgrades only",
-                );
-                answer_and_close(&mut stream, &answer).await;
-            }
+            // The auth plugin's check for `--web-auth` (issue 5) goes before this branch.
+            Decision::Http => match &self.web {
+                Some(web) => {
+                    match web.serve(&head.request, &mut stream).await {
+                        Ok(status) => tracing::info!(
+                            id = self.id,
+                            client = %self.client,
+                            status = status.as_u16(),
+                            "{} {path}",
+                            head.request.method()
+                        ),
+                        Err(e) => {
+                            tracing::info!(id = self.id, client = %self.client, "{path}: {e}")
+                        }
+                    }
+                    close_gracefully(&mut stream).await;
+                }
+                None => {
+                    tracing::info!(
+                        id = self.id,
+                        client = %self.client,
+                        "{} {path}: 405, no web directory is served here",
+                        head.request.method()
+                    );
+                    let answer = response(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        &[("Allow", "")],
+                        "this port serves WebSocket upgrades only",
+                    );
+                    answer_and_close(&mut stream, &answer).await;
+                }
+            },
             Decision::Refuse(rejection) => {
                 tracing::info!(
                     id = self.id,

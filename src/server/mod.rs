@@ -82,6 +82,13 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     let mut signals = Signals::new()?;
     let mut hangup = signal(SignalKind::hangup())?;
     let tls = ServerTls::load(&config.tls)?;
+    let web = match &config.web {
+        Some(w) => Some(Arc::new(crate::web::WebRoot::new(&w.dir, w.file_only)?)),
+        None => None,
+    };
+    if let Some(web) = &web {
+        tracing::info!("serving files from {}", web.root().display());
+    }
     let target_tls = match &config.target_tls {
         Some(t) => Some(crate::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
         None => None,
@@ -134,6 +141,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                         config: config.clone(),
                         tls: tls.clone(),
                         target_tls: target_tls.clone(),
+                        web: web.clone(),
                         tracker: tracker.clone(),
                         shutdown: shutdown.subscribe(),
                         id: next_id,

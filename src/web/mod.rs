@@ -1,1 +1,327 @@
-//! The --web directory (being written).
+//! `--web DIR`: static files on the proxy port, for GET and HEAD, one request per connection
+//! (as websockify's server does).
+//!
+//! Safe by construction: the request path is decoded once into segments, and any segment that
+//! could climb or hide a separator (`.`, `..`, `/`, `\`, NUL) is refused before the file system
+//! is touched; the file found is then canonicalised and must lie under the canonical root, so a
+//! symlink cannot lead out either. A path starting with `//` is refused with 400 rather than
+//! redirected (the open-redirect class of CVE-2021-3654), and the directory redirect is
+//! relative, so it can never name another host.
+//!
+//! hyper-staticfile builds the file responses (`Content-Type`, `Last-Modified`, `ETag`,
+//! `If-Modified-Since`, ranges); `If-None-Match` is checked here, since it does not.
+
+mod listing;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper_staticfile::ResolvedFile;
+use hyper_staticfile::util::FileResponseBuilder;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// The web directory, resolved once at start-up.
+#[derive(Debug)]
+pub struct WebRoot {
+    /// Canonical: every served file must be under it after its own canonicalisation.
+    root: PathBuf,
+    /// `--file-only`: no directory listings.
+    file_only: bool,
+}
+
+/// What a request path resolves to, before any file is opened.
+#[derive(Debug, PartialEq, Eq)]
+enum Target {
+    File(PathBuf),
+    /// A directory asked for with its trailing slash.
+    Dir(PathBuf),
+    /// A directory asked for without it: redirect to `<last segment>/`.
+    Redirect(String),
+}
+
+/// A refusal with its status and a one-line reason.
+#[derive(Debug, PartialEq, Eq)]
+struct Refusal(StatusCode, &'static str);
+
+impl WebRoot {
+    /// Checks the directory; a missing or unreadable one is a start-up error.
+    pub fn new(dir: &Path, file_only: bool) -> anyhow::Result<WebRoot> {
+        let root = std::fs::canonicalize(dir)
+            .with_context(|| format!("--web {}: cannot open the directory", dir.display()))?;
+        if !root.is_dir() {
+            anyhow::bail!("--web {}: not a directory", dir.display());
+        }
+        Ok(WebRoot { root, file_only })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes the whole answer to `req` on `out` and returns its status.
+    pub async fn serve<S: AsyncWrite + Unpin>(
+        &self,
+        req: &Request<()>,
+        out: &mut S,
+    ) -> io::Result<StatusCode> {
+        let response = match self.respond(req).await {
+            Ok(response) => response,
+            Err(Refusal(status, reason)) => plain(status, reason),
+        };
+        let status = response.status();
+        write_response(response, req.method() == Method::HEAD, out).await?;
+        Ok(status)
+    }
+
+    async fn respond(&self, req: &Request<()>) -> Result<Response<WebBody>, Refusal> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are served",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            return Ok(r);
+        }
+        let raw_path = req.uri().path();
+        let target = resolve(&self.root, raw_path).await?;
+        match target {
+            Target::Redirect(location) => {
+                let location = match req.uri().query() {
+                    Some(q) => format!("{location}?{q}"),
+                    None => location,
+                };
+                let mut r = plain(StatusCode::MOVED_PERMANENTLY, "moved");
+                let value = header::HeaderValue::from_str(&location)
+                    .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "bad path"))?;
+                r.headers_mut().insert(header::LOCATION, value);
+                Ok(r)
+            }
+            Target::File(path) => self.file(req, &path).await,
+            Target::Dir(dir) => {
+                for index in ["index.html", "index.htm"] {
+                    let candidate = dir.join(index);
+                    if let Ok(path) = self.contained(&candidate).await
+                        && path.is_file()
+                    {
+                        return self.file(req, &path).await;
+                    }
+                }
+                if self.file_only {
+                    return Err(Refusal(StatusCode::NOT_FOUND, "not found"));
+                }
+                let html = listing::render(&dir, raw_path)
+                    .await
+                    .map_err(|_| Refusal(StatusCode::NOT_FOUND, "not found"))?;
+                let mut r = Response::new(WebBody::Bytes(Bytes::from(html)));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                Ok(r)
+            }
+        }
+    }
+
+    /// The canonical form of `path`, if it exists and lies under the root.
+    async fn contained(&self, path: &Path) -> Result<PathBuf, Refusal> {
+        let real = tokio::fs::canonicalize(path)
+            .await
+            .map_err(|_| Refusal(StatusCode::NOT_FOUND, "not found"))?;
+        if real.starts_with(&self.root) {
+            Ok(real)
+        } else {
+            Err(Refusal(StatusCode::NOT_FOUND, "not found"))
+        }
+    }
+
+    async fn file(&self, req: &Request<()>, path: &Path) -> Result<Response<WebBody>, Refusal> {
+        let not_found = || Refusal(StatusCode::NOT_FOUND, "not found");
+        let real = self.contained(path).await?;
+        let handle = tokio::fs::File::open(&real)
+            .await
+            .map_err(|_| not_found())?;
+        let meta = handle.metadata().await.map_err(|_| not_found())?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        let modified = meta.modified().ok();
+        if let Some(etag) = modified.and_then(|m| etag(meta.len(), m))
+            && if_none_match(req.headers(), &etag)
+        {
+            let mut r = Response::new(WebBody::Empty);
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            if let Ok(v) = header::HeaderValue::from_str(&etag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            return Ok(r);
+        }
+        let content_type = mime_guess::from_path(&real)
+            .first()
+            .map(|m| match m.type_() {
+                mime_guess::mime::TEXT => format!("{m}; charset=utf-8"),
+                _ => m.to_string(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".to_string());
+        let resolved = ResolvedFile {
+            handle,
+            path: real,
+            size: meta.len(),
+            modified,
+            content_type: Some(content_type),
+            encoding: None,
+        };
+        let response = FileResponseBuilder::new()
+            .request(req)
+            .build(resolved)
+            .map_err(|_| {
+                Refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot build the response",
+                )
+            })?;
+        Ok(response.map(WebBody::File))
+    }
+}
+
+/// hyper-staticfile's ETag for a file of `size` bytes modified at `modified`, so that our
+/// `If-None-Match` check agrees with the `ETag` it sends.
+fn etag(size: u64, modified: std::time::SystemTime) -> Option<String> {
+    let t = modified.duration_since(UNIX_EPOCH).ok()?;
+    Some(format!(
+        "W/\"{size:x}-{:x}.{:x}\"",
+        t.as_secs(),
+        t.subsec_nanos()
+    ))
+}
+
+/// Whether `If-None-Match` lists `etag` (weak comparison) or `*`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+/// Maps a request path to a place under `root`, refusing every form of escape.
+async fn resolve(root: &Path, raw_path: &str) -> Result<Target, Refusal> {
+    let bad = |why| Refusal(StatusCode::BAD_REQUEST, why);
+    if raw_path.starts_with("//") {
+        return Err(bad("a path may not start with //"));
+    }
+    if !raw_path.starts_with('/') {
+        return Err(bad("the path must start with /"));
+    }
+    let mut path = root.to_path_buf();
+    let mut last = None;
+    for raw in raw_path.split('/').filter(|s| !s.is_empty()) {
+        let decoded = percent_encoding::percent_decode_str(raw).collect::<Vec<u8>>();
+        let segment = String::from_utf8(decoded).map_err(|_| bad("the path is not UTF-8"))?;
+        if segment == "." || segment == ".." {
+            return Err(bad("the path may not contain . or .. segments"));
+        }
+        if segment.contains(['/', '\\', '\0']) {
+            return Err(bad("the path may not contain encoded separators or NUL"));
+        }
+        path.push(&segment);
+        last = Some(segment);
+    }
+    // Whatever the path names, file or directory, it must really be under the root: a
+    // symlink inside may point anywhere.
+    let not_found = || Refusal(StatusCode::NOT_FOUND, "not found");
+    let path = tokio::fs::canonicalize(&path)
+        .await
+        .map_err(|_| not_found())?;
+    if !path.starts_with(root) {
+        return Err(not_found());
+    }
+    let meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
+    if !meta.is_dir() {
+        return Ok(Target::File(path));
+    }
+    match (raw_path.ends_with('/'), last) {
+        (true, _) | (false, None) => Ok(Target::Dir(path)),
+        // Relative, so it stays on this host whatever the path looked like.
+        (false, Some(name)) => Ok(Target::Redirect(format!(
+            "{}/",
+            percent_encoding::utf8_percent_encode(&name, listing::SEGMENT)
+        ))),
+    }
+}
+
+/// A response body: a file stream from hyper-staticfile, bytes, or nothing.
+enum WebBody {
+    File(hyper_staticfile::Body),
+    Bytes(Bytes),
+    Empty,
+}
+
+fn plain(status: StatusCode, reason: &'static str) -> Response<WebBody> {
+    let mut r = Response::new(WebBody::Bytes(Bytes::from(format!("{reason}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Writes status line, headers (with `Content-Length` where known and `Connection: close`)
+/// and, unless `head_only`, the body.
+async fn write_response<S: AsyncWrite + Unpin>(
+    response: Response<WebBody>,
+    head_only: bool,
+    out: &mut S,
+) -> io::Result<()> {
+    let (parts, body) = response.into_parts();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if name == header::CONNECTION {
+            continue;
+        }
+        head.push_str(name.as_str());
+        head.push_str(": ");
+        head.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        head.push_str("\r\n");
+    }
+    if let WebBody::Bytes(b) = &body
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
+    }
+    if matches!(body, WebBody::Empty) && !parts.headers.contains_key(header::CONTENT_LENGTH) {
+        head.push_str("Content-Length: 0\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    out.write_all(head.as_bytes()).await?;
+    if !head_only && parts.status != StatusCode::NOT_MODIFIED {
+        match body {
+            WebBody::Bytes(b) => out.write_all(&b).await?,
+            WebBody::File(mut file) => {
+                while let Some(frame) = file.frame().await {
+                    let frame = frame?;
+                    if let Some(data) = frame.data_ref() {
+                        out.write_all(data).await?;
+                    }
+                }
+            }
+            WebBody::Empty => {}
+        }
+    }
+    out.flush().await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,104 @@
+use super::*;
+
+/// A web root with `index` subdirectory, a file, and a secret next to (outside) the root.
+fn fixture(name: &str) -> (PathBuf, PathBuf) {
+    let base =
+        std::env::temp_dir().join(format!("websockify-web-unit-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("sub dir")).unwrap();
+    std::fs::write(root.join("a.txt"), "hello").unwrap();
+    std::fs::write(base.join("secret.txt"), "SECRET").unwrap();
+    std::os::unix::fs::symlink(base.join("secret.txt"), root.join("link")).unwrap();
+    std::os::unix::fs::symlink(&base, root.join("updir")).unwrap();
+    (base, root)
+}
+
+async fn get(web: &WebRoot, path: &str) -> (StatusCode, String) {
+    let req = Request::builder().uri(path).body(()).unwrap();
+    let mut out = Vec::new();
+    let status = web.serve(&req, &mut out).await.unwrap();
+    (status, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn escapes_are_refused() {
+    let (base, root) = fixture("escapes");
+    let web = WebRoot::new(&root, false).unwrap();
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/sub%20dir/..%2f..%2fsecret.txt",
+        "/..%5csecret.txt",
+        "/a.txt%00.png",
+        "/./a.txt",
+        "/link",
+        "/updir/",
+        "/updir/secret.txt",
+    ] {
+        let (status, body) = get(&web, path).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{path}: {status}"
+        );
+        assert!(!body.contains("SECRET"), "{path} leaked the secret");
+    }
+    assert_eq!(
+        get(&web, "//evil.example/").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+#[tokio::test]
+async fn files_dirs_and_redirects() {
+    let (base, root) = fixture("files");
+    let web = WebRoot::new(&root, false).unwrap();
+    let (status, text) = get(&web, "/a.txt").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: text/plain; charset=utf-8\r\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+
+    let (status, text) = get(&web, "/sub%20dir?x=1").await;
+    assert_eq!(status, StatusCode::MOVED_PERMANENTLY);
+    assert!(text.contains("location: sub%20dir/?x=1\r\n"), "{text}");
+
+    let (status, text) = get(&web, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.contains("<a href=\"a.txt\">a.txt</a>"), "{text}");
+    assert!(
+        text.contains("<a href=\"sub%20dir/\">sub dir/</a>"),
+        "{text}"
+    );
+
+    let web = WebRoot::new(&root, true).unwrap();
+    assert_eq!(get(&web, "/").await.0, StatusCode::NOT_FOUND);
+    std::fs::write(root.join("index.htm"), "<p>index</p>").unwrap();
+    let (status, text) = get(&web, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(text.ends_with("<p>index</p>"), "{text}");
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+#[test]
+fn listing_escapes_names() {
+    assert_eq!(
+        listing::escape_html("<a href='x'>&"),
+        "&lt;a href=&#39;x&#39;&gt;&amp;"
+    );
+    assert_eq!(
+        percent_encoding::utf8_percent_encode("a b/<c>?", listing::SEGMENT).to_string(),
+        "a%20b%2F%3Cc%3E%3F"
+    );
+}
+
+#[test]
+fn missing_root_is_an_error() {
+    let err = WebRoot::new(Path::new("/nonexistent/web"), false).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/web"), "{err}");
+}
