@@ -605,15 +605,8 @@ async fn tls_to_the_target_verified_against_a_pinned_ca() {
 
 #[test]
 fn ssl_target_ca_needs_ssl_target() {
-    let out = command(&["--ssl-target-ca", "/tmp/x.pem", "6080", "h:1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("--ssl-target-ca needs --ssl-target")
-    );
+    let err = fails(&["--ssl-target-ca", "/tmp/x.pem", "6080", "h:1"], 2);
+    assert!(err.contains("--ssl-target-ca needs --ssl-target"), "{err}");
 }
 
 #[tokio::test]

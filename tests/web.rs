@@ -206,13 +206,9 @@ async fn websocket_still_works_on_any_path_with_web() {
 
 #[test]
 fn a_missing_web_directory_is_a_startup_error() {
-    let out = command(&["--web", "/nonexistent/www", "127.0.0.1:0", "127.0.0.1:1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("--web /nonexistent/www")
+    let err = fails(
+        &["--web", "/nonexistent/www", "127.0.0.1:0", "127.0.0.1:1"],
+        1,
     );
+    assert!(err.contains("--web /nonexistent/www"), "{err}");
 }

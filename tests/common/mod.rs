@@ -29,6 +29,17 @@ pub fn command(args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs `websockify args` to its end, asserts its exit status, and returns its standard error.
+pub fn fails(args: &[&str], code: i32) -> String {
+    let out = command(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run websockify");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "websockify {args:?}: {err}");
+    err
+}
+
 /// A running proxy; killed when dropped.
 pub struct Proxy {
     pub child: Child,
