@@ -104,15 +104,6 @@ impl ClientStream {
             self.replay = joined.freeze();
         }
     }
-
-    pub fn io(&self) -> &ClientIo {
-        &self.io
-    }
-
-    /// Whether the client talks to us through TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self.io, ClientIo::Tls(_))
-    }
 }
 
 impl AsyncRead for ClientStream {

@@ -7,7 +7,7 @@
 //! not. A new file that does not load leaves the previous certificate in place. New handshakes
 //! use the new certificate; running sessions keep theirs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -403,11 +403,6 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let cn = parsed.subject().iter_common_name().next()?;
     cn.as_str().ok().map(str::to_string)
-}
-
-/// Where the TLS files are, for logs.
-pub fn describe(files: &TlsFiles) -> PathBuf {
-    files.cert.clone()
 }
 
 #[cfg(test)]

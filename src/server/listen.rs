@@ -110,14 +110,6 @@ impl Listener {
         }
     }
 
-    /// The TCP port, for tests that listen on port 0.
-    pub fn local_port(&self) -> Option<u16> {
-        match self {
-            Listener::Tcp(l) => l.local_addr().ok().map(|a| a.port()),
-            Listener::Unix(_) => None,
-        }
-    }
-
     pub async fn accept(&self) -> io::Result<(ClientStream, ClientAddr)> {
         match self {
             Listener::Tcp(l) => {
