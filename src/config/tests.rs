@@ -332,3 +332,77 @@ fn ssl_version_from_the_environment_is_checked() {
     let err = Cli::try_parse_from(["websockify", "--ssl-version", "sslv3"]).unwrap_err();
     assert!(err.to_string().contains("tlsv1_2"), "{err}");
 }
+
+#[test]
+fn every_setting_is_a_flag_and_a_variable() {
+    let flags = cli(&[
+        "-v",
+        "--traffic",
+        "--run-once",
+        "--timeout",
+        "1",
+        "--idle-timeout",
+        "2",
+        "--unix-listen",
+        "/l.sock",
+        "--unix-listen-mode",
+        "0640",
+        "--unix-target",
+        "/t.sock",
+        "--inetd",
+        "--web",
+        "/w",
+        "--file-only",
+        "-6",
+        "--heartbeat",
+        "3",
+        "--log-file",
+        "/f",
+        "--cert",
+        "/c",
+        "--key",
+        "/k",
+        "--key-password",
+        "p",
+        "--ssl-only",
+        "--ssl-target",
+        "--ssl-target-ca",
+        "/ca",
+        "--verify-client",
+        "--cafile",
+        "/cf",
+        "--ssl-version",
+        "tlsv1_2",
+        "--ssl-ciphers",
+        "x",
+        "h:1",
+    ]);
+    let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
+    for key in SETTING_NAMES.iter().filter(|k| **k != "listen") {
+        assert_eq!(loaded.source_of(key), layer::flag_name(key), "{key}");
+    }
+    let vars: Vec<(String, String)> = SETTING_NAMES
+        .iter()
+        .map(|k| {
+            let value = match *k {
+                "listen" => "6080",
+                "target" => "h:1",
+                "unix_listen_mode" => "0640",
+                "ssl_version" => "tlsv1_3",
+                "timeout" | "idle_timeout" | "heartbeat" => "5",
+                "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
+                | "ssl_only" | "ssl_target" | "verify_client" => "true",
+                _ => "/some/value",
+            };
+            (layer::env_name(k), value.to_string())
+        })
+        .collect();
+    let loaded = load(&cli(&[]), &vars).unwrap();
+    for key in SETTING_NAMES {
+        assert_eq!(
+            loaded.source_of(key),
+            format!("environment variable {}", layer::env_name(key)),
+            "{key}"
+        );
+    }
+}
