@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod plugin;
 pub mod relay;
 pub mod server;
 pub mod session;

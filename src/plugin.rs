@@ -1,0 +1,356 @@
+//! Loading plugins and calling them safely.
+//!
+//! A plugin is either built in (websockify's names, linked into this binary and called through
+//! the same table as a loaded one) or a shared library named by path, loaded with libloading.
+//! Its ABI version is checked before anything else is read; a file that is not a plugin, or a
+//! plugin for another ABI version, is a start-up error naming the file.
+//!
+//! Calls run on tokio's blocking pool under [`CALL_TIMEOUT`], never on the async workers, so a
+//! slow or hanging plugin delays only its own request (504), and its answer is checked like any
+//! other input from outside (502 for garbage).
+
+use std::ffi::c_void;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use http::StatusCode;
+use websockify_plugin_api::{self as api, ABI_VERSION, Facts, Header, Out, Str, Table, outcome};
+
+use crate::addr::HostPort;
+use crate::target::Target;
+
+/// How long one plugin call may take before its request gets 504.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+static TOKEN_FILE: Table = api::table::<websockify_tokenfile::TokenFile>();
+static READ_ONLY_TOKEN_FILE: Table = api::table::<websockify_tokenfile::ReadOnlyTokenFile>();
+
+/// The built-in plugins, by websockify's class names (also accepted as
+/// `websockify.token_plugins.NAME`, as websockify's command lines write them).
+fn builtin(name: &str) -> Option<&'static Table> {
+    let short = name.rsplit('.').next().unwrap_or(name);
+    match short {
+        "TokenFile" => Some(&TOKEN_FILE),
+        "ReadOnlyTokenFile" => Some(&READ_ONLY_TOKEN_FILE),
+        _ => None,
+    }
+}
+
+/// A plugin's table and, for a loaded one, the library that must outlive it.
+pub struct Plugin {
+    table: &'static Table,
+    name: String,
+    /// Dropped last: the table and its functions live in this library.
+    _library: Option<libloading::Library>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin").field("name", &self.name).finish()
+    }
+}
+
+/// What a plugin decided for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Target(Target),
+    Allow,
+    /// Refuse the request with this HTTP status and one-line reason.
+    Refuse(StatusCode, String),
+}
+
+impl Plugin {
+    /// A built-in name or a path to a shared library.
+    pub fn load(spec: &str, kind: api::Kind) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = match builtin(spec) {
+            Some(table) => Plugin {
+                table,
+                name: spec.to_string(),
+                _library: None,
+            },
+            None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
+            None => bail!(
+                "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, or the path of a \
+                 plugin library (.so)"
+            ),
+        };
+        if plugin.table.kind != kind as u32 {
+            bail!("{spec} is not a {kind:?} plugin");
+        }
+        Ok(Arc::new(plugin))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Makes an instance from the plugin's configuration string.
+    pub fn create(self: &Arc<Self>, config: &str) -> anyhow::Result<Instance> {
+        let mut buf = vec![0u8; api::OUT_CAPACITY];
+        let mut out = out(&mut buf);
+        // SAFETY: the table was checked at load; `config` lives across the call and `out`
+        // points to a buffer of `cap` bytes that outlives it.
+        let ptr = unsafe { (self.table.create)(Str::new(config), &mut out) };
+        match NonNull::new(ptr) {
+            Some(ptr) => Ok(Instance {
+                plugin: self.clone(),
+                ptr,
+            }),
+            None => bail!("{}: {}", self.name, text(&out, &buf)),
+        }
+    }
+}
+
+fn out(buf: &mut [u8]) -> Out {
+    Out {
+        kind: 0,
+        status: 0,
+        buf: buf.as_mut_ptr(),
+        cap: buf.len(),
+        len: 0,
+    }
+}
+
+/// The answer text, whatever bytes the plugin wrote.
+fn text(out: &Out, buf: &[u8]) -> String {
+    String::from_utf8_lossy(&buf[..out.len.min(buf.len())]).into_owned()
+}
+
+fn load_library(path: &Path) -> anyhow::Result<Plugin> {
+    let name = path.display().to_string();
+    // SAFETY: loading a library runs its initialisers; the operator named this file as a
+    // plugin, which is the trust this feature rests on (as websockify trusts its --token-plugin
+    // Python class).
+    let library = unsafe { libloading::Library::new(path) }
+        .with_context(|| format!("cannot load plugin {name}"))?;
+    let table = {
+        // SAFETY: the symbol is declared by the ABI as `const Table *(*)(void)`; if the file
+        // exports something else under that name it is not a plugin of ours, a risk the
+        // version check below narrows.
+        let entry: libloading::Symbol<'_, unsafe extern "C" fn() -> *const Table> =
+            unsafe { library.get(api::ENTRY_POINT.as_bytes()) }.map_err(|_| {
+                anyhow::anyhow!(
+                    "{name} is not a websockify plugin: no {} symbol",
+                    api::ENTRY_POINT
+                )
+            })?;
+        // SAFETY: calling the entry point has no preconditions.
+        let ptr = unsafe { entry() };
+        if ptr.is_null() {
+            bail!("{name}: the plugin returned no table");
+        }
+        // SAFETY: a non-null table pointer from the entry point; the first field is the version,
+        // read before anything whose layout could differ between versions.
+        let version = unsafe { std::ptr::addr_of!((*ptr).abi_version).read() };
+        if version != ABI_VERSION {
+            bail!(
+                "{name} is built for plugin ABI version {version}; this websockify speaks version {ABI_VERSION}"
+            );
+        }
+        // SAFETY: same ABI version, so the table has the layout we expect; it is static in the
+        // library, which `Plugin` keeps loaded as long as the reference is used.
+        unsafe { &*ptr }
+    };
+    Ok(Plugin {
+        table,
+        name,
+        _library: Some(library),
+    })
+}
+
+/// A plugin instance; destroyed when the last request using it is done.
+pub struct Instance {
+    plugin: Arc<Plugin>,
+    ptr: NonNull<c_void>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("plugin", &self.plugin.name)
+            .finish()
+    }
+}
+
+// SAFETY: the ABI requires instances to be callable from any thread at once (the Rust macro
+// requires `Send + Sync` plugins), and `ptr` is only passed back to the plugin.
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from this plugin's `create` and is destroyed exactly once.
+        unsafe { (self.plugin.table.destroy)(self.ptr.as_ptr()) };
+    }
+}
+
+/// The request facts in owned form, for a call on another thread.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    pub token: String,
+    pub path: String,
+    pub query: String,
+    pub host: String,
+    pub origin: String,
+    pub client_addr: String,
+    pub client_cert_cn: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Instance {
+    /// Calls the plugin (blocking) and checks its answer.
+    pub fn call_blocking(&self, facts: &RequestFacts) -> Result<Answer, String> {
+        let headers: Vec<Header> = facts
+            .headers
+            .iter()
+            .map(|(n, v)| Header {
+                name: Str::new(n),
+                value: Str::new(v),
+            })
+            .collect();
+        let raw = Facts {
+            token: Str::new(&facts.token),
+            path: Str::new(&facts.path),
+            query: Str::new(&facts.query),
+            host: Str::new(&facts.host),
+            origin: Str::new(&facts.origin),
+            client_addr: Str::new(&facts.client_addr),
+            client_cert_cn: Str::new(&facts.client_cert_cn),
+            headers: headers.as_ptr(),
+            headers_len: headers.len(),
+        };
+        let mut buf = vec![0u8; api::OUT_CAPACITY];
+        let mut out = out(&mut buf);
+        // SAFETY: the instance is alive (we hold it), every string and the header array live
+        // across the call, and `out` points to `cap` writable bytes.
+        unsafe { (self.plugin.table.call)(self.ptr.as_ptr(), &raw, &mut out) };
+        let text = text(&out, &buf);
+        match out.kind {
+            outcome::TARGET => text
+                .parse::<HostPort>()
+                .map(|hp| Answer::Target(Target::Tcp(hp)))
+                .map_err(|e| format!("bad target from the plugin: {e}")),
+            outcome::UNIX_SOCKET if text.starts_with('/') => {
+                Ok(Answer::Target(Target::Unix(text.into())))
+            }
+            outcome::UNIX_SOCKET => Err(format!("bad unix socket path from the plugin: {text:?}")),
+            outcome::REFUSE => match StatusCode::from_u16(out.status) {
+                Ok(status) if (400..600).contains(&out.status) => Ok(Answer::Refuse(status, text)),
+                _ => Err(format!(
+                    "refusal with a status that is not 4xx/5xx: {}",
+                    out.status
+                )),
+            },
+            outcome::ALLOW => Ok(Answer::Allow),
+            outcome::ERROR => Err(text),
+            other => Err(format!("unknown answer kind {other}")),
+        }
+    }
+
+    pub fn plugin_name(&self) -> &str {
+        self.plugin.name()
+    }
+}
+
+/// Why a plugin call gave no usable answer; each ends only its own request.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin {plugin} failed: {why}")]
+    Failed { plugin: String, why: String },
+    #[error("plugin {plugin} did not answer within {}s", CALL_TIMEOUT.as_secs())]
+    Timeout { plugin: String },
+}
+
+impl CallError {
+    /// The HTTP status the request is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CallError::Failed { .. } => StatusCode::BAD_GATEWAY,
+            CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
+/// Calls `instance` off the async workers, under [`CALL_TIMEOUT`].
+pub async fn call(instance: &Arc<Instance>, facts: RequestFacts) -> Result<Answer, CallError> {
+    let plugin = instance.plugin_name().to_string();
+    let worker = instance.clone();
+    let task = tokio::task::spawn_blocking(move || worker.call_blocking(&facts));
+    match tokio::time::timeout(CALL_TIMEOUT, task).await {
+        Ok(Ok(Ok(answer))) => Ok(answer),
+        Ok(Ok(Err(why))) => Err(CallError::Failed { plugin, why }),
+        // A panic that escaped the plugin's own guard (a C plugin cannot unwind into us; a Rust
+        // one is caught by export_plugin!) still ends only this request.
+        Ok(Err(join)) => Err(CallError::Failed {
+            plugin,
+            why: join.to_string(),
+        }),
+        Err(_) => Err(CallError::Timeout { plugin }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_names_and_errors() {
+        assert!(Plugin::load("TokenFile", api::Kind::Resolver).is_ok());
+        assert!(
+            Plugin::load(
+                "websockify.token_plugins.ReadOnlyTokenFile",
+                api::Kind::Resolver
+            )
+            .is_ok()
+        );
+        let err = Plugin::load("NoSuchPlugin", api::Kind::Resolver).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown plugin `NoSuchPlugin`"),
+            "{err}"
+        );
+        let err = Plugin::load("/nonexistent/libx.so", api::Kind::Resolver).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("/nonexistent/libx.so"),
+            "{err:#}"
+        );
+        let err = Plugin::load("TokenFile", api::Kind::Auth).unwrap_err();
+        assert!(err.to_string().contains("not a Auth plugin"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn token_file_through_the_table() {
+        let dir = std::env::temp_dir().join(format!("websockify-plugin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tokens");
+        std::fs::write(&file, "a: [::1]:5900\nu: unix_socket:/run/x.sock\n").unwrap();
+        let plugin = Plugin::load("TokenFile", api::Kind::Resolver).unwrap();
+        let instance = Arc::new(plugin.create(file.to_str().unwrap()).unwrap());
+        let ask = |token: &str| RequestFacts {
+            token: token.to_string(),
+            ..RequestFacts::default()
+        };
+        assert_eq!(
+            call(&instance, ask("a")).await.unwrap(),
+            Answer::Target(Target::Tcp("[::1]:5900".parse().unwrap()))
+        );
+        assert_eq!(
+            call(&instance, ask("u")).await.unwrap(),
+            Answer::Target(Target::Unix("/run/x.sock".into()))
+        );
+        assert_eq!(
+            call(&instance, ask("zz")).await.unwrap(),
+            Answer::Refuse(StatusCode::NOT_FOUND, "unknown token".into())
+        );
+        let err = plugin.create("/nonexistent/tokens").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("TokenFile: cannot read /nonexistent/tokens"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
