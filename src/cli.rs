@@ -14,6 +14,7 @@ use crate::config::{FileMode, SslVersion};
 
 const USAGE: &str = "\
 websockify [options] [source_addr:]source_port target_addr:target_port
+       websockify [options] --token-plugin=CLASS [source_addr:]source_port
        websockify [options] --unix-target=FILE [source_addr:]source_port
        websockify [options] --inetd target_addr:target_port
        websockify [options] --unix-listen=FILE target_addr:target_port";
@@ -129,6 +130,23 @@ pub struct Cli {
     /// Prefer IPv6 when resolving source_addr and target_addr
     #[arg(short = '6', long)]
     pub prefer_ipv6: bool,
+
+    /// Old token file form: FILE or DIR of `token: host:port` lines (same as
+    /// --token-plugin TokenFile --token-source FILE)
+    #[arg(long, value_name = "FILE")]
+    pub target_config: Option<PathBuf>,
+
+    /// Token plugin: TokenFile, ReadOnlyTokenFile, or the path of a plugin library (.so)
+    #[arg(long, value_name = "CLASS")]
+    pub token_plugin: Option<String>,
+
+    /// Argument passed to the token plugin when it is created
+    #[arg(long, value_name = "ARG")]
+    pub token_source: Option<String>,
+
+    /// Use the Host header (without its port) as the token instead of the `token` parameter
+    #[arg(long)]
+    pub host_token: bool,
 
     /// Send a ping to an idle client every INTERVAL seconds (0: never)
     #[arg(long, value_name = "INTERVAL", value_parser = parse_seconds)]

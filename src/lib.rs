@@ -31,5 +31,6 @@ pub mod shutdown;
 pub mod stream;
 pub mod target;
 pub mod tls;
+pub mod token;
 pub mod web;
 pub mod ws;

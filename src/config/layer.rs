@@ -70,6 +70,7 @@ impl Layer {
             ("ssl_only", cli.ssl_only),
             ("ssl_target", cli.ssl_target),
             ("verify_client", cli.verify_client),
+            ("host_token", cli.host_token),
         ] {
             if on {
                 put(key, Value::from(true));
@@ -93,6 +94,7 @@ impl Layer {
             ("key", &cli.key),
             ("cafile", &cli.cafile),
             ("ssl_target_ca", &cli.ssl_target_ca),
+            ("target_config", &cli.target_config),
         ] {
             if let Some(file) = file {
                 put(key, path(file));
@@ -101,6 +103,8 @@ impl Layer {
         for (key, text) in [
             ("key_password", &cli.key_password),
             ("ssl_ciphers", &cli.ssl_ciphers),
+            ("token_plugin", &cli.token_plugin),
+            ("token_source", &cli.token_source),
         ] {
             if let Some(text) = text {
                 put(key, Value::from(text.clone()));

@@ -90,6 +90,14 @@ pub struct Settings {
     pub ssl_version: SslVersion,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_ciphers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_config: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_plugin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_source: Option<String>,
+    #[serde(deserialize_with = "de::flag")]
+    pub host_token: bool,
 }
 
 /// A value that is never shown: `--print-config` and debug output print `<redacted>`.
@@ -187,6 +195,10 @@ impl Default for Settings {
             cafile: None,
             ssl_version: SslVersion::Default,
             ssl_ciphers: None,
+            target_config: None,
+            token_plugin: None,
+            token_source: None,
+            host_token: false,
         }
     }
 }
@@ -219,6 +231,10 @@ pub const SETTING_NAMES: &[&str] = &[
     "cafile",
     "ssl_version",
     "ssl_ciphers",
+    "target_config",
+    "token_plugin",
+    "token_source",
+    "host_token",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -297,7 +313,7 @@ pub enum Listen {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: Listen,
-    pub target: Target,
+    pub route: Route,
     pub prefer_ipv6: bool,
     pub run_once: bool,
     pub timeout: Option<Duration>,
@@ -315,6 +331,35 @@ pub struct Config {
     pub target_tls: Option<TargetTls>,
     /// `--cafile` was given without `--verify-client` (websockify ignores it; we warn).
     pub cafile_without_verify: bool,
+}
+
+/// How a session's target is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `target_addr:target_port` or `--unix-target`: the same for every session.
+    Static(Target),
+    /// A token plugin maps each request's token to its target.
+    Token(TokenPlugin),
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::Static(t) => write!(f, "{t}"),
+            Route::Token(p) => write!(f, "targets from token plugin {}", p.plugin),
+        }
+    }
+}
+
+/// `--token-plugin` and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPlugin {
+    /// A built-in name or the path of a plugin library.
+    pub plugin: String,
+    /// `--token-source`, passed to the plugin when it is created.
+    pub source: String,
+    /// `--host-token`: the token is the Host header without its port.
+    pub host_token: bool,
 }
 
 /// Where the server's TLS material is and how TLS is offered.
@@ -557,27 +602,11 @@ impl Loaded {
                 ));
             }
         };
-        let target = match (&s.target, &s.unix_target) {
-            (Some(t), None) => Target::Tcp(t.clone()),
-            (None, Some(path)) => Target::Unix(path.clone()),
-            (Some(_), Some(_)) => {
-                return invalid(format!(
-                    "choose one target, not two: {} and {}",
-                    self.source_of("target"),
-                    self.source_of("unix_target")
-                ));
-            }
-            (None, None) => {
-                return invalid(
-                    "no target: give target_addr:target_port (WEBSOCKIFY_TARGET) or --unix-target"
-                        .to_string(),
-                );
-            }
-        };
+        let route = self.route()?;
         let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
         Ok(Config {
             listen,
-            target,
+            route,
             prefer_ipv6: s.prefer_ipv6,
             run_once: s.run_once,
             timeout: secs(s.timeout),
@@ -621,6 +650,81 @@ impl Loaded {
                 (false, None) => None,
             },
         })
+    }
+
+    /// One way to choose targets: a static target, a unix target, or a token plugin
+    /// (`--target-config FILE` is websockify's old name for `TokenFile` with that source).
+    fn route(&self) -> Result<Route, ConfigError> {
+        let s = &self.settings;
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let plugin = match (&s.token_plugin, &s.target_config) {
+            (Some(_), Some(_)) => {
+                return invalid(format!(
+                    "{} replaces {}: give one",
+                    self.source_of("token_plugin"),
+                    self.source_of("target_config")
+                ));
+            }
+            (Some(p), None) => Some((p.clone(), s.token_source.clone().unwrap_or_default())),
+            (None, Some(file)) => {
+                if s.token_source.is_some() {
+                    return invalid(format!(
+                        "{} needs --token-plugin",
+                        self.source_of("token_source")
+                    ));
+                }
+                Some(("TokenFile".to_string(), file.to_string_lossy().into_owned()))
+            }
+            (None, None) => None,
+        };
+        let given: Vec<&str> = [
+            ("target", s.target.is_some()),
+            ("unix_target", s.unix_target.is_some()),
+            ("token_plugin", plugin.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(k, _)| k)
+        .collect();
+        if given.len() > 1 {
+            let sources: Vec<String> = given
+                .iter()
+                .map(|k| match *k {
+                    "token_plugin" if s.token_plugin.is_none() => self.source_of("target_config"),
+                    k => self.source_of(k),
+                })
+                .collect();
+            return invalid(format!(
+                "choose one target, not several: {}",
+                sources.join(" and ")
+            ));
+        }
+        if plugin.is_none() {
+            for key in ["token_source", "host_token"] {
+                let set = if key == "host_token" {
+                    s.host_token
+                } else {
+                    s.token_source.is_some()
+                };
+                if set {
+                    return invalid(format!("{} needs --token-plugin", self.source_of(key)));
+                }
+            }
+        }
+        match (&s.target, &s.unix_target, plugin) {
+            (Some(t), _, _) => Ok(Route::Static(Target::Tcp(t.clone()))),
+            (_, Some(path), _) => Ok(Route::Static(Target::Unix(path.clone()))),
+            (_, _, Some((plugin, source))) => Ok(Route::Token(TokenPlugin {
+                plugin,
+                source,
+                host_token: s.host_token,
+            })),
+            (None, None, None) => invalid(
+                "no target: give target_addr:target_port (WEBSOCKIFY_TARGET), --unix-target or \
+                 --token-plugin"
+                    .to_string(),
+            ),
+        }
     }
 
     /// The effective configuration as TOML, for `--print-config`; unset settings are listed as

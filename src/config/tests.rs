@@ -77,7 +77,10 @@ fn environment_alone_is_a_complete_start() {
     .unwrap();
     let config = loaded.validate().unwrap();
     assert_eq!(config.listen, Listen::Tcp("0.0.0.0:6080".parse().unwrap()));
-    assert_eq!(config.target, Target::Tcp("vnc:5900".parse().unwrap()));
+    assert_eq!(
+        config.route,
+        Route::Static(Target::Tcp("vnc:5900".parse().unwrap()))
+    );
     assert!(config.run_once);
     assert_eq!(config.idle_timeout, Some(Duration::from_secs(30)));
     assert_eq!(config.timeout, None);
@@ -165,7 +168,10 @@ fn positionals_follow_the_listen_mode() {
     let loaded = load(&cli(&["--inetd", "h:1"]), &[]).unwrap();
     let config = loaded.validate().unwrap();
     assert_eq!(config.listen, Listen::Inetd);
-    assert_eq!(config.target, Target::Tcp("h:1".parse().unwrap()));
+    assert_eq!(
+        config.route,
+        Route::Static(Target::Tcp("h:1".parse().unwrap()))
+    );
 
     let loaded = load(&cli(&["--unix-listen", "/tmp/x.sock", "h:1"]), &[]).unwrap();
     assert_eq!(
@@ -284,6 +290,9 @@ fn setting_names_match_the_struct() {
         ssl_target_ca: Some("/g".into()),
         cafile: Some("/h".into()),
         ssl_ciphers: Some("x".into()),
+        target_config: Some("/i".into()),
+        token_plugin: Some("p".into()),
+        token_source: Some("s".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -375,6 +384,13 @@ fn every_setting_is_a_flag_and_a_variable() {
         "tlsv1_2",
         "--ssl-ciphers",
         "x",
+        "--target-config",
+        "/tc",
+        "--token-plugin",
+        "P",
+        "--token-source",
+        "S",
+        "--host-token",
         "h:1",
     ]);
     let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
@@ -391,7 +407,7 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "ssl_version" => "tlsv1_3",
                 "timeout" | "idle_timeout" | "heartbeat" => "5",
                 "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
-                | "ssl_only" | "ssl_target" | "verify_client" => "true",
+                | "ssl_only" | "ssl_target" | "verify_client" | "host_token" => "true",
                 _ => "/some/value",
             };
             (layer::env_name(k), value.to_string())
@@ -404,5 +420,66 @@ fn every_setting_is_a_flag_and_a_variable() {
             format!("environment variable {}", layer::env_name(key)),
             "{key}"
         );
+    }
+}
+
+#[test]
+fn token_plugins_choose_the_target() {
+    let loaded = load(
+        &cli(&[
+            "--token-plugin",
+            "TokenFile",
+            "--token-source",
+            "/t",
+            "6080",
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.validate().unwrap().route,
+        Route::Token(TokenPlugin {
+            plugin: "TokenFile".into(),
+            source: "/t".into(),
+            host_token: false
+        })
+    );
+    // websockify 0.6's --target-config is TokenFile.
+    let loaded = load(
+        &cli(&["--target-config", "/t", "--host-token", "6080"]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.validate().unwrap().route,
+        Route::Token(TokenPlugin {
+            plugin: "TokenFile".into(),
+            source: "/t".into(),
+            host_token: true
+        })
+    );
+    for (args, needle) in [
+        (
+            &["--token-plugin", "TokenFile", "6080", "h:1"][..],
+            "choose one target",
+        ),
+        (
+            &["--token-source", "/t", "6080", "h:1"][..],
+            "--token-source needs --token-plugin",
+        ),
+        (
+            &["--host-token", "6080", "h:1"][..],
+            "--host-token needs --token-plugin",
+        ),
+        (
+            &["--target-config", "/t", "--token-plugin", "X", "6080"][..],
+            "replaces",
+        ),
+    ] {
+        let loaded = load(&cli(args), &[]).unwrap();
+        let Err(ConfigError::Invalid(msg)) = loaded.validate() else {
+            panic!("{args:?} must be refused");
+        };
+        assert!(msg.contains(needle), "{args:?}: {msg}");
     }
 }

@@ -10,12 +10,16 @@ use super::listen::ClientAddr;
 use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use super::tracker::Tracker;
 use crate::config::Config;
+use crate::config::Route;
 use crate::http::{HeadError, answer_and_close, close_gracefully, read_head, response};
+use crate::plugin::{self, Answer, Instance};
 use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::shutdown::Shutdown;
 use crate::stream::{ClientIo, ClientStream};
+use crate::target::Target;
 use crate::tls::{HANDSHAKE_TIMEOUT, ServerTls};
+use crate::token;
 use crate::web::WebRoot;
 use crate::ws::{self, Decision};
 
@@ -43,6 +47,8 @@ pub struct Handler {
     pub target_tls: Option<Arc<rustls::ClientConfig>>,
     /// `--web DIR`: plain HTTP requests are answered from it.
     pub web: Option<Arc<WebRoot>>,
+    /// The token plugin's instance, when targets come from tokens.
+    pub resolver: Option<Arc<Instance>>,
     /// Counts this connection and, once upgraded, its session.
     pub tracker: Tracker,
     pub shutdown: Shutdown,
@@ -117,6 +123,9 @@ impl Handler {
             }
             Decision::Hybi(hs) => {
                 use tokio::io::AsyncWriteExt;
+                let Some(target) = self.target_for(&head.request, &facts, &mut stream).await else {
+                    return;
+                };
                 // Flushed: under TLS the answer would otherwise wait in the session's buffer
                 // until the first frame, and a client waits for it before sending anything.
                 let written = async {
@@ -134,9 +143,12 @@ impl Handler {
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
                 let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
-                self.serve(rx, tx, &path, &protocol, &facts).await;
+                self.serve(rx, tx, target, &path, &protocol, &facts).await;
             }
             Decision::Hixie(hs) => {
+                let Some(target) = self.target_for(&head.request, &facts, &mut stream).await else {
+                    return;
+                };
                 let accepted = ws::hixie::accept(&hs, stream, head.rest, facts.secure).await;
                 let (rx, tx) = match accepted {
                     Ok(halves) => halves,
@@ -147,9 +159,53 @@ impl Handler {
                 };
                 let _session = self.tracker.session();
                 let protocol = format!("{}/base64", hs.draft().name());
-                self.serve(rx, tx, &path, &protocol, &facts).await;
+                self.serve(rx, tx, target, &path, &protocol, &facts).await;
             }
         }
+    }
+
+    /// The target of an accepted upgrade, decided before the 101 so that a token that leads
+    /// nowhere gets a real HTTP answer. `None` when the request was answered instead (refused,
+    /// or the plugin failed), with one log line that never contains the token.
+    async fn target_for(
+        &self,
+        request: &http::Request<()>,
+        facts: &Facts,
+        stream: &mut ClientStream,
+    ) -> Option<Target> {
+        let (settings, instance) = match (&self.config.route, &self.resolver) {
+            (Route::Static(target), _) => return Some(target.clone()),
+            (Route::Token(settings), Some(instance)) => (settings, instance),
+            (Route::Token(_), None) => {
+                answer_and_close(
+                    stream,
+                    &response(StatusCode::BAD_GATEWAY, &[], "no resolver"),
+                )
+                .await;
+                return None;
+            }
+        };
+        let facts = token::request_facts(request, facts, &self.client, settings.host_token);
+        let (status, reason) = match plugin::call(instance, facts).await {
+            Ok(Answer::Target(target)) => return Some(target),
+            Ok(Answer::Refuse(status, reason)) => (status, reason),
+            Ok(Answer::Allow) => (
+                StatusCode::BAD_GATEWAY,
+                "the token plugin gave no target".to_string(),
+            ),
+            Err(e) => {
+                tracing::warn!(id = self.id, client = %self.client, "{e}");
+                (e.status(), "the token lookup failed".to_string())
+            }
+        };
+        tracing::info!(
+            id = self.id,
+            client = %self.client,
+            status = status.as_u16(),
+            "token lookup refused: {reason}"
+        );
+        answer_and_close(stream, &response(status, &[], &reason)).await;
+        None
     }
 
     /// Sniffs the first bytes and sets up TLS when the client speaks it; answers Flash policy
@@ -221,12 +277,13 @@ impl Handler {
         self,
         mut rx: R,
         mut tx: T,
+        target: Target,
         path: &str,
         protocol: &str,
         facts: &Facts,
     ) {
         let started = Instant::now();
-        let target = &self.config.target;
+        let target = &target;
         tracing::debug!(
             id = self.id,
             client = %self.client,

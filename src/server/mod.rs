@@ -89,6 +89,17 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     if let Some(web) = &web {
         tracing::info!("serving files from {}", web.root().display());
     }
+    let resolver = match &config.route {
+        crate::config::Route::Token(t) => {
+            let plugin =
+                crate::plugin::Plugin::load(&t.plugin, websockify_plugin_api::Kind::Resolver)
+                    .context("--token-plugin")?;
+            let instance = plugin.create(&t.source).context("--token-plugin")?;
+            tracing::info!("token plugin {} ready", plugin.name());
+            Some(Arc::new(instance))
+        }
+        crate::config::Route::Static(_) => None,
+    };
     let target_tls = match &config.target_tls {
         Some(t) => Some(crate::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
         None => None,
@@ -121,7 +132,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
     }
     tracing::info!("listening on {where_}");
-    tracing::info!("proxying from {where_} to {}", config.target);
+    tracing::info!("proxying from {where_} to {}", config.route);
 
     let stop = stop_accepting(&config, &tracker);
     tokio::pin!(stop);
@@ -142,6 +153,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                         tls: tls.clone(),
                         target_tls: target_tls.clone(),
                         web: web.clone(),
+                        resolver: resolver.clone(),
                         tracker: tracker.clone(),
                         shutdown: shutdown.subscribe(),
                         id: next_id,

@@ -1,0 +1,106 @@
+//! Where a request's token comes from, and the facts a plugin is asked with.
+//!
+//! The token is the `token` query parameter (as websockify reads it, `+` and percent escapes
+//! decoded), or with `--host-token` the Host header without its port (IPv6 literals keep
+//! their brackets; websockify cut them at the first colon).
+
+use http::Request;
+
+use crate::plugin::RequestFacts;
+use crate::server::handler::Facts;
+use crate::server::listen::ClientAddr;
+
+/// The value of query parameter `name`, decoded as a form value.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key) == name).then(|| decode(value))
+    })
+}
+
+fn decode(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The Host header without its port.
+pub fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.find(']') {
+            Some(end) => &host[..end + 2],
+            None => host,
+        };
+    }
+    host.split(':').next().unwrap_or(host)
+}
+
+/// Everything a token plugin may look at for this request.
+pub fn request_facts(
+    request: &Request<()>,
+    facts: &Facts,
+    client: &ClientAddr,
+    host_token: bool,
+) -> RequestFacts {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let query = request.uri().query().unwrap_or("").to_string();
+    let host = header("host");
+    let token = if host_token {
+        host_without_port(&host).to_string()
+    } else {
+        query_param(&query, "token").unwrap_or_default()
+    };
+    let origin = match header("origin") {
+        o if o.is_empty() => header("sec-websocket-origin"),
+        o => o,
+    };
+    RequestFacts {
+        token,
+        path: request.uri().path().to_string(),
+        query,
+        host,
+        origin,
+        client_addr: client.to_string(),
+        client_cert_cn: facts.client_cert_cn.clone().unwrap_or_default(),
+        headers: request
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_from_the_query() {
+        assert_eq!(query_param("token=abc", "token").as_deref(), Some("abc"));
+        assert_eq!(
+            query_param("a=1&token=x%2By+z&b", "token").as_deref(),
+            Some("x+y z")
+        );
+        assert_eq!(query_param("tokens=1", "token"), None);
+        assert_eq!(query_param("", "token"), None);
+    }
+
+    #[test]
+    fn host_tokens_keep_ipv6_brackets() {
+        assert_eq!(
+            host_without_port("vnc1.example.com:6080"),
+            "vnc1.example.com"
+        );
+        assert_eq!(host_without_port("vnc1"), "vnc1");
+        assert_eq!(host_without_port("[::1]:6080"), "[::1]");
+        assert_eq!(host_without_port("[::1]"), "[::1]");
+    }
+}
