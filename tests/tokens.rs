@@ -195,6 +195,7 @@ fn plugin_library(name: &str) -> PathBuf {
                 "-p",
             ])
             .arg("websockify-plugin-readonlytokenfile")
+            .args(["-p", "websockify-plugin-broken"])
             .arg("--manifest-path")
             .arg(&manifest)
             .arg("--target-dir")
@@ -256,4 +257,171 @@ fn bad_plugins_are_startup_errors_naming_the_file() {
         1,
     );
     assert!(err.contains("cannot read /nonexistent/tokens"), "{err}");
+}
+
+/// Compiles C with the machine's compiler (gcc comes with the Rust toolchain's requirements);
+/// fails loudly if there is none.
+fn cc(args: &[&str]) {
+    let status = Command::new("cc")
+        .args(args)
+        .status()
+        .expect("this test needs a C compiler (cc)");
+    assert!(status.success(), "cc {args:?} failed");
+}
+
+fn c_plugin(name: &str, extra: &[&str]) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("lib{name}.so"));
+    let include = root.join("plugins/api/include");
+    let source = root.join("plugins/c-example/fixed_target.c");
+    let mut args = vec![
+        "-shared",
+        "-fPIC",
+        "-Wall",
+        "-Werror",
+        "-I",
+        include.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["-o", out.to_str().unwrap(), source.to_str().unwrap()]);
+    cc(&args);
+    out
+}
+
+#[tokio::test]
+async fn a_plugin_written_in_c() {
+    let a = named_target("A\n").await;
+    let library = c_plugin("fixedtarget", &[]);
+    let target = format!("127.0.0.1:{a}");
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        library.to_str().unwrap(),
+        "--token-source",
+        &target,
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=open", "x").await.unwrap(),
+        b"A\n"
+    );
+    let (status, body) = greeting(proxy.port, "/?token=closed", "x")
+        .await
+        .unwrap_err();
+    assert_eq!((status, body.trim()), (403, "this token may not connect"));
+    let err = fails(
+        &["--token-plugin", library.to_str().unwrap(), "127.0.0.1:0"],
+        1,
+    );
+    assert!(err.contains("needs --token-source host:port"), "{err}");
+}
+
+#[test]
+fn a_plugin_for_another_abi_version_is_refused() {
+    let library = c_plugin("wrongabi", &["-DABI_VERSION=99"]);
+    let err = fails(
+        &[
+            "--token-plugin",
+            library.to_str().unwrap(),
+            "--token-source",
+            "h:1",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("is built for plugin ABI version 99; this websockify speaks version 1"),
+        "{err}"
+    );
+    assert!(err.contains(library.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn the_c_header_matches_the_rust_layout() {
+    use std::mem::{offset_of, size_of};
+    use websockify_plugin_api::{Facts, Header, Out, Str, Table};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let program = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("layout.c");
+    std::fs::write(
+        &program,
+        r#"#include <stdio.h>
+#include "websockify_plugin.h"
+#define P(t, f) printf("%zu ", offsetof(t, f))
+int main(void) {
+    printf("%zu %zu %zu %zu %zu ", sizeof(websockify_str), sizeof(websockify_header),
+           sizeof(websockify_facts), sizeof(websockify_out), sizeof(websockify_table));
+    P(websockify_facts, client_cert_cn); P(websockify_facts, headers); P(websockify_facts, headers_len);
+    P(websockify_out, status); P(websockify_out, buf); P(websockify_out, len);
+    P(websockify_table, name); P(websockify_table, create); P(websockify_table, call); P(websockify_table, destroy);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let exe = program.with_extension("");
+    let include = root.join("plugins/api/include");
+    cc(&[
+        "-I",
+        include.to_str().unwrap(),
+        "-o",
+        exe.to_str().unwrap(),
+        program.to_str().unwrap(),
+    ]);
+    let out = Command::new(&exe).output().unwrap();
+    let c = String::from_utf8(out.stdout).unwrap();
+    let rust = [
+        size_of::<Str>(),
+        size_of::<Header>(),
+        size_of::<Facts>(),
+        size_of::<Out>(),
+        size_of::<Table>(),
+        offset_of!(Facts, client_cert_cn),
+        offset_of!(Facts, headers),
+        offset_of!(Facts, headers_len),
+        offset_of!(Out, status),
+        offset_of!(Out, buf),
+        offset_of!(Out, len),
+        offset_of!(Table, name),
+        offset_of!(Table, create),
+        offset_of!(Table, call),
+        offset_of!(Table, destroy),
+    ]
+    .map(|n| n.to_string())
+    .join(" ");
+    assert_eq!(c.trim(), rust);
+}
+
+#[tokio::test]
+async fn a_misbehaving_plugin_ends_only_its_own_request() {
+    let a = named_target("A\n").await;
+    let library = plugin_library("brokenplugin");
+    let target = format!("127.0.0.1:{a}");
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        library.to_str().unwrap(),
+        "--token-source",
+        &target,
+        "127.0.0.1:0",
+    ]);
+    let port = proxy.port;
+    // The hang runs while the others are answered: it blocks neither them nor the server.
+    let hang = tokio::spawn(async move { greeting(port, "/?token=hang", "x").await });
+    for (token, status) in [("panic", 502), ("garbage", 502), ("status200", 502)] {
+        let (got, _) = greeting(port, &format!("/?token={token}"), "x")
+            .await
+            .unwrap_err();
+        assert_eq!(got, status, "{token}");
+        assert_eq!(
+            greeting(port, "/?token=fine", "x").await.unwrap(),
+            b"A\n",
+            "after {token}"
+        );
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = hang.await.unwrap().unwrap_err();
+    assert_eq!(status, 504);
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let log = proxy.wait_log("did not answer within 5s", Duration::from_secs(2));
+    assert!(log.contains("panicked: the broken plugin panics"), "{log}");
+    assert!(log.contains("bad target from the plugin"), "{log}");
+    assert_eq!(greeting(port, "/?token=fine", "x").await.unwrap(), b"A\n");
 }
