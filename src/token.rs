@@ -1,9 +1,13 @@
 //! Where a request's token comes from, and the facts a plugin is asked with.
 //!
-//! The token is the `token` query parameter (as websockify reads it, `+` and percent escapes
-//! decoded), or with `--host-token` the Host header without its port (IPv6 literals keep
-//! their brackets; websockify cut them at the first colon).
+//! The token is, in this order: the `token` query parameter (as websockify reads it, `+` and
+//! percent escapes decoded); a `token` cookie (noVNC behind a login page); or a
+//! `base64url.bearer.authorization.k8s.io.<token>` entry in `Sec-WebSocket-Protocol` (how
+//! Kubernetes and KubeVirt consoles pass a bearer token from a browser). With `--host-token`
+//! it is the Host header without its port (IPv6 literals keep their brackets; websockify cut
+//! them at the first colon).
 
+use base64::Engine;
 use http::Request;
 
 use crate::plugin::RequestFacts;
@@ -23,6 +27,42 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// The prefix of a subprotocol entry that carries a bearer token (base64url, unpadded).
+pub const BEARER_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
+/// The value of cookie `name`.
+pub fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k.trim() == name).then(|| v.trim().trim_matches('"').to_string())
+        })
+}
+
+/// The token of a `base64url.bearer.authorization.k8s.io.` subprotocol entry.
+pub fn bearer_protocol(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| {
+            p.trim()
+                .strip_prefix(BEARER_PROTOCOL_PREFIX)
+                .map(str::to_string)
+        })
+        .and_then(|encoded| {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(encoded.trim_end_matches('='))
+                .ok()?;
+            String::from_utf8(raw).ok()
+        })
 }
 
 /// The Host header without its port.
@@ -56,7 +96,10 @@ pub fn request_facts(
     let token = if host_token {
         host_without_port(&host).to_string()
     } else {
-        query_param(&query, "token").unwrap_or_default()
+        query_param(&query, "token")
+            .or_else(|| cookie(request.headers(), "token"))
+            .or_else(|| bearer_protocol(request.headers()))
+            .unwrap_or_default()
     };
     let origin = match header("origin") {
         o if o.is_empty() => header("sec-websocket-origin"),
@@ -91,6 +134,22 @@ mod tests {
         );
         assert_eq!(query_param("tokens=1", "token"), None);
         assert_eq!(query_param("", "token"), None);
+    }
+
+    #[test]
+    fn tokens_from_cookies_and_bearer_subprotocols() {
+        let mut h = http::HeaderMap::new();
+        h.append("cookie", "session=1; token=\"abc\"".parse().unwrap());
+        assert_eq!(cookie(&h, "token").as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "tok"), None);
+        // "vnc/01" in unpadded base64url.
+        h.append(
+            "sec-websocket-protocol",
+            "binary, base64url.bearer.authorization.k8s.io.dm5jLzAx"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(bearer_protocol(&h).as_deref(), Some("vnc/01"));
     }
 
     #[test]

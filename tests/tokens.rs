@@ -425,3 +425,35 @@ async fn a_misbehaving_plugin_ends_only_its_own_request() {
     assert!(log.contains("bad target from the plugin"), "{log}");
     assert_eq!(greeting(port, "/?token=fine", "x").await.unwrap(), b"A\n");
 }
+
+#[tokio::test]
+async fn tokens_from_a_cookie_and_a_bearer_subprotocol() {
+    let (a, b) = (named_target("A\n").await, named_target("B\n").await);
+    let d = dir("sources");
+    let tokens = d.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("from-cookie: 127.0.0.1:{a}\nvm/console: 127.0.0.1:{b}\n"),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "TokenFile",
+        "--token-source",
+        tokens.to_str().unwrap(),
+        "127.0.0.1:0",
+    ]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &["Cookie: lang=en; token=from-cookie"]).await;
+    assert_eq!(raw.read_data(2).await, b"A\n");
+    // "vm/console" in unpadded base64url, next to the real subprotocol.
+    let (mut raw, answer) = Raw::upgrade(
+        proxy.port,
+        &["Sec-WebSocket-Protocol: base64url.bearer.authorization.k8s.io.dm0vY29uc29sZQ, binary"],
+    )
+    .await;
+    assert_eq!(
+        answer.header("Sec-WebSocket-Protocol").as_deref(),
+        Some("binary")
+    );
+    assert_eq!(raw.read_data(2).await, b"B\n");
+}

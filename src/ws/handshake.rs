@@ -103,7 +103,8 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Rejection> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|p| !p.is_empty())
+        // A bearer token riding in the list is not a protocol offer (see `crate::token`).
+        .filter(|p| !p.is_empty() && !p.starts_with(crate::token::BEARER_PROTOCOL_PREFIX))
         .collect();
     if offered.is_empty() {
         return Ok(None);
@@ -183,6 +184,11 @@ mod tests {
         assert_eq!(pick("base64, binary"), Ok(Some(Subprotocol::Binary)));
         assert_eq!(pick(" base64 ,foo"), Ok(Some(Subprotocol::Base64)));
         assert_eq!(pick("foo").unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(pick("base64url.bearer.authorization.k8s.io.dG9r"), Ok(None));
+        assert_eq!(
+            pick("base64url.bearer.authorization.k8s.io.dG9r, base64"),
+            Ok(Some(Subprotocol::Base64))
+        );
     }
 
     #[test]
