@@ -58,8 +58,67 @@ impl std::fmt::Debug for Plugin {
 pub enum Answer {
     Target(Target),
     Allow,
-    /// Refuse the request with this HTTP status and one-line reason.
-    Refuse(StatusCode, String),
+    /// Refuse the request with this HTTP status, one-line reason, and extra headers.
+    Refuse(Refusal),
+}
+
+/// A plugin's refusal, checked: a 4xx/5xx status, a one-line reason, safe headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: String,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Refusal {
+    /// Parses a refusal's text: the reason line, then `Name: value` header lines.
+    fn parse(status: u16, text: &str) -> Result<Refusal, String> {
+        let status = match StatusCode::from_u16(status) {
+            Ok(s) if (400..600).contains(&status) => s,
+            _ => {
+                return Err(format!(
+                    "refusal with a status that is not 4xx/5xx: {status}"
+                ));
+            }
+        };
+        let mut lines = text.split('\n');
+        let reason = lines.next().unwrap_or("").trim().to_string();
+        let mut headers = Vec::new();
+        for line in lines.filter(|l| !l.trim().is_empty()) {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| format!("bad header line from the plugin: {line:?}"))?;
+            let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| format!("bad header name from the plugin: {name:?}"))?;
+            if [
+                http::header::CONTENT_LENGTH,
+                http::header::TRANSFER_ENCODING,
+                http::header::CONNECTION,
+            ]
+            .contains(&name)
+            {
+                return Err(format!("the plugin may not set {name}"));
+            }
+            let value = http::HeaderValue::from_str(value.trim())
+                .map_err(|_| format!("bad header value from the plugin for {name}"))?;
+            headers.push((name, value));
+        }
+        Ok(Refusal {
+            status,
+            reason,
+            headers,
+        })
+    }
+
+    /// The HTTP answer.
+    pub fn response(&self) -> Vec<u8> {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+            .collect();
+        crate::http::response(self.status, &headers, &self.reason)
+    }
 }
 
 impl Plugin {
@@ -238,13 +297,7 @@ impl Instance {
                 Ok(Answer::Target(Target::Unix(text.into())))
             }
             outcome::UNIX_SOCKET => Err(format!("bad unix socket path from the plugin: {text:?}")),
-            outcome::REFUSE => match StatusCode::from_u16(out.status) {
-                Ok(status) if (400..600).contains(&out.status) => Ok(Answer::Refuse(status, text)),
-                _ => Err(format!(
-                    "refusal with a status that is not 4xx/5xx: {}",
-                    out.status
-                )),
-            },
+            outcome::REFUSE => Refusal::parse(out.status, &text).map(Answer::Refuse),
             outcome::ALLOW => Ok(Answer::Allow),
             outcome::ERROR => Err(text),
             other => Err(format!("unknown answer kind {other}")),
@@ -321,6 +374,22 @@ mod tests {
         assert!(err.to_string().contains("not a Auth plugin"), "{err}");
     }
 
+    #[test]
+    fn refusal_headers_are_checked() {
+        let r = Refusal::parse(401, "login\nWWW-Authenticate: Basic realm=\"Websockify\"").unwrap();
+        assert_eq!(r.headers[0].0, http::header::WWW_AUTHENTICATE);
+        let text = String::from_utf8(r.response()).unwrap();
+        assert!(
+            text.starts_with(
+                "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"Websockify\"\r\n"
+            ),
+            "{text}"
+        );
+        assert!(Refusal::parse(200, "ok").is_err());
+        assert!(Refusal::parse(403, "x\nContent-Length: 0").is_err());
+        assert!(Refusal::parse(403, "x\nno colon").is_err());
+    }
+
     #[tokio::test]
     async fn token_file_through_the_table() {
         let dir = std::env::temp_dir().join(format!("websockify-plugin-{}", std::process::id()));
@@ -341,9 +410,12 @@ mod tests {
             call(&instance, ask("u")).await.unwrap(),
             Answer::Target(Target::Unix("/run/x.sock".into()))
         );
+        let Answer::Refuse(refusal) = call(&instance, ask("zz")).await.unwrap() else {
+            panic!("an unknown token is refused");
+        };
         assert_eq!(
-            call(&instance, ask("zz")).await.unwrap(),
-            Answer::Refuse(StatusCode::NOT_FOUND, "unknown token".into())
+            (refusal.status, refusal.reason.as_str()),
+            (StatusCode::NOT_FOUND, "unknown token")
         );
         let err = plugin.create("/nonexistent/tokens").unwrap_err();
         assert!(

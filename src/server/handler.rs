@@ -29,6 +29,15 @@ const CONNECT_FAILED: Close = Close::new(
     "Failed to connect to downstream server",
 );
 
+/// A refusal of our own (not a plugin's).
+fn failed(status: StatusCode, reason: &str) -> plugin::Refusal {
+    plugin::Refusal {
+        status,
+        reason: reason.to_string(),
+        headers: Vec::new(),
+    }
+}
+
 /// What the connection's transport tells about the client, for handshakes and (later) auth.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -186,25 +195,23 @@ impl Handler {
             }
         };
         let facts = token::request_facts(request, facts, &self.client, settings.host_token);
-        let (status, reason) = match plugin::call(instance, facts).await {
+        let refusal = match plugin::call(instance, facts).await {
             Ok(Answer::Target(target)) => return Some(target),
-            Ok(Answer::Refuse(status, reason)) => (status, reason),
-            Ok(Answer::Allow) => (
-                StatusCode::BAD_GATEWAY,
-                "the token plugin gave no target".to_string(),
-            ),
+            Ok(Answer::Refuse(refusal)) => refusal,
+            Ok(Answer::Allow) => failed(StatusCode::BAD_GATEWAY, "the token plugin gave no target"),
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
-                (e.status(), "the token lookup failed".to_string())
+                failed(e.status(), "the token lookup failed")
             }
         };
         tracing::info!(
             id = self.id,
             client = %self.client,
-            status = status.as_u16(),
-            "token lookup refused: {reason}"
+            status = refusal.status.as_u16(),
+            "token lookup refused: {}",
+            refusal.reason
         );
-        answer_and_close(stream, &response(status, &[], &reason)).await;
+        answer_and_close(stream, &refusal.response()).await;
         None
     }
 

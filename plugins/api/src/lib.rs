@@ -115,7 +115,10 @@ pub mod outcome {
     pub const TARGET: u32 = 1;
     /// `text` is the path of a unix socket.
     pub const UNIX_SOCKET: u32 = 2;
-    /// Refuse with `status` (an HTTP status, 400 to 599) and `text` as the reason.
+    /// Refuse with `status` (an HTTP status, 400 to 599). The first line of `text` is the
+    /// reason; any further lines are `Name: value` headers added to the answer (for example
+    /// `WWW-Authenticate` with 401). Headers that frame the answer (`Content-Length`,
+    /// `Transfer-Encoding`, `Connection`) are not allowed.
     pub const REFUSE: u32 = 3;
     /// The request may proceed (auth plugins).
     pub const ALLOW: u32 = 4;
@@ -214,6 +217,12 @@ pub enum Outcome {
         status: u16,
         reason: String,
     },
+    /// A refusal with extra answer headers, e.g. `WWW-Authenticate` for 401.
+    RefuseWith {
+        status: u16,
+        reason: String,
+        headers: Vec<(String, String)>,
+    },
     Allow,
     Error(String),
 }
@@ -293,15 +302,31 @@ pub unsafe extern "C" fn call<P: Plugin>(
     };
     let answer = catch_unwind(AssertUnwindSafe(|| plugin.call(&request)))
         .unwrap_or_else(|panic| Outcome::Error(format!("panicked: {}", panic_message(&*panic))));
-    let (kind, status, text) = match &answer {
-        Outcome::Target(t) => (outcome::TARGET, 0, t.as_str()),
-        Outcome::UnixSocket(p) => (outcome::UNIX_SOCKET, 0, p.as_str()),
-        Outcome::Refuse { status, reason } => (outcome::REFUSE, *status, reason.as_str()),
-        Outcome::Allow => (outcome::ALLOW, 0, ""),
-        Outcome::Error(e) => (outcome::ERROR, 0, e.as_str()),
+    let (kind, status, text) = match answer {
+        Outcome::Target(t) => (outcome::TARGET, 0, t),
+        Outcome::UnixSocket(p) => (outcome::UNIX_SOCKET, 0, p),
+        Outcome::Refuse { status, reason } => (outcome::REFUSE, status, one_line(&reason)),
+        Outcome::RefuseWith {
+            status,
+            reason,
+            headers,
+        } => {
+            let mut text = one_line(&reason);
+            for (name, value) in headers {
+                text.push_str(&format!("\n{}: {}", one_line(&name), one_line(&value)));
+            }
+            (outcome::REFUSE, status, text)
+        }
+        Outcome::Allow => (outcome::ALLOW, 0, String::new()),
+        Outcome::Error(e) => (outcome::ERROR, 0, e),
     };
     // SAFETY: `out` is valid.
-    unsafe { out.write(kind, status, text) };
+    unsafe { out.write(kind, status, &text) };
+}
+
+/// A reason or header kept to one line, so that it cannot start another header.
+fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
 }
 
 /// `Table::destroy` for a Rust plugin.
