@@ -148,6 +148,18 @@ pub struct Cli {
     #[arg(long)]
     pub host_token: bool,
 
+    /// Auth plugin: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth, or a plugin library (.so)
+    #[arg(long, value_name = "CLASS")]
+    pub auth_plugin: Option<String>,
+
+    /// Argument passed to the auth plugin when it is created
+    #[arg(long, value_name = "ARG")]
+    pub auth_source: Option<String>,
+
+    /// Require authentication (the auth plugin) for the web server too
+    #[arg(long)]
+    pub web_auth: bool,
+
     /// Send a ping to an idle client every INTERVAL seconds (0: never)
     #[arg(long, value_name = "INTERVAL", value_parser = parse_seconds)]
     pub heartbeat: Option<u64>,

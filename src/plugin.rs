@@ -27,14 +27,21 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 static TOKEN_FILE: Table = api::table::<websockify_tokenfile::TokenFile>();
 static READ_ONLY_TOKEN_FILE: Table = api::table::<websockify_tokenfile::ReadOnlyTokenFile>();
+static BASIC_HTTP_AUTH: Table = api::table::<websockify_auth::BasicHTTPAuth>();
+static EXPECT_ORIGIN: Table = api::table::<websockify_auth::ExpectOrigin>();
+static CLIENT_CERT_CN_AUTH: Table = api::table::<websockify_auth::ClientCertCNAuth>();
 
 /// The built-in plugins, by websockify's class names (also accepted as
-/// `websockify.token_plugins.NAME`, as websockify's command lines write them).
+/// `websockify.token_plugins.NAME` / `websockify.auth_plugins.NAME`, as websockify's command
+/// lines write them).
 fn builtin(name: &str) -> Option<&'static Table> {
     let short = name.rsplit('.').next().unwrap_or(name);
     match short {
         "TokenFile" => Some(&TOKEN_FILE),
         "ReadOnlyTokenFile" => Some(&READ_ONLY_TOKEN_FILE),
+        "BasicHTTPAuth" => Some(&BASIC_HTTP_AUTH),
+        "ExpectOrigin" => Some(&EXPECT_ORIGIN),
+        "ClientCertCNAuth" => Some(&CLIENT_CERT_CN_AUTH),
         _ => None,
     }
 }
@@ -132,12 +139,16 @@ impl Plugin {
             },
             None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
             None => bail!(
-                "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, or the path of a \
-                 plugin library (.so)"
+                "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, BasicHTTPAuth, \
+                 ExpectOrigin, ClientCertCNAuth, or the path of a plugin library (.so)"
             ),
         };
         if plugin.table.kind != kind as u32 {
-            bail!("{spec} is not a {kind:?} plugin");
+            let wanted = match kind {
+                api::Kind::Resolver => "a token plugin (a resolver)",
+                api::Kind::Auth => "an auth plugin",
+            };
+            bail!("{spec} is not {wanted}");
         }
         Ok(Arc::new(plugin))
     }
@@ -371,7 +382,10 @@ mod tests {
             "{err:#}"
         );
         let err = Plugin::load("TokenFile", api::Kind::Auth).unwrap_err();
-        assert!(err.to_string().contains("not a Auth plugin"), "{err}");
+        assert!(
+            err.to_string().contains("TokenFile is not an auth plugin"),
+            "{err}"
+        );
     }
 
     #[test]

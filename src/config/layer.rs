@@ -71,6 +71,7 @@ impl Layer {
             ("ssl_target", cli.ssl_target),
             ("verify_client", cli.verify_client),
             ("host_token", cli.host_token),
+            ("web_auth", cli.web_auth),
         ] {
             if on {
                 put(key, Value::from(true));
@@ -105,6 +106,8 @@ impl Layer {
             ("ssl_ciphers", &cli.ssl_ciphers),
             ("token_plugin", &cli.token_plugin),
             ("token_source", &cli.token_source),
+            ("auth_plugin", &cli.auth_plugin),
+            ("auth_source", &cli.auth_source),
         ] {
             if let Some(text) = text {
                 put(key, Value::from(text.clone()));

@@ -98,6 +98,12 @@ pub struct Settings {
     pub token_source: Option<String>,
     #[serde(deserialize_with = "de::flag")]
     pub host_token: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_plugin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_source: Option<String>,
+    #[serde(deserialize_with = "de::flag")]
+    pub web_auth: bool,
 }
 
 /// A value that is never shown: `--print-config` and debug output print `<redacted>`.
@@ -199,6 +205,9 @@ impl Default for Settings {
             token_plugin: None,
             token_source: None,
             host_token: false,
+            auth_plugin: None,
+            auth_source: None,
+            web_auth: false,
         }
     }
 }
@@ -235,6 +244,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "token_plugin",
     "token_source",
     "host_token",
+    "auth_plugin",
+    "auth_source",
+    "web_auth",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -331,6 +343,19 @@ pub struct Config {
     pub target_tls: Option<TargetTls>,
     /// `--cafile` was given without `--verify-client` (websockify ignores it; we warn).
     pub cafile_without_verify: bool,
+    /// `--auth-plugin`: every WebSocket upgrade (and with `--web-auth`, every file) must pass.
+    pub auth: Option<AuthPlugin>,
+}
+
+/// `--auth-plugin` and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPlugin {
+    /// A built-in name or the path of a plugin library.
+    pub plugin: String,
+    /// `--auth-source`, passed to the plugin when it is created.
+    pub source: String,
+    /// `--web-auth`: the web directory is guarded too.
+    pub web: bool,
 }
 
 /// How a session's target is chosen.
@@ -639,6 +664,7 @@ impl Loaded {
                 verify_client: s.verify_client.then(|| s.cafile.clone()),
             },
             cafile_without_verify: s.cafile.is_some() && !s.verify_client,
+            auth: self.auth()?,
             target_tls: match (s.ssl_target, &s.ssl_target_ca) {
                 (true, ca) => Some(TargetTls { ca: ca.clone() }),
                 (false, Some(_)) => {
@@ -650,6 +676,32 @@ impl Loaded {
                 (false, None) => None,
             },
         })
+    }
+
+    /// websockify's rules: `--auth-source` needs `--auth-plugin`; `--web-auth` needs
+    /// `--auth-plugin` and `--web`.
+    fn auth(&self) -> Result<Option<AuthPlugin>, ConfigError> {
+        let s = &self.settings;
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let Some(plugin) = &s.auth_plugin else {
+            for (key, set) in [
+                ("auth_source", s.auth_source.is_some()),
+                ("web_auth", s.web_auth),
+            ] {
+                if set {
+                    return invalid(format!("{} needs --auth-plugin", self.source_of(key)));
+                }
+            }
+            return Ok(None);
+        };
+        if s.web_auth && s.web.is_none() {
+            return invalid(format!("{} needs --web", self.source_of("web_auth")));
+        }
+        Ok(Some(AuthPlugin {
+            plugin: plugin.clone(),
+            source: s.auth_source.clone().unwrap_or_default(),
+            web: s.web_auth,
+        }))
     }
 
     /// One way to choose targets: a static target, a unix target, or a token plugin

@@ -293,6 +293,8 @@ fn setting_names_match_the_struct() {
         target_config: Some("/i".into()),
         token_plugin: Some("p".into()),
         token_source: Some("s".into()),
+        auth_plugin: Some("a".into()),
+        auth_source: Some("b".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -391,6 +393,11 @@ fn every_setting_is_a_flag_and_a_variable() {
         "--token-source",
         "S",
         "--host-token",
+        "--auth-plugin",
+        "A",
+        "--auth-source",
+        "B",
+        "--web-auth",
         "h:1",
     ]);
     let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
@@ -407,7 +414,7 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "ssl_version" => "tlsv1_3",
                 "timeout" | "idle_timeout" | "heartbeat" => "5",
                 "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
-                | "ssl_only" | "ssl_target" | "verify_client" | "host_token" => "true",
+                | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth" => "true",
                 _ => "/some/value",
             };
             (layer::env_name(k), value.to_string())
@@ -474,6 +481,50 @@ fn token_plugins_choose_the_target() {
         (
             &["--target-config", "/t", "--token-plugin", "X", "6080"][..],
             "replaces",
+        ),
+    ] {
+        let loaded = load(&cli(args), &[]).unwrap();
+        let Err(ConfigError::Invalid(msg)) = loaded.validate() else {
+            panic!("{args:?} must be refused");
+        };
+        assert!(msg.contains(needle), "{args:?}: {msg}");
+    }
+}
+
+#[test]
+fn auth_plugin_rules() {
+    let loaded = load(
+        &cli(&[
+            "--auth-plugin",
+            "ExpectOrigin",
+            "--auth-source",
+            "https://a",
+            "6080",
+            "h:1",
+        ]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.validate().unwrap().auth,
+        Some(AuthPlugin {
+            plugin: "ExpectOrigin".into(),
+            source: "https://a".into(),
+            web: false
+        })
+    );
+    for (args, needle) in [
+        (
+            &["--auth-source", "x", "6080", "h:1"][..],
+            "--auth-source needs --auth-plugin",
+        ),
+        (
+            &["--web-auth", "--web", "/w", "6080", "h:1"][..],
+            "--web-auth needs --auth-plugin",
+        ),
+        (
+            &["--auth-plugin", "X", "--web-auth", "6080", "h:1"][..],
+            "--web-auth needs --web",
         ),
     ] {
         let loaded = load(&cli(args), &[]).unwrap();

@@ -58,6 +58,8 @@ pub struct Handler {
     pub web: Option<Arc<WebRoot>>,
     /// The token plugin's instance, when targets come from tokens.
     pub resolver: Option<Arc<Instance>>,
+    /// The auth plugin's instance (`--auth-plugin`).
+    pub auth: Option<Arc<Instance>>,
     /// Counts this connection and, once upgraded, its session.
     pub tracker: Tracker,
     pub shutdown: Shutdown,
@@ -88,9 +90,12 @@ impl Handler {
         };
         let path = head.request.uri().path().to_string();
         match ws::decide(&head.request) {
-            // The auth plugin's check for `--web-auth` (issue 5) goes before this branch.
             Decision::Http => match &self.web {
                 Some(web) => {
+                    let guarded = self.config.auth.as_ref().is_some_and(|a| a.web);
+                    if guarded && !self.authorize(&head.request, &facts, &mut stream).await {
+                        return;
+                    }
                     match web.serve(&head.request, &mut stream).await {
                         Ok(status) => tracing::info!(
                             id = self.id,
@@ -132,6 +137,9 @@ impl Handler {
             }
             Decision::Hybi(hs) => {
                 use tokio::io::AsyncWriteExt;
+                if !self.authorize(&head.request, &facts, &mut stream).await {
+                    return;
+                }
                 let Some(target) = self.target_for(&head.request, &facts, &mut stream).await else {
                     return;
                 };
@@ -155,6 +163,9 @@ impl Handler {
                 self.serve(rx, tx, target, &path, &protocol, &facts).await;
             }
             Decision::Hixie(hs) => {
+                if !self.authorize(&head.request, &facts, &mut stream).await {
+                    return;
+                }
                 let Some(target) = self.target_for(&head.request, &facts, &mut stream).await else {
                     return;
                 };
@@ -171,6 +182,40 @@ impl Handler {
                 self.serve(rx, tx, target, &path, &protocol, &facts).await;
             }
         }
+    }
+
+    /// Asks the auth plugin, if there is one; a refusal is answered (with the plugin's status,
+    /// reason and headers, e.g. a Basic challenge) and logged, and the request goes no further.
+    async fn authorize(
+        &self,
+        request: &http::Request<()>,
+        facts: &Facts,
+        stream: &mut ClientStream,
+    ) -> bool {
+        let Some(auth) = &self.auth else {
+            return true;
+        };
+        let facts = token::request_facts(request, facts, &self.client, false);
+        let refusal = match plugin::call(auth, facts).await {
+            Ok(Answer::Allow) => return true,
+            Ok(Answer::Refuse(refusal)) => refusal,
+            Ok(Answer::Target(_)) => {
+                failed(StatusCode::BAD_GATEWAY, "the auth plugin gave a target")
+            }
+            Err(e) => {
+                tracing::warn!(id = self.id, client = %self.client, "{e}");
+                failed(e.status(), "the authentication check failed")
+            }
+        };
+        tracing::info!(
+            id = self.id,
+            client = %self.client,
+            status = refusal.status.as_u16(),
+            "authentication refused: {}",
+            refusal.reason
+        );
+        answer_and_close(stream, &refusal.response()).await;
+        false
     }
 
     /// The target of an accepted upgrade, decided before the 101 so that a token that leads

@@ -100,6 +100,24 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         }
         crate::config::Route::Static(_) => None,
     };
+    let auth = match &config.auth {
+        Some(a) => {
+            let plugin = crate::plugin::Plugin::load(&a.plugin, websockify_plugin_api::Kind::Auth)
+                .context("--auth-plugin")?;
+            let instance = plugin.create(&a.source).context("--auth-plugin")?;
+            tracing::info!(
+                "auth plugin {} ready{}",
+                plugin.name(),
+                if a.web {
+                    ", guarding the web directory too"
+                } else {
+                    ""
+                }
+            );
+            Some(Arc::new(instance))
+        }
+        None => None,
+    };
     let target_tls = match &config.target_tls {
         Some(t) => Some(crate::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
         None => None,
@@ -154,6 +172,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                         target_tls: target_tls.clone(),
                         web: web.clone(),
                         resolver: resolver.clone(),
+                        auth: auth.clone(),
                         tracker: tracker.clone(),
                         shutdown: shutdown.subscribe(),
                         id: next_id,

@@ -3,6 +3,8 @@
 //! tokio-tungstenite or byte by byte for the odd cases.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
