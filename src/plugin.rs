@@ -27,6 +27,11 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 static TOKEN_FILE: Table = api::table::<websockify_tokenfile::TokenFile>();
 static READ_ONLY_TOKEN_FILE: Table = api::table::<websockify_tokenfile::ReadOnlyTokenFile>();
+static TOKEN_FILE_NAME: Table = api::table::<websockify_tokenfile::TokenFileName>();
+static UNIX_SOCKET_DIRECTORY: Table =
+    api::table::<websockify_tokenfile::UnixDomainSocketDirectory>();
+static BASE_TOKEN_API: Table = api::table::<websockify_tokenapi::BaseTokenAPI>();
+static JSON_TOKEN_API: Table = api::table::<websockify_tokenapi::JSONTokenApi>();
 static BASIC_HTTP_AUTH: Table = api::table::<websockify_auth::BasicHTTPAuth>();
 static EXPECT_ORIGIN: Table = api::table::<websockify_auth::ExpectOrigin>();
 static CLIENT_CERT_CN_AUTH: Table = api::table::<websockify_auth::ClientCertCNAuth>();
@@ -39,6 +44,10 @@ fn builtin(name: &str) -> Option<&'static Table> {
     match short {
         "TokenFile" => Some(&TOKEN_FILE),
         "ReadOnlyTokenFile" => Some(&READ_ONLY_TOKEN_FILE),
+        "TokenFileName" => Some(&TOKEN_FILE_NAME),
+        "UnixDomainSocketDirectory" => Some(&UNIX_SOCKET_DIRECTORY),
+        "BaseTokenAPI" => Some(&BASE_TOKEN_API),
+        "JSONTokenApi" => Some(&JSON_TOKEN_API),
         "BasicHTTPAuth" => Some(&BASIC_HTTP_AUTH),
         "ExpectOrigin" => Some(&EXPECT_ORIGIN),
         "ClientCertCNAuth" => Some(&CLIENT_CERT_CN_AUTH),
@@ -139,7 +148,8 @@ impl Plugin {
             },
             None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
             None => bail!(
-                "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, BasicHTTPAuth, \
+                "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, TokenFileName, \
+                 UnixDomainSocketDirectory, BaseTokenAPI, JSONTokenApi, BasicHTTPAuth, \
                  ExpectOrigin, ClientCertCNAuth, or the path of a plugin library (.so)"
             ),
         };

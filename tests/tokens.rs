@@ -5,11 +5,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A target that greets with `name` and then echoes.
 async fn named_target(name: &'static str) -> u16 {
@@ -456,4 +456,157 @@ async fn tokens_from_a_cookie_and_a_bearer_subprotocol() {
         Some("binary")
     );
     assert_eq!(raw.read_data(2).await, b"B\n");
+}
+
+/// A token API on loopback: `/plain/<token>` answers `host:port`, `/json/<token>` JSON, and an
+/// unknown token 404; it records the paths it was asked for.
+async fn token_api(targets: Vec<(&'static str, u16)>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let seen = asked.clone();
+    let targets = Arc::new(targets);
+    let port = target(move |mut s| {
+        let targets = targets.clone();
+        let seen = seen.clone();
+        async move {
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).await.unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            seen.lock().unwrap().push(path.clone());
+            let token = path.rsplit('/').next().unwrap_or("");
+            let found = targets.iter().find(|(t, _)| *t == token).map(|(_, p)| *p);
+            let (status, body) = match (path.starts_with("/json/"), found) {
+                (_, None) => ("404 Not Found", "no".to_string()),
+                (false, Some(p)) => ("200 OK", format!("127.0.0.1:{p}")),
+                (true, Some(p)) => (
+                    "200 OK",
+                    format!("{{\"host\": \"127.0.0.1\", \"port\": {p}}}"),
+                ),
+            };
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+        }
+    })
+    .await;
+    (port, asked)
+}
+
+#[tokio::test]
+async fn token_apis() {
+    let a = named_target("A\n").await;
+    let (api, asked) = token_api(vec![("vm-a", a)]).await;
+    for (plugin, path) in [("BaseTokenAPI", "plain"), ("JSONTokenApi", "json")] {
+        let source = format!("http://127.0.0.1:{api}/{path}/%s");
+        let proxy = Proxy::start(&[
+            "--token-plugin",
+            plugin,
+            "--token-source",
+            &source,
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(
+            greeting(proxy.port, "/?token=vm-a", "x").await.unwrap(),
+            b"A\n",
+            "{plugin}"
+        );
+        assert_eq!(
+            greeting(proxy.port, "/?token=vm-z", "x")
+                .await
+                .unwrap_err()
+                .0,
+            404,
+            "{plugin}"
+        );
+        // The token cannot rewrite the URL: it is percent-encoded into its place.
+        assert_eq!(
+            greeting(proxy.port, "/?token=..%2F..%2Fadmin%3Fx", "x")
+                .await
+                .unwrap_err()
+                .0,
+            404
+        );
+    }
+    assert!(
+        asked
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/plain/%2E%2E%2F%2E%2E%2Fadmin%3Fx"),
+        "{:?}",
+        asked.lock().unwrap()
+    );
+    // An API that is down: 502 for that request.
+    let source = format!("http://127.0.0.1:{}/plain/%s", dead_port());
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "BaseTokenAPI",
+        "--token-source",
+        &source,
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-a", "x")
+            .await
+            .unwrap_err()
+            .0,
+        502
+    );
+}
+
+#[tokio::test]
+async fn token_file_name_and_socket_directory() {
+    let a = named_target("A\n").await;
+    let d = dir("bydir");
+    std::fs::write(d.join("vm-a"), format!("127.0.0.1:{a}\n")).unwrap();
+    let sock = d.join("vm-u");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = s.write_all(b"U\n").await;
+        }
+    });
+    let source = d.to_str().unwrap();
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "TokenFileName",
+        "--token-source",
+        source,
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-a", "x").await.unwrap(),
+        b"A\n"
+    );
+    assert_eq!(
+        greeting(proxy.port, "/?token=..%2Fvm-a", "x")
+            .await
+            .unwrap_err()
+            .0,
+        404
+    );
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "UnixDomainSocketDirectory",
+        "--token-source",
+        source,
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-u", "x").await.unwrap(),
+        b"U\n"
+    );
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-a", "x")
+            .await
+            .unwrap_err()
+            .0,
+        404,
+        "not a socket"
+    );
 }

@@ -1,5 +1,6 @@
-//! websockify's token files: `ReadOnlyTokenFile` (read once) and `TokenFile` (re-read when a
-//! file changes), in websockify's exact format.
+//! websockify's file-system resolvers: `ReadOnlyTokenFile` (read once) and `TokenFile`
+//! (re-read when a file changes) in websockify's exact format, `TokenFileName` (a file per
+//! token) and `UnixDomainSocketDirectory` (a socket per token).
 //!
 //! The source is a file, or a directory whose files are all read. Each line is
 //! `token: host:port` (split at the colon followed by white space; the target at its last
@@ -212,6 +213,106 @@ impl Plugin for TokenFile {
     }
 }
 
+/// A token used as a file name: one plain path component, never `.`, `..` or a separator, so
+/// that it cannot reach outside the source directory.
+fn file_name_of(token: &str) -> Option<&str> {
+    let ok =
+        !token.is_empty() && token != "." && token != ".." && !token.contains(['/', '\\', '\0']);
+    ok.then_some(token)
+}
+
+fn unknown() -> Outcome {
+    Outcome::Refuse {
+        status: 404,
+        reason: "unknown token".to_string(),
+    }
+}
+
+fn existing_dir(config: &str) -> Result<PathBuf, String> {
+    if config.is_empty() {
+        return Err("needs --token-source DIR".to_string());
+    }
+    let dir = std::fs::canonicalize(config).map_err(|e| format!("cannot open {config}: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!("{config} is not a directory"));
+    }
+    Ok(dir)
+}
+
+/// `TokenFileName`: the source is a directory; the file named by the token holds `host:port`.
+#[derive(Debug)]
+pub struct TokenFileName {
+    dir: PathBuf,
+}
+
+impl Plugin for TokenFileName {
+    const NAME: &'static str = "TokenFileName";
+    const KIND: Kind = Kind::Resolver;
+
+    fn create(config: &str) -> Result<Self, String> {
+        Ok(TokenFileName {
+            dir: existing_dir(config)?,
+        })
+    }
+
+    fn call(&self, request: &Request<'_>) -> Outcome {
+        if request.token.is_empty() {
+            return no_token();
+        }
+        let Some(name) = file_name_of(request.token) else {
+            return unknown();
+        };
+        match std::fs::read_to_string(self.dir.join(name)) {
+            Ok(text) => {
+                let target = text.trim();
+                match target.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                        Outcome::Target(target.to_string())
+                    }
+                    _ => Outcome::Error(
+                        "the file for this token does not hold host:port".to_string(),
+                    ),
+                }
+            }
+            Err(_) => unknown(),
+        }
+    }
+}
+
+/// `UnixDomainSocketDirectory`: the source is a directory; the token names a unix socket in it.
+#[derive(Debug)]
+pub struct UnixDomainSocketDirectory {
+    dir: PathBuf,
+}
+
+impl Plugin for UnixDomainSocketDirectory {
+    const NAME: &'static str = "UnixDomainSocketDirectory";
+    const KIND: Kind = Kind::Resolver;
+
+    fn create(config: &str) -> Result<Self, String> {
+        Ok(UnixDomainSocketDirectory {
+            dir: existing_dir(config)?,
+        })
+    }
+
+    fn call(&self, request: &Request<'_>) -> Outcome {
+        use std::os::unix::fs::FileTypeExt;
+        if request.token.is_empty() {
+            return no_token();
+        }
+        let Some(name) = file_name_of(request.token) else {
+            return unknown();
+        };
+        let path = self.dir.join(name);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.file_type().is_socket() => {
+                Outcome::UnixSocket(path.to_string_lossy().into_owned())
+            }
+            _ => unknown(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +367,60 @@ mod tests {
         assert!(TokenFile::create("/nonexistent/tokens").is_err());
         assert!(TokenFile::create("").is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod directory_tests {
+    use super::*;
+
+    #[test]
+    fn token_file_name_and_socket_directory() {
+        let dir = std::env::temp_dir().join(format!("websockify-tfn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vm1"), "10.0.0.1:5900\n").unwrap();
+        std::fs::write(dir.join("broken"), "nonsense").unwrap();
+        std::fs::write(dir.parent().unwrap().join("outside"), "evil:1").unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(dir.join("vm2.sock")).unwrap();
+        let ask = |token| Request {
+            token,
+            ..Request::default()
+        };
+        let by_name = TokenFileName::create(dir.to_str().unwrap()).unwrap();
+        assert_eq!(
+            by_name.call(&ask("vm1")),
+            Outcome::Target("10.0.0.1:5900".into())
+        );
+        assert!(matches!(by_name.call(&ask("broken")), Outcome::Error(_)));
+        for escape in ["../outside", "..", ".", "a/b", ""] {
+            assert!(
+                matches!(
+                    by_name.call(&ask(escape)),
+                    Outcome::Refuse { status: 404, .. }
+                ),
+                "{escape}"
+            );
+        }
+        let sockets = UnixDomainSocketDirectory::create(dir.to_str().unwrap()).unwrap();
+        let real = std::fs::canonicalize(&dir).unwrap().join("vm2.sock");
+        assert_eq!(
+            sockets.call(&ask("vm2.sock")),
+            Outcome::UnixSocket(real.to_string_lossy().into_owned())
+        );
+        assert!(
+            matches!(
+                sockets.call(&ask("vm1")),
+                Outcome::Refuse { status: 404, .. }
+            ),
+            "not a socket"
+        );
+        assert!(matches!(
+            sockets.call(&ask("../outside")),
+            Outcome::Refuse { status: 404, .. }
+        ));
+        assert!(TokenFileName::create("/nonexistent/dir").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let _ = std::fs::remove_file(dir.parent().unwrap().join("outside"));
     }
 }
