@@ -32,6 +32,7 @@ static UNIX_SOCKET_DIRECTORY: Table =
     api::table::<websockify_tokenfile::UnixDomainSocketDirectory>();
 static BASE_TOKEN_API: Table = api::table::<websockify_tokenapi::BaseTokenAPI>();
 static JSON_TOKEN_API: Table = api::table::<websockify_tokenapi::JSONTokenApi>();
+static JWT_TOKEN_API: Table = api::table::<websockify_jwt::JWTTokenApi>();
 static BASIC_HTTP_AUTH: Table = api::table::<websockify_auth::BasicHTTPAuth>();
 static EXPECT_ORIGIN: Table = api::table::<websockify_auth::ExpectOrigin>();
 static CLIENT_CERT_CN_AUTH: Table = api::table::<websockify_auth::ClientCertCNAuth>();
@@ -48,6 +49,7 @@ fn builtin(name: &str) -> Option<&'static Table> {
         "UnixDomainSocketDirectory" => Some(&UNIX_SOCKET_DIRECTORY),
         "BaseTokenAPI" => Some(&BASE_TOKEN_API),
         "JSONTokenApi" => Some(&JSON_TOKEN_API),
+        "JWTTokenApi" => Some(&JWT_TOKEN_API),
         "BasicHTTPAuth" => Some(&BASIC_HTTP_AUTH),
         "ExpectOrigin" => Some(&EXPECT_ORIGIN),
         "ClientCertCNAuth" => Some(&CLIENT_CERT_CN_AUTH),
@@ -149,7 +151,7 @@ impl Plugin {
             None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
             None => bail!(
                 "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, TokenFileName, \
-                 UnixDomainSocketDirectory, BaseTokenAPI, JSONTokenApi, BasicHTTPAuth, \
+                 UnixDomainSocketDirectory, BaseTokenAPI, JSONTokenApi, JWTTokenApi, BasicHTTPAuth, \
                  ExpectOrigin, ClientCertCNAuth, or the path of a plugin library (.so)"
             ),
         };

@@ -610,3 +610,97 @@ async fn token_file_name_and_socket_directory() {
         "not a socket"
     );
 }
+
+#[tokio::test]
+async fn jwt_tokens() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let a = named_target("A\n").await;
+    let d = dir("jwt");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"host": "127.0.0.1", "port": a});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+
+    // HS256: the key file holds the JWK `k` value (base64url), as websockify reads it.
+    let secret = b"a shared secret for the test";
+    use base64::Engine;
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    std::fs::write(d.join("hs.key"), format!("{k}\n")).unwrap();
+    let hs = |c: serde_json::Value, key: &[u8]| {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &c,
+            &EncodingKey::from_secret(key),
+        )
+        .unwrap()
+    };
+    // ES256: a P-256 key made here; the proxy gets the public key.
+    let pair = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(d.join("es.pub"), pair.public_key_pem()).unwrap();
+    let es_key = EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap();
+    let es = |c: serde_json::Value| encode(&Header::new(Algorithm::ES256), &c, &es_key).unwrap();
+
+    for (key_file, good, expired, early, wrong) in [
+        (
+            "hs.key",
+            hs(claims(serde_json::json!({"exp": now + 600})), secret),
+            hs(claims(serde_json::json!({"exp": now - 10})), secret),
+            hs(claims(serde_json::json!({"nbf": now + 600})), secret),
+            hs(claims(serde_json::json!({})), b"another secret"),
+        ),
+        (
+            "es.pub",
+            es(claims(serde_json::json!({"nbf": now - 10}))),
+            es(claims(serde_json::json!({"exp": now - 10}))),
+            es(claims(serde_json::json!({"nbf": now + 600}))),
+            hs(claims(serde_json::json!({})), secret),
+        ),
+    ] {
+        let key = d.join(key_file);
+        let proxy = Proxy::start(&[
+            "--token-plugin",
+            "JWTTokenApi",
+            "--token-source",
+            key.to_str().unwrap(),
+            "127.0.0.1:0",
+        ]);
+        let ask = |t: &str| format!("/?token={t}");
+        assert_eq!(
+            greeting(proxy.port, &ask(&good), "x").await.unwrap(),
+            b"A\n",
+            "{key_file}"
+        );
+        for (what, token) in [
+            ("expired", &expired),
+            ("not yet valid", &early),
+            ("wrong key", &wrong),
+        ] {
+            let (status, body) = greeting(proxy.port, &ask(token), "x").await.unwrap_err();
+            assert_eq!(status, 404, "{key_file}: {what}");
+            assert!(
+                body.starts_with("invalid token"),
+                "{key_file}: {what}: {body}"
+            );
+        }
+        // An unsigned token is never accepted.
+        let none = format!(
+            "{}.{}.",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"none","typ":"JWT"}"#),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(claims(serde_json::json!({})).to_string())
+        );
+        assert_eq!(
+            greeting(proxy.port, &ask(&none), "x").await.unwrap_err().0,
+            404,
+            "{key_file}"
+        );
+    }
+}
