@@ -33,6 +33,7 @@ static UNIX_SOCKET_DIRECTORY: Table =
 static BASE_TOKEN_API: Table = api::table::<websockify_tokenapi::BaseTokenAPI>();
 static JSON_TOKEN_API: Table = api::table::<websockify_tokenapi::JSONTokenApi>();
 static JWT_TOKEN_API: Table = api::table::<websockify_jwt::JWTTokenApi>();
+static TOKEN_REDIS: Table = api::table::<websockify_redis::TokenRedis>();
 static BASIC_HTTP_AUTH: Table = api::table::<websockify_auth::BasicHTTPAuth>();
 static EXPECT_ORIGIN: Table = api::table::<websockify_auth::ExpectOrigin>();
 static CLIENT_CERT_CN_AUTH: Table = api::table::<websockify_auth::ClientCertCNAuth>();
@@ -50,6 +51,7 @@ fn builtin(name: &str) -> Option<&'static Table> {
         "BaseTokenAPI" => Some(&BASE_TOKEN_API),
         "JSONTokenApi" => Some(&JSON_TOKEN_API),
         "JWTTokenApi" => Some(&JWT_TOKEN_API),
+        "TokenRedis" => Some(&TOKEN_REDIS),
         "BasicHTTPAuth" => Some(&BASIC_HTTP_AUTH),
         "ExpectOrigin" => Some(&EXPECT_ORIGIN),
         "ClientCertCNAuth" => Some(&CLIENT_CERT_CN_AUTH),
@@ -151,7 +153,8 @@ impl Plugin {
             None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
             None => bail!(
                 "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, TokenFileName, \
-                 UnixDomainSocketDirectory, BaseTokenAPI, JSONTokenApi, JWTTokenApi, BasicHTTPAuth, \
+                 UnixDomainSocketDirectory, BaseTokenAPI, JSONTokenApi, JWTTokenApi, TokenRedis, \
+                 BasicHTTPAuth, \
                  ExpectOrigin, ClientCertCNAuth, or the path of a plugin library (.so)"
             ),
         };

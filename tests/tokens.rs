@@ -704,3 +704,148 @@ async fn jwt_tokens() {
         );
     }
 }
+
+/// A real redis-server on loopback for one test; stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    /// Installs Debian's redis-server if it is missing (as root, like CI), then starts it.
+    fn start() -> Redis {
+        let found = Command::new("sh")
+            .args(["-c", "command -v redis-server && command -v redis-cli"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            let status = Command::new("sh")
+                .args([
+                    "-c",
+                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server",
+                ])
+                .status()
+                .expect("running apt-get");
+            assert!(
+                status.success(),
+                "this test needs redis-server and could not install it with apt-get; \
+                 install the Debian package redis-server"
+            );
+        }
+        let port = dead_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let redis = Redis { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while redis.cli(&["ping"]) != "PONG" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+#[tokio::test]
+async fn token_redis_with_a_real_server() {
+    let (a, b) = (named_target("A\n").await, named_target("B\n").await);
+    let redis = Redis::start();
+    redis.cli(&["set", "vm-a", &format!("{{\"host\": \"127.0.0.1:{a}\"}}")]);
+    redis.cli(&["set", "app:sub:vm-b", &format!("127.0.0.1:{b}")]);
+    redis.cli(&["set", "vm-bad", "nonsense"]);
+
+    let source = format!("127.0.0.1:{}", redis.port);
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "TokenRedis",
+        "--token-source",
+        &source,
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-a", "x").await.unwrap(),
+        b"A\n"
+    );
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-zz", "x")
+            .await
+            .unwrap_err()
+            .0,
+        404
+    );
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-bad", "x")
+            .await
+            .unwrap_err()
+            .0,
+        502
+    );
+    // A token added while running is found at once: every replica shares the server.
+    redis.cli(&["set", "vm-late", &format!("127.0.0.1:{b}")]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-late", "x").await.unwrap(),
+        b"B\n"
+    );
+
+    // websockify's long form with a quoted, nested namespace.
+    let source = format!("127.0.0.1:{}:0::\"app:sub\"", redis.port);
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "TokenRedis",
+        "--token-source",
+        &source,
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-b", "x").await.unwrap(),
+        b"B\n"
+    );
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-a", "x")
+            .await
+            .unwrap_err()
+            .0,
+        404
+    );
+
+    // Redis going away fails only the lookups, with 502.
+    drop(redis);
+    assert_eq!(
+        greeting(proxy.port, "/?token=vm-b", "x")
+            .await
+            .unwrap_err()
+            .0,
+        502
+    );
+}
