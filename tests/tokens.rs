@@ -336,6 +336,31 @@ fn a_plugin_for_another_abi_version_is_refused() {
 }
 
 #[test]
+fn a_library_without_the_entry_point_is_refused() {
+    let source = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("not_a_plugin.c");
+    std::fs::write(&source, "int some_other_symbol(void) { return 1; }\n").unwrap();
+    let library = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libnotaplugin.so");
+    cc(&[
+        "-shared",
+        "-fPIC",
+        "-o",
+        library.to_str().unwrap(),
+        source.to_str().unwrap(),
+    ]);
+    let err = fails(
+        &["--token-plugin", library.to_str().unwrap(), "127.0.0.1:0"],
+        1,
+    );
+    assert!(
+        err.contains(&format!(
+            "{} is not a websockify plugin: no websockify_plugin_entry symbol",
+            library.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_c_header_matches_the_rust_layout() {
     use std::mem::{offset_of, size_of};
     use websockify_plugin_api::{Facts, Header, Out, Str, Table};
