@@ -28,6 +28,25 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
+/// A proxy whose targets come from `plugin` with `source`.
+fn plugin_proxy(plugin: &str, source: &str) -> Proxy {
+    Proxy::start(&[
+        "--token-plugin",
+        plugin,
+        "--token-source",
+        source,
+        "127.0.0.1:0",
+    ])
+}
+
+/// The status of a lookup that must be refused.
+async fn refused(port: u16, path: &str) -> u16 {
+    match greeting(port, path, "x").await {
+        Ok(greeting) => panic!("{path} was accepted and greeted with {greeting:?}"),
+        Err((status, _)) => status,
+    }
+}
+
 /// Upgrades with `?token=` and returns the target's greeting.
 async fn greeting(port: u16, path: &str, host: &str) -> Result<Vec<u8>, (u16, String)> {
     let head = upgrade_request(&[])
@@ -52,13 +71,7 @@ async fn token_file_routes_each_token_to_its_target() {
         format!("# websockify token file\nvnc-a: 127.0.0.1:{a}\nvnc-b: localhost:{b}\n"),
     )
     .unwrap();
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "TokenFile",
-        "--token-source",
-        tokens.to_str().unwrap(),
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy("TokenFile", tokens.to_str().unwrap());
     assert_eq!(
         greeting(proxy.port, "/?token=vnc-a", "x").await.unwrap(),
         b"A\n"
@@ -216,21 +229,12 @@ async fn the_same_plugin_loaded_from_a_shared_library() {
     std::fs::write(&tokens, format!("a: 127.0.0.1:{a}\n")).unwrap();
     let library = plugin_library("tokenfile");
     assert!(library.exists(), "{} was not built", library.display());
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        library.to_str().unwrap(),
-        "--token-source",
-        tokens.to_str().unwrap(),
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy(library.to_str().unwrap(), tokens.to_str().unwrap());
     assert_eq!(
         greeting(proxy.port, "/?token=a", "x").await.unwrap(),
         b"A\n"
     );
-    assert_eq!(
-        greeting(proxy.port, "/?token=zz", "x").await.unwrap_err().0,
-        404
-    );
+    assert_eq!(refused(proxy.port, "/?token=zz").await, 404);
     proxy.wait_log("token plugin", Duration::from_secs(1));
 }
 
@@ -293,13 +297,7 @@ async fn a_plugin_written_in_c() {
     let a = named_target("A\n").await;
     let library = c_plugin("fixedtarget", &[]);
     let target = format!("127.0.0.1:{a}");
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        library.to_str().unwrap(),
-        "--token-source",
-        &target,
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy(library.to_str().unwrap(), &target);
     assert_eq!(
         greeting(proxy.port, "/?token=open", "x").await.unwrap(),
         b"A\n"
@@ -420,13 +418,7 @@ async fn a_misbehaving_plugin_ends_only_its_own_request() {
     let a = named_target("A\n").await;
     let library = plugin_library("brokenplugin");
     let target = format!("127.0.0.1:{a}");
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        library.to_str().unwrap(),
-        "--token-source",
-        &target,
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy(library.to_str().unwrap(), &target);
     let port = proxy.port;
     // The hang runs while the others are answered: it blocks neither them nor the server.
     let hang = tokio::spawn(async move { greeting(port, "/?token=hang", "x").await });
@@ -461,13 +453,7 @@ async fn tokens_from_a_cookie_and_a_bearer_subprotocol() {
         format!("from-cookie: 127.0.0.1:{a}\nvm/console: 127.0.0.1:{b}\n"),
     )
     .unwrap();
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "TokenFile",
-        "--token-source",
-        tokens.to_str().unwrap(),
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy("TokenFile", tokens.to_str().unwrap());
     let (mut raw, _) = Raw::upgrade(proxy.port, &["Cookie: lang=en; token=from-cookie"]).await;
     assert_eq!(raw.read_data(2).await, b"A\n");
     // "vm/console" in unpadded base64url, next to the real subprotocol.
@@ -528,32 +514,16 @@ async fn token_apis() {
     let (api, asked) = token_api(vec![("vm-a", a)]).await;
     for (plugin, path) in [("BaseTokenAPI", "plain"), ("JSONTokenApi", "json")] {
         let source = format!("http://127.0.0.1:{api}/{path}/%s");
-        let proxy = Proxy::start(&[
-            "--token-plugin",
-            plugin,
-            "--token-source",
-            &source,
-            "127.0.0.1:0",
-        ]);
+        let proxy = plugin_proxy(plugin, &source);
         assert_eq!(
             greeting(proxy.port, "/?token=vm-a", "x").await.unwrap(),
             b"A\n",
             "{plugin}"
         );
-        assert_eq!(
-            greeting(proxy.port, "/?token=vm-z", "x")
-                .await
-                .unwrap_err()
-                .0,
-            404,
-            "{plugin}"
-        );
+        assert_eq!(refused(proxy.port, "/?token=vm-z").await, 404, "{plugin}");
         // The token cannot rewrite the URL: it is percent-encoded into its place.
         assert_eq!(
-            greeting(proxy.port, "/?token=..%2F..%2Fadmin%3Fx", "x")
-                .await
-                .unwrap_err()
-                .0,
+            refused(proxy.port, "/?token=..%2F..%2Fadmin%3Fx").await,
             404
         );
     }
@@ -568,20 +538,8 @@ async fn token_apis() {
     );
     // An API that is down: 502 for that request.
     let source = format!("http://127.0.0.1:{}/plain/%s", dead_port());
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "BaseTokenAPI",
-        "--token-source",
-        &source,
-        "127.0.0.1:0",
-    ]);
-    assert_eq!(
-        greeting(proxy.port, "/?token=vm-a", "x")
-            .await
-            .unwrap_err()
-            .0,
-        502
-    );
+    let proxy = plugin_proxy("BaseTokenAPI", &source);
+    assert_eq!(refused(proxy.port, "/?token=vm-a").await, 502);
 }
 
 #[tokio::test]
@@ -597,40 +555,19 @@ async fn token_file_name_and_socket_directory() {
         }
     });
     let source = d.to_str().unwrap();
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "TokenFileName",
-        "--token-source",
-        source,
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy("TokenFileName", source);
     assert_eq!(
         greeting(proxy.port, "/?token=vm-a", "x").await.unwrap(),
         b"A\n"
     );
-    assert_eq!(
-        greeting(proxy.port, "/?token=..%2Fvm-a", "x")
-            .await
-            .unwrap_err()
-            .0,
-        404
-    );
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "UnixDomainSocketDirectory",
-        "--token-source",
-        source,
-        "127.0.0.1:0",
-    ]);
+    assert_eq!(refused(proxy.port, "/?token=..%2Fvm-a").await, 404);
+    let proxy = plugin_proxy("UnixDomainSocketDirectory", source);
     assert_eq!(
         greeting(proxy.port, "/?token=vm-u", "x").await.unwrap(),
         b"U\n"
     );
     assert_eq!(
-        greeting(proxy.port, "/?token=vm-a", "x")
-            .await
-            .unwrap_err()
-            .0,
+        refused(proxy.port, "/?token=vm-a").await,
         404,
         "not a socket"
     );
@@ -689,13 +626,7 @@ async fn jwt_tokens() {
         ),
     ] {
         let key = d.join(key_file);
-        let proxy = Proxy::start(&[
-            "--token-plugin",
-            "JWTTokenApi",
-            "--token-source",
-            key.to_str().unwrap(),
-            "127.0.0.1:0",
-        ]);
+        let proxy = plugin_proxy("JWTTokenApi", key.to_str().unwrap());
         let ask = |t: &str| format!("/?token={t}");
         assert_eq!(
             greeting(proxy.port, &ask(&good), "x").await.unwrap(),
@@ -722,11 +653,7 @@ async fn jwt_tokens() {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(claims(serde_json::json!({})).to_string())
         );
-        assert_eq!(
-            greeting(proxy.port, &ask(&none), "x").await.unwrap_err().0,
-            404,
-            "{key_file}"
-        );
+        assert_eq!(refused(proxy.port, &ask(&none)).await, 404, "{key_file}");
     }
 }
 
@@ -811,31 +738,13 @@ async fn token_redis_with_a_real_server() {
     redis.cli(&["set", "vm-bad", "nonsense"]);
 
     let source = format!("127.0.0.1:{}", redis.port);
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "TokenRedis",
-        "--token-source",
-        &source,
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy("TokenRedis", &source);
     assert_eq!(
         greeting(proxy.port, "/?token=vm-a", "x").await.unwrap(),
         b"A\n"
     );
-    assert_eq!(
-        greeting(proxy.port, "/?token=vm-zz", "x")
-            .await
-            .unwrap_err()
-            .0,
-        404
-    );
-    assert_eq!(
-        greeting(proxy.port, "/?token=vm-bad", "x")
-            .await
-            .unwrap_err()
-            .0,
-        502
-    );
+    assert_eq!(refused(proxy.port, "/?token=vm-zz").await, 404);
+    assert_eq!(refused(proxy.port, "/?token=vm-bad").await, 502);
     // A token added while running is found at once: every replica shares the server.
     redis.cli(&["set", "vm-late", &format!("127.0.0.1:{b}")]);
     assert_eq!(
@@ -845,32 +754,14 @@ async fn token_redis_with_a_real_server() {
 
     // websockify's long form with a quoted, nested namespace.
     let source = format!("127.0.0.1:{}:0::\"app:sub\"", redis.port);
-    let proxy = Proxy::start(&[
-        "--token-plugin",
-        "TokenRedis",
-        "--token-source",
-        &source,
-        "127.0.0.1:0",
-    ]);
+    let proxy = plugin_proxy("TokenRedis", &source);
     assert_eq!(
         greeting(proxy.port, "/?token=vm-b", "x").await.unwrap(),
         b"B\n"
     );
-    assert_eq!(
-        greeting(proxy.port, "/?token=vm-a", "x")
-            .await
-            .unwrap_err()
-            .0,
-        404
-    );
+    assert_eq!(refused(proxy.port, "/?token=vm-a").await, 404);
 
     // Redis going away fails only the lookups, with 502.
     drop(redis);
-    assert_eq!(
-        greeting(proxy.port, "/?token=vm-b", "x")
-            .await
-            .unwrap_err()
-            .0,
-        502
-    );
+    assert_eq!(refused(proxy.port, "/?token=vm-b").await, 502);
 }
