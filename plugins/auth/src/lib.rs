@@ -88,10 +88,28 @@ impl Plugin for BasicHTTPAuth {
     }
 }
 
+/// A space-separated list from the source; an empty value is never allowed.
+#[derive(Debug)]
+struct AllowList(Vec<String>);
+
+impl AllowList {
+    fn from_source(config: &str) -> AllowList {
+        AllowList(config.split_whitespace().map(str::to_string).collect())
+    }
+
+    fn check(&self, value: &str, refusal: &str) -> Outcome {
+        if !value.is_empty() && self.0.iter().any(|allowed| allowed == value) {
+            Outcome::Allow
+        } else {
+            forbidden(refusal)
+        }
+    }
+}
+
 /// `ExpectOrigin`: the source is a space-separated list of allowed origins.
 #[derive(Debug)]
 pub struct ExpectOrigin {
-    origins: Vec<String>,
+    origins: AllowList,
 }
 
 impl Plugin for ExpectOrigin {
@@ -100,23 +118,19 @@ impl Plugin for ExpectOrigin {
 
     fn create(config: &str) -> Result<Self, String> {
         Ok(ExpectOrigin {
-            origins: config.split_whitespace().map(str::to_string).collect(),
+            origins: AllowList::from_source(config),
         })
     }
 
     fn call(&self, request: &Request<'_>) -> Outcome {
-        if !request.origin.is_empty() && self.origins.iter().any(|o| o == request.origin) {
-            Outcome::Allow
-        } else {
-            forbidden("Invalid Origin")
-        }
+        self.origins.check(request.origin, "Invalid Origin")
     }
 }
 
 /// `ClientCertCNAuth`: the source is a space-separated list of allowed common names.
 #[derive(Debug)]
 pub struct ClientCertCNAuth {
-    names: Vec<String>,
+    names: AllowList,
 }
 
 impl Plugin for ClientCertCNAuth {
@@ -125,17 +139,12 @@ impl Plugin for ClientCertCNAuth {
 
     fn create(config: &str) -> Result<Self, String> {
         Ok(ClientCertCNAuth {
-            names: config.split_whitespace().map(str::to_string).collect(),
+            names: AllowList::from_source(config),
         })
     }
 
     fn call(&self, request: &Request<'_>) -> Outcome {
-        let cn = request.client_cert_cn;
-        if !cn.is_empty() && self.names.iter().any(|n| n == cn) {
-            Outcome::Allow
-        } else {
-            forbidden("Forbidden")
-        }
+        self.names.check(request.client_cert_cn, "Forbidden")
     }
 }
 

@@ -228,6 +228,16 @@ fn unknown() -> Outcome {
     }
 }
 
+/// The path a token names in `dir`, or the answer when it names nothing usable.
+fn entry_in(dir: &Path, token: &str) -> Result<PathBuf, Outcome> {
+    if token.is_empty() {
+        return Err(no_token());
+    }
+    file_name_of(token)
+        .map(|name| dir.join(name))
+        .ok_or_else(unknown)
+}
+
 fn existing_dir(config: &str) -> Result<PathBuf, String> {
     if config.is_empty() {
         return Err("needs --token-source DIR".to_string());
@@ -256,13 +266,11 @@ impl Plugin for TokenFileName {
     }
 
     fn call(&self, request: &Request<'_>) -> Outcome {
-        if request.token.is_empty() {
-            return no_token();
-        }
-        let Some(name) = file_name_of(request.token) else {
-            return unknown();
+        let path = match entry_in(&self.dir, request.token) {
+            Ok(path) => path,
+            Err(answer) => return answer,
         };
-        match std::fs::read_to_string(self.dir.join(name)) {
+        match std::fs::read_to_string(path) {
             Ok(text) => {
                 let target = text.trim();
                 match target.rsplit_once(':') {
@@ -297,13 +305,10 @@ impl Plugin for UnixDomainSocketDirectory {
 
     fn call(&self, request: &Request<'_>) -> Outcome {
         use std::os::unix::fs::FileTypeExt;
-        if request.token.is_empty() {
-            return no_token();
-        }
-        let Some(name) = file_name_of(request.token) else {
-            return unknown();
+        let path = match entry_in(&self.dir, request.token) {
+            Ok(path) => path,
+            Err(answer) => return answer,
         };
-        let path = self.dir.join(name);
         match std::fs::metadata(&path) {
             Ok(m) if m.file_type().is_socket() => {
                 Outcome::UnixSocket(path.to_string_lossy().into_owned())
