@@ -13,8 +13,8 @@ use http::{Method, Request, StatusCode};
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::Rejection;
 use super::handshake::has_token;
+use super::{Rejection, Subprotocol};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
 
 /// The longest frame we accept, counted in base64 text: the same bound as a HyBi message,
@@ -112,18 +112,24 @@ impl HixieHandshake {
                 "a Hixie upgrade needs a Host header",
             ));
         };
+        // Presence decides the draft, readability is checked after: a key that is not
+        // visible ASCII must be refused, not make the request look like draft 75.
         let keys = match (
-            header(req, "sec-websocket-key1"),
-            header(req, "sec-websocket-key2"),
+            headers.get("sec-websocket-key1"),
+            headers.get("sec-websocket-key2"),
         ) {
-            (Some(k1), Some(k2)) => match (key_number(k1), key_number(k2)) {
-                (Some(n1), Some(n2)) => Some((n1, n2)),
-                _ => {
-                    return Err(Rejection::bad_request(
-                        "bad Sec-WebSocket-Key1/Key2: no spaces, or not a whole multiple of them",
-                    ));
+            (Some(k1), Some(k2)) => {
+                let number = |k: &http::HeaderValue| k.to_str().ok().and_then(key_number);
+                match (number(k1), number(k2)) {
+                    (Some(n1), Some(n2)) => Some((n1, n2)),
+                    _ => {
+                        return Err(Rejection::bad_request(
+                            "bad Sec-WebSocket-Key1/Key2: no spaces, not a whole multiple of \
+                             them, or a number over 32 bits",
+                        ));
+                    }
                 }
-            },
+            }
             (None, None) => None,
             _ => {
                 return Err(Rejection::bad_request(
@@ -136,19 +142,26 @@ impl HixieHandshake {
         } else {
             Draft::Hixie75
         };
-        let protocol_header = match draft {
-            Draft::Hixie76 => "sec-websocket-protocol",
-            Draft::Hixie75 => "websocket-protocol",
+        // Each draft names the header its own way; websockify 0.4 read either under both,
+        // so a client that mixes them up still works. The answer uses the draft's name.
+        let (own, other) = match draft {
+            Draft::Hixie76 => ("sec-websocket-protocol", "websocket-protocol"),
+            Draft::Hixie75 => ("websocket-protocol", "sec-websocket-protocol"),
         };
-        let protocol_offered = match header(req, protocol_header) {
-            None => false,
-            Some(offer) if offer.split([',', ' ']).any(|p| p.trim() == "base64") => true,
-            Some(offer) => {
-                return Err(Rejection::bad_request(&format!(
-                    "no supported subprotocol in `{offer}`: Hixie speaks base64 only"
-                )));
-            }
-        };
+        let offer = header(req, own)
+            .or_else(|| header(req, other))
+            .unwrap_or("");
+        let offered: Vec<&str> = offer
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        let protocol_offered = !offered.is_empty();
+        if protocol_offered && !offered.contains(&Subprotocol::Base64.name()) {
+            return Err(Rejection::bad_request(&format!(
+                "no supported subprotocol in `{offer}`: Hixie speaks base64 only"
+            )));
+        }
         let resource = req
             .uri()
             .path_and_query()
@@ -310,6 +323,10 @@ impl Decoder {
             0x00 => {
                 let from = self.scanned.max(1);
                 match self.buf[from..].iter().position(|&b| b == 0xFF) {
+                    // The limit holds however the input was split: a frame whose end came
+                    // in the same read as its start is no more acceptable than one that
+                    // trickled in.
+                    Some(i) if from + i - 1 > MAX_FRAME => Err(FrameError::TooLong),
                     Some(i) => {
                         let end = from + i;
                         let frame = self.buf.split_to(end + 1);
@@ -362,8 +379,12 @@ impl<S: AsyncRead + AsyncWrite + Send> ClientRx for HixieRx<S> {
                 Ok(None) => {}
                 Err(e) => return Err(RecvError::Protocol(e.close())),
             }
+            // At most READ_CHUNK per read (`read_buf` alone would fill all the spare capacity
+            // of a grown buffer), so an unterminated frame is refused with at most
+            // MAX_FRAME + READ_CHUNK bytes held.
             self.decoder.buf.reserve(READ_CHUNK);
-            match self.reader.read_buf(&mut self.decoder.buf).await {
+            let mut limited = (&mut self.reader).take(READ_CHUNK as u64);
+            match limited.read_buf(&mut self.decoder.buf).await {
                 Ok(0) => return Err(RecvError::Gone("connection closed".to_string())),
                 Ok(_) => {}
                 Err(e) => return Err(RecvError::Gone(e.to_string())),
@@ -443,6 +464,113 @@ mod tests {
             &challenge_answer(155_712_099, 173_347_027, b"Tm[K T2u"),
             b"fQJ,fN/4F4!~K~MH"
         );
+    }
+
+    #[test]
+    fn draft_76_opening_handshake_example() {
+        // The example of draft-hixie-thewebsocketprotocol-76, section 1.3: keys whose
+        // digits are spread out and spaces counted, a different key3.
+        let n1 = key_number("4 @1  46546xW%0l 1 5").unwrap();
+        let n2 = key_number("12998 5 Y3 1  .P00").unwrap();
+        assert_eq!((n1, n2), (829_309_203, 259_970_620));
+        assert_eq!(&challenge_answer(n1, n2, b"^n:ds[4U"), b"8jKS'y:G*Co,Wxa-");
+    }
+
+    #[test]
+    fn key_numbers_at_32_bits() {
+        assert_eq!(
+            key_number("8589934590  "),
+            Some(u32::MAX),
+            "4294967295 fits"
+        );
+        assert_eq!(key_number("8589934592  "), None, "4294967296 does not");
+        assert_eq!(key_number(" 000000000000000000000000000007"), Some(7));
+    }
+
+    fn refused(headers: &[(&str, &str)]) -> Option<StatusCode> {
+        HixieHandshake::from_request(&request(headers))
+            .err()
+            .map(|r| r.status)
+    }
+
+    #[test]
+    fn unreadable_keys_are_refused_not_taken_for_75() {
+        let opaque = http::HeaderValue::from_bytes(b"1 2\xff3 ").unwrap();
+        let req = Request::builder()
+            .method("GET")
+            .uri("/")
+            .header("Upgrade", "WebSocket")
+            .header("Connection", "Upgrade")
+            .header("Host", "h")
+            .header("Sec-WebSocket-Key1", opaque.clone())
+            .header("Sec-WebSocket-Key2", opaque)
+            .body(())
+            .unwrap();
+        let err = HixieHandshake::from_request(&req).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn request_checks() {
+        let base = [
+            ("Upgrade", "WebSocket"),
+            ("Connection", "Upgrade"),
+            ("Host", "h"),
+        ];
+        assert_eq!(refused(&base), None);
+        for drop in ["Upgrade", "Connection", "Host"] {
+            let h: Vec<_> = base.iter().copied().filter(|(k, _)| *k != drop).collect();
+            assert_eq!(refused(&h), Some(StatusCode::BAD_REQUEST), "without {drop}");
+        }
+        let mut one_key = base.to_vec();
+        one_key.push(("Sec-WebSocket-Key1", KEY1));
+        assert_eq!(refused(&one_key), Some(StatusCode::BAD_REQUEST));
+        let post = Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("Upgrade", "WebSocket")
+            .header("Connection", "Upgrade")
+            .header("Host", "h")
+            .body(())
+            .unwrap();
+        let err = HixieHandshake::from_request(&post).unwrap_err();
+        assert_eq!(err.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn protocol_negotiation() {
+        let offer = |draft76: bool, name: &'static str, value: &'static str| {
+            let mut h = vec![
+                ("Upgrade", "WebSocket"),
+                ("Connection", "Upgrade"),
+                ("Host", "h"),
+                (name, value),
+            ];
+            if draft76 {
+                h.extend([("Sec-WebSocket-Key1", KEY1), ("Sec-WebSocket-Key2", KEY2)]);
+            }
+            HixieHandshake::from_request(&request(&h)).map(|hs| hs.response_head(false))
+        };
+        for draft76 in [false, true] {
+            let prefix = if draft76 { "Sec-" } else { "" };
+            let answered = format!("\r\n{prefix}WebSocket-Protocol: base64\r\n");
+            for (name, value) in [
+                ("Sec-WebSocket-Protocol", "base64"),
+                ("WebSocket-Protocol", "base64"),
+                ("Sec-WebSocket-Protocol", "chat, base64"),
+                ("WebSocket-Protocol", "chat base64"),
+            ] {
+                let head = offer(draft76, name, value).unwrap();
+                assert!(head.contains(&answered), "{name}: {value}: {head}");
+            }
+            // An empty offer is no offer: no protocol header in the answer.
+            let head = offer(draft76, "Sec-WebSocket-Protocol", " ").unwrap();
+            assert!(!head.contains("WebSocket-Protocol"), "{head}");
+            for value in ["binary", "chat, base64url"] {
+                let err = offer(draft76, "Sec-WebSocket-Protocol", value).unwrap_err();
+                assert_eq!(err.status, StatusCode::BAD_REQUEST, "{value}");
+            }
+        }
     }
 
     #[test]
@@ -530,6 +658,33 @@ mod tests {
             }
         }
         assert!(fed <= MAX_FRAME + chunk.len());
+    }
+
+    #[test]
+    fn the_limit_does_not_depend_on_how_the_input_was_split() {
+        let mut d = Decoder::new();
+        let mut frame = vec![0x00];
+        frame.resize(MAX_FRAME + 1, b'A');
+        frame.extend_from_slice(b"AAA=\xff");
+        d.feed(&frame);
+        assert_eq!(d.next_frame(), Err(FrameError::TooLong));
+        // Exactly at the limit is accepted.
+        let mut d = Decoder::new();
+        let mut frame = vec![0x00];
+        frame.resize(MAX_FRAME + 1, b'A');
+        frame.push(0xFF);
+        d.feed(&frame);
+        match d.next_frame() {
+            Ok(Some(Decoded::Message(data))) => assert_eq!(data.len(), MAX_FRAME / 4 * 3),
+            other => panic!("a frame of MAX_FRAME bytes: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frame_errors_map_to_close_codes() {
+        assert_eq!(FrameError::BadType(0x80).close().code, 1002);
+        assert_eq!(FrameError::BadBase64.close().code, 1007);
+        assert_eq!(FrameError::TooLong.close().code, 1009);
     }
 
     proptest! {
