@@ -83,8 +83,10 @@ pub enum Decision {
 /// WebSocket attempt, which is then accepted or refused with the reason; anything else is
 /// plain HTTP.
 ///
-/// The version decides the protocol: HyBi clients send `Sec-WebSocket-Version` (and a
-/// `Sec-WebSocket-Key`); a request with neither, or with Hixie-76's `Key1`/`Key2`, is Hixie.
+/// The version decides the protocol: HyBi clients send `Sec-WebSocket-Version` and a
+/// `Sec-WebSocket-Key`, so a request with either is HyBi (without the version it gets 426 with
+/// the list, which is what a HyBi client can act on). A request with neither is Hixie: 76 when
+/// it has `Key1`/`Key2`, else 75; the drafts never sent the HyBi headers.
 pub fn decide(req: &Request<()>) -> Decision {
     let h = req.headers();
     let attempt = [
@@ -100,11 +102,101 @@ pub fn decide(req: &Request<()>) -> Decision {
         return Decision::Http;
     }
     let hybi = h.contains_key("sec-websocket-version") || h.contains_key("sec-websocket-key");
-    let hixie76 = h.contains_key("sec-websocket-key1") || h.contains_key("sec-websocket-key2");
-    let result = if hybi && !hixie76 {
+    let result = if hybi {
         HybiHandshake::from_request(req).map(Decision::Hybi)
     } else {
         HixieHandshake::from_request(req).map(Decision::Hixie)
     };
     result.unwrap_or_else(Decision::Refuse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hixie::Draft;
+
+    fn decide_with(headers: &[(&str, &str)]) -> Decision {
+        let mut b = Request::builder().method("GET").uri("/");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        decide(&b.body(()).unwrap())
+    }
+
+    const KEY1: &str = "18x 6]8vM;54 *(5:  {   U1]8  z [  8";
+    const KEY2: &str = "1_ tx7X d  <  nw  334J702) 7]o}` 0";
+    const UPGRADE: [(&str, &str); 3] = [
+        ("Upgrade", "WebSocket"),
+        ("Connection", "Upgrade"),
+        ("Host", "h"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut h = UPGRADE.to_vec();
+        h.extend_from_slice(extra);
+        h
+    }
+
+    fn hixie_draft(d: Decision) -> Option<Draft> {
+        match d {
+            Decision::Hixie(hs) => Some(hs.draft()),
+            _ => None,
+        }
+    }
+
+    fn refused_with(d: Decision) -> Option<u16> {
+        match d {
+            Decision::Refuse(r) => Some(r.status.as_u16()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn which_protocol() {
+        assert!(matches!(decide_with(&[("Host", "h")]), Decision::Http));
+        // Any case of `websocket`, no HyBi headers: the drafts.
+        for upgrade in ["WebSocket", "websocket", "WEBSOCKET"] {
+            let mut h = with(&[]);
+            h[0].1 = upgrade;
+            assert_eq!(
+                hixie_draft(decide_with(&h)),
+                Some(Draft::Hixie75),
+                "{upgrade}"
+            );
+        }
+        assert_eq!(
+            hixie_draft(decide_with(&with(&[
+                ("Sec-WebSocket-Key1", KEY1),
+                ("Sec-WebSocket-Key2", KEY2)
+            ]))),
+            Some(Draft::Hixie76)
+        );
+        let hybi = with(&[
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert!(matches!(decide_with(&hybi), Decision::Hybi(_)));
+        // A HyBi key without the version is a HyBi client that gets the list of versions.
+        assert_eq!(
+            refused_with(decide_with(&with(&[(
+                "Sec-WebSocket-Key",
+                "dGhlIHNhbXBsZSBub25jZQ=="
+            )]))),
+            Some(426)
+        );
+        // The version makes it HyBi even with the draft's keys (then without a HyBi key: 400).
+        assert_eq!(
+            refused_with(decide_with(&with(&[
+                ("Sec-WebSocket-Version", "13"),
+                ("Sec-WebSocket-Key1", KEY1),
+                ("Sec-WebSocket-Key2", KEY2)
+            ]))),
+            Some(400)
+        );
+        // Draft keys without an upgrade are a broken attempt, not plain HTTP.
+        assert_eq!(
+            refused_with(decide_with(&[("Host", "h"), ("Sec-WebSocket-Key1", KEY1)])),
+            Some(400)
+        );
+    }
 }
