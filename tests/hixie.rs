@@ -247,6 +247,12 @@ async fn bad_hixie_requests_get_400() {
             "Sec-WebSocket-Protocol: binary",
         ),
         head75().replace("Host: example.com\r\n", ""),
+        // 123 digits over 2 spaces: not a whole number.
+        head76("").replace(KEY1, "1 2 3"),
+        // 8589934592 / 2 = 2^32: over the 32 bits of the answer.
+        head76("").replace(KEY1, "8589934592  "),
+        head76("").replace(KEY1, "no digits "),
+        head75().replace("\r\n\r\n", "\r\nWebSocket-Protocol: binary\r\n\r\n"),
     ] {
         let mut raw = Raw::connect(proxy.port).await;
         let mut bytes = head.clone().into_bytes();
@@ -254,4 +260,114 @@ async fn bad_hixie_requests_get_400() {
         raw.stream.write_all(&bytes).await.unwrap();
         assert_eq!(raw.read_answer().await.status, 400, "{head}");
     }
+}
+
+/// A 76 session whose client breaks the framing: the proxy answers with the close frame,
+/// closes the TCP connection, and logs the close code the error maps to.
+async fn broken_76_session(bytes: &[u8], code: u16) {
+    let proxy = echo_proxy().await;
+    let mut raw = upgrade76(proxy.port).await;
+    raw.stream.write_all(&frame(b"fine")).await.unwrap();
+    assert_eq!(read_frame(&mut raw).await.unwrap(), b"fine");
+    raw.stream.write_all(bytes).await.unwrap();
+    assert_eq!(
+        read_frame(&mut raw).await,
+        None,
+        "a close frame for {bytes:?}"
+    );
+    assert!(raw.closed_within(Duration::from_secs(10)).await);
+    let log = proxy.wait_log("session ended", Duration::from_secs(5));
+    assert!(log.contains(&format!("close_code={code}")), "{log}");
+}
+
+#[tokio::test]
+async fn a_length_prefixed_frame_is_a_protocol_error() {
+    // 0x80..0xFE frames are the drafts' binary frames, which websockify never spoke.
+    broken_76_session(b"\x80\x05hello", 1002).await;
+}
+
+#[tokio::test]
+async fn bad_base64_is_refused() {
+    broken_76_session(b"\x00not base64!\xff", 1007).await;
+}
+
+#[tokio::test]
+async fn ff_without_00_is_not_a_close() {
+    broken_76_session(b"\xff\x01", 1002).await;
+}
+
+#[tokio::test]
+async fn hixie_75_protocol_error_closes_tcp_without_a_close_frame() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    assert_eq!(raw.request(&head75()).await.status, 101);
+    raw.stream.write_all(b"\x00!!\xff").await.unwrap();
+    assert!(raw.closed_within(Duration::from_secs(10)).await);
+    assert!(raw.buf.is_empty(), "75 has no close frame: {:?}", raw.buf);
+    let log = proxy.wait_log("session ended", Duration::from_secs(5));
+    assert!(log.contains("close_code=1007"), "{log}");
+}
+
+#[tokio::test]
+async fn target_speaks_first_then_echoes() {
+    let port = target(|mut s| async move {
+        s.write_all(b"RFB 003.008\n").await.unwrap();
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{port}")]);
+    for draft76 in [true, false] {
+        let mut raw = if draft76 {
+            upgrade76(proxy.port).await
+        } else {
+            let mut raw = Raw::connect(proxy.port).await;
+            assert_eq!(raw.request(&head75()).await.status, 101);
+            raw
+        };
+        // The banner arrives before the client said anything.
+        assert_eq!(read_frame(&mut raw).await.unwrap(), b"RFB 003.008\n");
+        let data = random_bytes(70_000);
+        raw.stream.write_all(&frame(&data)).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < data.len() {
+            got.extend(read_frame(&mut raw).await.expect("unexpected close"));
+        }
+        assert!(got == data, "draft76={draft76}: echo differs");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_target_gets_101_then_a_close() {
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{}", dead_port())]);
+    let mut raw = upgrade76(proxy.port).await;
+    assert_eq!(read_frame(&mut raw).await, None);
+    raw.stream.write_all(&[0xFF, 0x00]).await.unwrap();
+    assert!(raw.closed_within(Duration::from_secs(10)).await);
+}
+
+#[tokio::test]
+async fn hixie_76_client_gone_before_the_key_bytes_gets_no_101() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    let mut bytes = head76("").into_bytes();
+    bytes.extend_from_slice(&KEY3[..5]);
+    raw.stream.write_all(&bytes).await.unwrap();
+    raw.stream.shutdown().await.unwrap();
+    let answer = raw.read_to_end().await;
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    proxy.wait_log("Hixie handshake", Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_version_header_makes_it_hybi_even_with_draft_keys() {
+    let proxy = echo_proxy().await;
+    let mut raw = Raw::connect(proxy.port).await;
+    let mut bytes = head76("Sec-WebSocket-Version: 13\r\n").into_bytes();
+    bytes.extend_from_slice(KEY3);
+    raw.stream.write_all(&bytes).await.unwrap();
+    let answer = raw.read_answer().await;
+    assert_eq!(answer.status, 400, "{}", answer.head);
+    let body = String::from_utf8_lossy(&raw.read_to_end().await).into_owned();
+    assert!(body.contains("Sec-WebSocket-Key"), "{body}");
 }
