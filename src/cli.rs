@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser};
 
-use crate::config::{FileMode, SslVersion};
+use crate::addr::ListenAddr;
+use crate::config::{FileMode, LogFormat, SslVersion};
 
 const USAGE: &str = "\
 websockify [options] [source_addr:]source_port target_addr:target_port
@@ -176,6 +177,18 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub ssl_target_ca: Option<PathBuf>,
 
+    /// Serve /metrics, /healthz and /readyz on this separate [ADDR:]PORT (off by default)
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen, help_heading = "websockify-rs options")]
+    pub metrics_listen: Option<ListenAddr>,
+
+    /// Log lines as text (default) or json, one object per line
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format, help_heading = "websockify-rs options")]
+    pub log_format: Option<LogFormat>,
+
+    /// On SIGTERM/SIGINT, let sessions run this many seconds before closing them (default 30)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "websockify-rs options")]
+    pub shutdown_grace: Option<u64>,
+
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub config: Option<PathBuf>,
@@ -193,6 +206,14 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
 }
 
 fn parse_mode(s: &str) -> Result<FileMode, String> {
+    s.parse()
+}
+
+fn parse_listen(s: &str) -> Result<ListenAddr, String> {
+    s.parse().map_err(|e: crate::addr::AddrError| e.to_string())
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     s.parse()
 }
 

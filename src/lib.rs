@@ -15,7 +15,8 @@
 //! - [`config`]: defaults < file < environment < command line, validated into [`config::Config`].
 //! - [`cli`]: the websockify-compatible command line (clap).
 //! - [`addr`]: `[host:]port` parsing as websockify does it.
-//! - [`logging`]: the tracing subscriber.
+//! - [`logging`]: the tracing subscriber: text or JSON lines, and OpenTelemetry traces.
+//! - [`metrics`]: the Prometheus series; `server::ops` serves them with health and readiness.
 //! - [`shutdown`]: the "has shutdown begun?" signal every task watches.
 
 pub mod addr;
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod plugin;
 pub mod relay;
 pub mod server;

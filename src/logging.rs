@@ -1,40 +1,225 @@
-//! Logging through `tracing`: info by default, debug with `-v`, any `RUST_LOG` filter on top;
-//! to standard error, or appended to `--log-file`.
+//! Logging and tracing through `tracing`.
+//!
+//! - Log lines: info by default, debug with `-v`, any `RUST_LOG` filter on top; as text or, with
+//!   `--log-format json`, one JSON object per line (`time`, `level`, `message` and the event's
+//!   fields: `id`, `client`, `target`, `from_client`, `to_client`, `duration_ms`,
+//!   `close_code`, ...); to standard error, or appended to `--log-file`.
+//! - Traces: when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is
+//!   set, spans go to that OTLP/HTTP collector (protobuf, or JSON with
+//!   `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) through tracing-opentelemetry: one `session` span
+//!   per connection with `tls_handshake`, `handshake`, `auth`, `token_lookup` and
+//!   `target_connect` children. `OTEL_SERVICE_NAME` names the service (default `websockify`).
+//!
+//! Spans carry the target [`SPAN_TARGET`], which only the OpenTelemetry layer listens to: the
+//! log lines stay one line per event, with the fields the events carry themselves.
 
+use std::fmt;
 use std::fs::OpenOptions;
 use std::sync::Mutex;
 
 use anyhow::Context;
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 
-/// Installs the global subscriber. Fails only if the log file cannot be opened.
-pub fn init(config: &Config) -> anyhow::Result<()> {
+/// The target of every span we open (see the module doc).
+pub const SPAN_TARGET: &str = "websockify::span";
+
+/// Keeps the trace exporter alive; dropping it flushes the spans not yet sent. Drop it after
+/// the runtime is gone: the flush blocks.
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("websockify: flushing traces: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. Fails if the log file cannot be opened or the
+/// OpenTelemetry variables ask for something we cannot do.
+pub fn init(config: &Config) -> anyhow::Result<Guard> {
     let default = if config.verbose { "debug" } else { "info" };
     // Our own crate at the chosen level; libraries stay at warn unless RUST_LOG says more.
     let fallback = format!("warn,websockify={default}");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(fallback));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match &config.log_file {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(fallback))
+        .add_directive(format!("{SPAN_TARGET}=off").parse()?);
+    let (writer, ansi) = match &config.log_file {
         Some(path) => {
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open --log-file {}", path.display()))?;
-            builder
-                .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .init();
+            (BoxMakeWriter::new(Mutex::new(file)), false)
         }
         None => {
             use std::io::IsTerminal;
             let ansi = std::io::stderr().is_terminal();
-            builder.with_ansi(ansi).with_writer(std::io::stderr).init();
+            (BoxMakeWriter::new(std::io::stderr), ansi)
         }
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi && config.log_format == LogFormat::Text)
+        .with_target(false);
+    let lines = match config.log_format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.event_format(JsonLines).with_filter(filter).boxed(),
+    };
+    let provider = otel_provider()?;
+    let traces = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("websockify"))
+            // Our spans have a `target` field of their own: the session's target address.
+            .with_target(false)
+            .with_filter(Targets::new().with_target("websockify", LevelFilter::INFO))
+    });
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(traces)
+        .try_init()
+        .context("installing the log subscriber")?;
+    if provider.is_some() {
+        tracing::info!("sending traces to the OTLP collector named by OTEL_EXPORTER_OTLP_*");
     }
-    Ok(())
+    Ok(Guard { provider })
+}
+
+/// A non-empty environment variable.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The OTLP trace pipeline the standard variables describe, or `None` when tracing is off.
+fn otel_provider() -> anyhow::Result<Option<SdkTracerProvider>> {
+    if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        || var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none")
+    {
+        return Ok(None);
+    }
+    if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_none()
+        && var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_none()
+    {
+        return Ok(None);
+    }
+    let (name, value) = match (
+        var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+        var("OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ) {
+        (Some(v), _) => ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", v),
+        (None, Some(v)) => ("OTEL_EXPORTER_OTLP_PROTOCOL", v),
+        (None, None) => ("", "http/protobuf".to_string()),
+    };
+    let protocol = match value.trim().to_ascii_lowercase().as_str() {
+        "http/protobuf" => Protocol::HttpBinary,
+        "http/json" => Protocol::HttpJson,
+        other => anyhow::bail!(
+            "{name}={other}: expected http/protobuf or http/json (gRPC is not built in; \
+             collectors take OTLP/HTTP on port 4318)"
+        ),
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .build()
+        .context("OpenTelemetry exporter")?;
+    let named = var("OTEL_SERVICE_NAME").is_some()
+        || var("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| a.contains("service.name="));
+    let mut resource = Resource::builder();
+    if !named {
+        resource = resource.with_service_name("websockify");
+    }
+    let resource = resource
+        .with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build();
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource)
+            .build(),
+    ))
+}
+
+/// `--log-format json`: one object per line, `time`, `level`, `message`, then the fields.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut time = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut time))?;
+        let mut object = serde_json::Map::new();
+        object.insert("time".into(), time.into());
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        object.insert("level".into(), level.into());
+        event.record(&mut JsonFields(&mut object));
+        let module = event.metadata().target();
+        if module != "websockify" && !module.starts_with("websockify::") {
+            // A library's event: say whose.
+            object.insert("module".into(), module.into());
+        }
+        writeln!(writer, "{}", serde_json::Value::Object(object))
+    }
+}
+
+/// Collects an event's fields as JSON values: numbers and booleans stay typed.
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
 }

@@ -27,10 +27,15 @@ fn main() -> ExitCode {
     if cli.print_config {
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = websockify::logging::init(&config) {
-        eprintln!("websockify: error: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    // Declared before the runtime, so dropped after it: its drop flushes the last spans, which
+    // blocks, and must not happen on a runtime thread.
+    let _tracing = match websockify::logging::init(&config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("websockify: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Each session holds two descriptors; the usual soft limit of 1024 would cap us at about
     // 500 sessions, so take what the hard limit allows, as servers do.
     match rlimit::increase_nofile_limit(u64::MAX) {

@@ -273,6 +273,69 @@ impl Drop for Instance {
     }
 }
 
+/// How long re-creating an instance on SIGHUP may take (a Redis or HTTP source may be slow).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A plugin instance that SIGHUP replaces: the plugin is created again from its source (so a
+/// ReadOnlyTokenFile re-reads its file, a JWT plugin its key), and requests already asking
+/// the old instance finish with it. A failed reload keeps the old instance.
+pub struct Reloadable {
+    plugin: Arc<Plugin>,
+    source: String,
+    current: std::sync::RwLock<Arc<Instance>>,
+}
+
+impl std::fmt::Debug for Reloadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloadable")
+            .field("plugin", &self.plugin.name)
+            .finish()
+    }
+}
+
+impl Reloadable {
+    pub fn create(plugin: Arc<Plugin>, source: &str) -> anyhow::Result<Reloadable> {
+        let instance = plugin.create(source)?;
+        Ok(Reloadable {
+            plugin,
+            source: source.to_string(),
+            current: std::sync::RwLock::new(Arc::new(instance)),
+        })
+    }
+
+    /// The instance new requests use.
+    pub fn current(&self) -> Arc<Instance> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.plugin.name()
+    }
+
+    /// Creates the instance again, off the async workers; on success new requests use it.
+    pub async fn reload(self: &Arc<Self>) -> anyhow::Result<()> {
+        let this = self.clone();
+        let task = tokio::task::spawn_blocking(move || this.plugin.create(&this.source));
+        let instance = match tokio::time::timeout(RELOAD_TIMEOUT, task).await {
+            Ok(Ok(created)) => created?,
+            Ok(Err(join)) => anyhow::bail!("{}: {join}", self.name()),
+            Err(_) => anyhow::bail!(
+                "{} was not created again within {}s",
+                self.name(),
+                RELOAD_TIMEOUT.as_secs()
+            ),
+        };
+        match self.current.write() {
+            Ok(mut c) => *c = Arc::new(instance),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(instance),
+        }
+        Ok(())
+    }
+}
+
 /// The request facts in owned form, for a call on another thread.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {

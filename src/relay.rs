@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::metrics::Direction;
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, close_code};
 use crate::shutdown::Shutdown;
 use crate::stream::{TargetReader, TargetStream, TargetWriter};
@@ -46,6 +47,8 @@ pub enum Ending {
     ClientGone(String),
     /// The server is shutting down; we sent 1001.
     Shutdown,
+    /// The target could not be connected; we sent 1011 as websockify does.
+    TargetUnreachable(String),
 }
 
 impl Ending {
@@ -55,9 +58,37 @@ impl Ending {
             Ending::ClientClosed(Some(c)) | Ending::ClientError(c) => c.code,
             Ending::ClientClosed(None) => 1005,
             Ending::TargetClosed => close_code::NORMAL,
-            Ending::TargetError(_) => close_code::INTERNAL_ERROR,
+            Ending::TargetError(_) | Ending::TargetUnreachable(_) => close_code::INTERNAL_ERROR,
             Ending::ClientGone(_) => close_code::ABNORMAL,
             Ending::Shutdown => close_code::GOING_AWAY,
+        }
+    }
+
+    /// The outcome as a metric label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Ending::ClientClosed(_) => "client_closed",
+            Ending::TargetClosed => "target_closed",
+            Ending::TargetError(_) => "target_error",
+            Ending::ClientError(_) => "protocol_error",
+            Ending::ClientGone(_) => "client_gone",
+            Ending::Shutdown => "shutdown",
+            Ending::TargetUnreachable(_) => "target_unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ending::ClientClosed(Some(c)) => write!(f, "client closed with {c}"),
+            Ending::ClientClosed(None) => f.write_str("client closed"),
+            Ending::TargetClosed => f.write_str("target closed"),
+            Ending::TargetError(e) => write!(f, "target error: {e}"),
+            Ending::ClientError(c) => write!(f, "closed with {c}"),
+            Ending::ClientGone(e) => write!(f, "client gone: {e}"),
+            Ending::Shutdown => f.write_str("server shutting down"),
+            Ending::TargetUnreachable(e) => write!(f, "target unreachable: {e}"),
         }
     }
 }
@@ -172,6 +203,7 @@ async fn upstream<R: ClientRx>(
     last_activity: &AtomicU64,
     started: Instant,
 ) -> Upstream {
+    let metrics = crate::metrics::get();
     loop {
         match rx.recv().await {
             Ok(Inbound::Data(data)) => {
@@ -185,6 +217,7 @@ async fn upstream<R: ClientRx>(
                 traffic
                     .from_client
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
+                metrics.relayed(Direction::FromClient, data.len());
             }
             Ok(Inbound::Close(close)) => {
                 let _ = target.shutdown().await;
@@ -205,6 +238,7 @@ async fn downstream<T: ClientTx>(
     started: Instant,
     shutdown: &mut Shutdown,
 ) -> Downstream {
+    let metrics = crate::metrics::get();
     let mut buf = BytesMut::with_capacity(TARGET_READ_SIZE);
     loop {
         buf.reserve(TARGET_READ_SIZE);
@@ -237,6 +271,7 @@ async fn downstream<T: ClientTx>(
                     return Downstream::ClientGone(e.0);
                 }
                 traffic.to_client.fetch_add(n as u64, Ordering::Relaxed);
+                metrics.relayed(Direction::ToClient, n);
             }
             Err(e) => return Downstream::TargetRead(e),
         }

@@ -121,7 +121,9 @@ impl ServerTls {
 
     /// Reloads and logs the outcome; what SIGHUP and the file watch call.
     pub fn reload_and_log(&self, why: &str) {
-        match self.reload() {
+        let reloaded = self.reload();
+        crate::metrics::get().reload("certificate", reloaded.is_ok());
+        match reloaded {
             Ok(()) => tracing::info!("{why}: TLS certificate reloaded"),
             Err(e) => {
                 // Remember the broken files so that we do not retry every poll; a fix changes

@@ -673,25 +673,7 @@ impl Drop for Redis {
 impl Redis {
     /// Installs Debian's redis-server if it is missing (as root, like CI), then starts it.
     fn start() -> Redis {
-        let found = Command::new("sh")
-            .args(["-c", "command -v redis-server && command -v redis-cli"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !found {
-            let status = Command::new("sh")
-                .args([
-                    "-c",
-                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server",
-                ])
-                .status()
-                .expect("running apt-get");
-            assert!(
-                status.success(),
-                "this test needs redis-server and could not install it with apt-get; \
-                 install the Debian package redis-server"
-            );
-        }
+        ensure_installed(&["redis-server", "redis-cli"], "redis-server");
         let port = dead_port();
         let child = Command::new("redis-server")
             .args([

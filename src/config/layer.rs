@@ -81,6 +81,7 @@ impl Layer {
             ("timeout", cli.timeout),
             ("idle_timeout", cli.idle_timeout),
             ("heartbeat", cli.heartbeat),
+            ("shutdown_grace", cli.shutdown_grace),
         ] {
             if let Some(secs) = secs {
                 put(key, Value::from(secs));
@@ -115,6 +116,12 @@ impl Layer {
         }
         if let Some(version) = cli.ssl_version {
             put("ssl_version", Value::from(version.to_string()));
+        }
+        if let Some(format) = cli.log_format {
+            put("log_format", Value::from(format.to_string()));
+        }
+        if let Some(addr) = &cli.metrics_listen {
+            put("metrics_listen", Value::from(addr.to_string()));
         }
         if let Some(mode) = cli.unix_listen_mode {
             put("unix_listen_mode", Value::from(mode.to_string()));

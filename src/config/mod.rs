@@ -104,7 +104,45 @@ pub struct Settings {
     pub auth_source: Option<String>,
     #[serde(deserialize_with = "de::flag")]
     pub web_auth: bool,
+    /// `--metrics-listen`: where `/metrics`, `/healthz` and `/readyz` are served (off if unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<ListenAddr>,
+    pub log_format: LogFormat,
+    #[serde(deserialize_with = "de::seconds")]
+    pub shutdown_grace: u64,
 }
+
+/// `--log-format`: human-readable lines or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is not a log format: expected text or json")),
+        }
+    }
+}
+
+/// How long running sessions may go on after SIGTERM before they are closed with 1001.
+pub const DEFAULT_SHUTDOWN_GRACE: u64 = 30;
 
 /// A value that is never shown: `--print-config` and debug output print `<redacted>`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -208,6 +246,9 @@ impl Default for Settings {
             auth_plugin: None,
             auth_source: None,
             web_auth: false,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -247,6 +288,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "auth_plugin",
     "auth_source",
     "web_auth",
+    "metrics_listen",
+    "log_format",
+    "shutdown_grace",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -345,6 +389,12 @@ pub struct Config {
     pub cafile_without_verify: bool,
     /// `--auth-plugin`: every WebSocket upgrade (and with `--web-auth`, every file) must pass.
     pub auth: Option<AuthPlugin>,
+    /// `--metrics-listen`: the observability listener's address.
+    pub metrics_listen: Option<ListenAddr>,
+    pub log_format: LogFormat,
+    /// After SIGTERM/SIGINT, sessions may run this long before they are closed with 1001
+    /// (zero: closed at once).
+    pub shutdown_grace: Duration,
 }
 
 /// `--auth-plugin` and its settings.
@@ -665,6 +715,9 @@ impl Loaded {
             },
             cafile_without_verify: s.cafile.is_some() && !s.verify_client,
             auth: self.auth()?,
+            metrics_listen: s.metrics_listen.clone(),
+            log_format: s.log_format,
+            shutdown_grace: Duration::from_secs(s.shutdown_grace),
             target_tls: match (s.ssl_target, &s.ssl_target_ca) {
                 (true, ca) => Some(TargetTls { ca: ca.clone() }),
                 (false, Some(_)) => {

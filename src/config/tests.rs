@@ -295,6 +295,7 @@ fn setting_names_match_the_struct() {
         token_source: Some("s".into()),
         auth_plugin: Some("a".into()),
         auth_source: Some("b".into()),
+        metrics_listen: Some("9100".parse().unwrap()),
         ..Settings::default()
     })
     .unwrap();
@@ -398,6 +399,12 @@ fn every_setting_is_a_flag_and_a_variable() {
         "--auth-source",
         "B",
         "--web-auth",
+        "--metrics-listen",
+        "127.0.0.1:9100",
+        "--log-format",
+        "json",
+        "--shutdown-grace",
+        "7",
         "h:1",
     ]);
     let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
@@ -412,7 +419,9 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "target" => "h:1",
                 "unix_listen_mode" => "0640",
                 "ssl_version" => "tlsv1_3",
-                "timeout" | "idle_timeout" | "heartbeat" => "5",
+                "timeout" | "idle_timeout" | "heartbeat" | "shutdown_grace" => "5",
+                "metrics_listen" => "9100",
+                "log_format" => "json",
                 "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
                 | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth" => "true",
                 _ => "/some/value",

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::StatusCode;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::listen::ClientAddr;
 use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
@@ -12,7 +14,9 @@ use super::tracker::Tracker;
 use crate::config::Config;
 use crate::config::Route;
 use crate::http::{HeadError, answer_and_close, close_gracefully, read_head, response};
-use crate::plugin::{self, Answer, Instance};
+use crate::logging::SPAN_TARGET;
+use crate::metrics::{self, HandshakeFailure, PluginResult};
+use crate::plugin::{self, Answer, CallError, Reloadable};
 use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::shutdown::Shutdown;
@@ -56,10 +60,10 @@ pub struct Handler {
     pub target_tls: Option<Arc<rustls::ClientConfig>>,
     /// `--web DIR`: plain HTTP requests are answered from it.
     pub web: Option<Arc<WebRoot>>,
-    /// The token plugin's instance, when targets come from tokens.
-    pub resolver: Option<Arc<Instance>>,
-    /// The auth plugin's instance (`--auth-plugin`).
-    pub auth: Option<Arc<Instance>>,
+    /// The token plugin, when targets come from tokens.
+    pub resolver: Option<Arc<Reloadable>>,
+    /// The auth plugin (`--auth-plugin`).
+    pub auth: Option<Arc<Reloadable>>,
     /// Counts this connection and, once upgraded, its session.
     pub tracker: Tracker,
     pub shutdown: Shutdown,
@@ -69,15 +73,48 @@ pub struct Handler {
 }
 
 impl Handler {
+    /// Handles the connection inside its `session` span (see [`crate::logging`]).
     pub async fn run(self, stream: ClientStream) {
+        let span = tracing::info_span!(
+            target: SPAN_TARGET,
+            "session",
+            id = self.id,
+            client = %self.client,
+            tls = Empty,
+            protocol = Empty,
+            path = Empty,
+            status = Empty,
+            target = Empty,
+            outcome = Empty,
+            close_code = Empty,
+            from_client = Empty,
+            to_client = Empty,
+        );
+        self.handle(stream).instrument(span).await
+    }
+
+    async fn handle(self, stream: ClientStream) {
         let _connection = self.tracker.connection();
+        let began = Instant::now();
+        let m = metrics::get();
         let Some((mut stream, facts)) = self.establish(stream).await else {
             return;
         };
-        let head = match read_head(&mut stream).await {
+        tracing::Span::current().record("tls", facts.secure);
+        let read = read_head(&mut stream)
+            .instrument(tracing::info_span!(target: SPAN_TARGET, "handshake"))
+            .await;
+        let head = match read {
             Ok(head) => head,
             Err(e) => {
                 tracing::debug!(id = self.id, client = %self.client, "{e}");
+                let reason = match e {
+                    HeadError::TooLarge => HandshakeFailure::HeadTooLarge,
+                    HeadError::Timeout => HandshakeFailure::HeadTimeout,
+                    HeadError::Malformed(_) => HandshakeFailure::MalformedHead,
+                    HeadError::Closed | HeadError::Io(_) => HandshakeFailure::ClosedEarly,
+                };
+                m.handshake_failed(reason, e.status());
                 if let Some(status) = e.status() {
                     let body = e.to_string();
                     answer_and_close(&mut stream, &response(status, &[], &body)).await;
@@ -89,6 +126,7 @@ impl Handler {
             }
         };
         let path = head.request.uri().path().to_string();
+        tracing::Span::current().record("path", path.as_str());
         match ws::decide(&head.request) {
             Decision::Http => match &self.web {
                 Some(web) => {
@@ -97,13 +135,17 @@ impl Handler {
                         return;
                     }
                     match web.serve(&head.request, &mut stream).await {
-                        Ok(status) => tracing::info!(
+                        Ok(status) => {
+                            m.web_request(status);
+                            tracing::Span::current().record("status", status.as_u16());
+                            tracing::info!(
                             id = self.id,
                             client = %self.client,
                             status = status.as_u16(),
                             "{} {path}",
                             head.request.method()
-                        ),
+                            )
+                        }
                         Err(e) => {
                             tracing::info!(id = self.id, client = %self.client, "{path}: {e}")
                         }
@@ -117,6 +159,8 @@ impl Handler {
                         "{} {path}: 405, no web directory is served here",
                         head.request.method()
                     );
+                    m.web_request(StatusCode::METHOD_NOT_ALLOWED);
+                    tracing::Span::current().record("status", 405);
                     let answer = response(
                         StatusCode::METHOD_NOT_ALLOWED,
                         &[("Allow", "")],
@@ -126,6 +170,8 @@ impl Handler {
                 }
             },
             Decision::Refuse(rejection) => {
+                m.handshake_failed(HandshakeFailure::BadUpgrade, Some(rejection.status));
+                tracing::Span::current().record("status", rejection.status.as_u16());
                 tracing::info!(
                     id = self.id,
                     client = %self.client,
@@ -151,6 +197,7 @@ impl Handler {
                 };
                 if let Err(e) = written.await {
                     tracing::debug!(id = self.id, client = %self.client, "writing 101: {e}");
+                    m.handshake_failed(HandshakeFailure::ClosedEarly, None);
                     return;
                 }
                 let _session = self.tracker.session();
@@ -159,6 +206,7 @@ impl Handler {
                     hs.version,
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
+                self.started(&protocol, "hybi", began);
                 let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
                 self.serve(rx, tx, target, &path, &protocol, &facts).await;
             }
@@ -174,11 +222,13 @@ impl Handler {
                     Ok(halves) => halves,
                     Err(e) => {
                         tracing::info!(id = self.id, client = %self.client, "Hixie handshake: {e}");
+                        m.handshake_failed(HandshakeFailure::Hixie, None);
                         return;
                     }
                 };
                 let _session = self.tracker.session();
                 let protocol = format!("{}/base64", hs.draft().name());
+                self.started(&protocol, "hixie", began);
                 self.serve(rx, tx, target, &path, &protocol, &facts).await;
             }
         }
@@ -196,17 +246,36 @@ impl Handler {
             return true;
         };
         let facts = token::request_facts(request, facts, &self.client, false);
-        let refusal = match plugin::call(auth, facts).await {
-            Ok(Answer::Allow) => return true,
-            Ok(Answer::Refuse(refusal)) => refusal,
+        let instance = auth.current();
+        let answer = plugin::call(&instance, facts)
+            .instrument(
+                tracing::info_span!(target: SPAN_TARGET, "auth", plugin = instance.plugin_name()),
+            )
+            .await;
+        let m = metrics::get();
+        let (refusal, reason) = match answer {
+            Ok(Answer::Allow) => {
+                m.auth_check(instance.plugin_name(), PluginResult::Ok);
+                return true;
+            }
+            Ok(Answer::Refuse(refusal)) => {
+                m.auth_check(instance.plugin_name(), PluginResult::Refused);
+                (refusal, HandshakeFailure::AuthRefused)
+            }
             Ok(Answer::Target(_)) => {
-                failed(StatusCode::BAD_GATEWAY, "the auth plugin gave a target")
+                m.auth_check(instance.plugin_name(), PluginResult::Error);
+                let refusal = failed(StatusCode::BAD_GATEWAY, "the auth plugin gave a target");
+                (refusal, HandshakeFailure::PluginFailed)
             }
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
-                failed(e.status(), "the authentication check failed")
+                m.auth_check(instance.plugin_name(), call_result(&e));
+                let refusal = failed(e.status(), "the authentication check failed");
+                (refusal, HandshakeFailure::PluginFailed)
             }
         };
+        m.handshake_failed(reason, Some(refusal.status));
+        tracing::Span::current().record("status", refusal.status.as_u16());
         tracing::info!(
             id = self.id,
             client = %self.client,
@@ -240,15 +309,37 @@ impl Handler {
             }
         };
         let facts = token::request_facts(request, facts, &self.client, settings.host_token);
-        let refusal = match plugin::call(instance, facts).await {
-            Ok(Answer::Target(target)) => return Some(target),
-            Ok(Answer::Refuse(refusal)) => refusal,
-            Ok(Answer::Allow) => failed(StatusCode::BAD_GATEWAY, "the token plugin gave no target"),
+        let instance = instance.current();
+        let plugin = instance.plugin_name();
+        let answer = plugin::call(&instance, facts)
+            .instrument(tracing::info_span!(target: SPAN_TARGET, "token_lookup", plugin))
+            .await;
+        let m = metrics::get();
+        let (refusal, reason) = match answer {
+            Ok(Answer::Target(target)) => {
+                m.token_lookup(plugin, PluginResult::Ok);
+                return Some(target);
+            }
+            Ok(Answer::Refuse(refusal)) => {
+                m.token_lookup(plugin, PluginResult::Refused);
+                (refusal, HandshakeFailure::TokenRefused)
+            }
+            Ok(Answer::Allow) => {
+                m.token_lookup(plugin, PluginResult::Error);
+                let refusal = failed(StatusCode::BAD_GATEWAY, "the token plugin gave no target");
+                (refusal, HandshakeFailure::PluginFailed)
+            }
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
-                failed(e.status(), "the token lookup failed")
+                m.token_lookup(plugin, call_result(&e));
+                (
+                    failed(e.status(), "the token lookup failed"),
+                    HandshakeFailure::PluginFailed,
+                )
             }
         };
+        m.handshake_failed(reason, Some(refusal.status));
+        tracing::Span::current().record("status", refusal.status.as_u16());
         tracing::info!(
             id = self.id,
             client = %self.client,
@@ -265,26 +356,35 @@ impl Handler {
     /// done (answered, refused, or gone), each case logged.
     async fn establish(&self, mut stream: ClientStream) -> Option<(ClientStream, Facts)> {
         let (id, client) = (self.id, self.client);
+        let m = metrics::get();
         let mut facts = Facts::default();
         let mut kind = self.sniff(&mut stream).await?;
         if kind == Sniffed::Tls {
             let Some(tls) = &self.tls else {
                 tracing::info!(id, %client, "TLS handshake refused: no certificate configured");
+                m.tls_handshake("no_certificate");
+                m.handshake_failed(HandshakeFailure::Tls, None);
                 return None;
             };
-            let accepted =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await;
+            let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream))
+                .instrument(tracing::info_span!(target: SPAN_TARGET, "tls_handshake"))
+                .await;
             let tls_stream = match accepted {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::info!(id, %client, "TLS handshake failed: {e}");
+                    m.tls_handshake("failed");
+                    m.handshake_failed(HandshakeFailure::Tls, None);
                     return None;
                 }
                 Err(_) => {
                     tracing::info!(id, %client, "TLS handshake timed out");
+                    m.tls_handshake("timeout");
+                    m.handshake_failed(HandshakeFailure::Tls, None);
                     return None;
                 }
             };
+            m.tls_handshake("ok");
             facts.secure = true;
             facts.client_cert_cn = tls_stream
                 .get_ref()
@@ -296,10 +396,12 @@ impl Handler {
             kind = self.sniff(&mut stream).await?;
             if kind == Sniffed::Tls {
                 tracing::info!(id, %client, "TLS inside TLS refused");
+                m.handshake_failed(HandshakeFailure::MalformedHead, None);
                 return None;
             }
         } else if self.tls.as_ref().is_some_and(|t| t.ssl_only()) {
             tracing::warn!(id, %client, "plain connection refused: --ssl-only");
+            m.handshake_failed(HandshakeFailure::PlainRefused, None);
             return None;
         }
         if kind == Sniffed::Flash {
@@ -311,7 +413,11 @@ impl Handler {
     }
 
     async fn sniff(&self, stream: &mut ClientStream) -> Option<Sniffed> {
-        match sniff(stream).await {
+        let sniffed = sniff(stream).await;
+        if sniffed.is_err() {
+            metrics::get().handshake_failed(HandshakeFailure::ClosedEarly, None);
+        }
+        match sniffed {
             Ok(kind) => Some(kind),
             Err(e @ SniffError::Silent) => {
                 tracing::info!(id = self.id, client = %self.client, "closed: {e}");
@@ -322,6 +428,16 @@ impl Handler {
                 None
             }
         }
+    }
+
+    /// Counts an upgraded session and records what it speaks on its span.
+    fn started(&self, protocol: &str, family: &str, accepted: Instant) {
+        let m = metrics::get();
+        m.session_started(protocol);
+        m.handshake_duration
+            .with_label_values(&[family])
+            .observe(accepted.elapsed().as_secs_f64());
+        tracing::Span::current().record("protocol", protocol);
     }
 
     /// Connects the target and relays; logs the session's one info line.
@@ -336,6 +452,7 @@ impl Handler {
     ) {
         let started = Instant::now();
         let target = &target;
+        tracing::Span::current().record("target", tracing::field::display(target));
         tracing::debug!(
             id = self.id,
             client = %self.client,
@@ -347,10 +464,15 @@ impl Handler {
             "connecting"
         );
         let traffic = Traffic::default();
-        let ending = match target
+        let m = metrics::get();
+        let connecting = Instant::now();
+        let connected = target
             .connect(self.config.prefer_ipv6, self.target_tls.as_ref())
-            .await
-        {
+            .instrument(tracing::info_span!(target: SPAN_TARGET, "target_connect", %target))
+            .await;
+        m.target_connect_duration
+            .observe(connecting.elapsed().as_secs_f64());
+        let ending = match connected {
             Ok(stream) => {
                 let options = RelayOptions {
                     heartbeat: self.config.heartbeat,
@@ -360,6 +482,7 @@ impl Handler {
             }
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
+                m.target_connect_failures.inc();
                 if tx.close(&CONNECT_FAILED).await.is_ok() {
                     // Wait briefly for the client's answer so that it sees a clean close.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
@@ -367,22 +490,20 @@ impl Handler {
                     })
                     .await;
                 }
-                Ending::ClientError(CONNECT_FAILED)
+                Ending::TargetUnreachable(e.to_string())
             }
         };
         let from_client = traffic
             .from_client
             .load(std::sync::atomic::Ordering::Relaxed);
         let to_client = traffic.to_client.load(std::sync::atomic::Ordering::Relaxed);
-        let why = match &ending {
-            Ending::ClientClosed(Some(c)) => format!("client closed with {c}"),
-            Ending::ClientClosed(None) => "client closed".to_string(),
-            Ending::TargetClosed => "target closed".to_string(),
-            Ending::TargetError(e) => format!("target error: {e}"),
-            Ending::ClientError(c) => format!("closed with {c}"),
-            Ending::ClientGone(e) => format!("client gone: {e}"),
-            Ending::Shutdown => "server shutting down".to_string(),
-        };
+        let duration = started.elapsed();
+        m.session_ended(ending.outcome(), ending.code(), duration);
+        let span = tracing::Span::current();
+        span.record("outcome", ending.outcome());
+        span.record("close_code", ending.code());
+        span.record("from_client", from_client);
+        span.record("to_client", to_client);
         tracing::info!(
             id = self.id,
             client = %self.client,
@@ -391,9 +512,17 @@ impl Handler {
             tls = facts.secure,
             from_client,
             to_client,
-            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            duration_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             close_code = ending.code(),
-            "session ended: {why}"
+            "session ended: {ending}"
         );
+    }
+}
+
+/// A failed plugin call as a metric result.
+fn call_result(e: &CallError) -> PluginResult {
+    match e {
+        CallError::Failed { .. } => PluginResult::Error,
+        CallError::Timeout { .. } => PluginResult::Timeout,
     }
 }

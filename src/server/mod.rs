@@ -1,13 +1,20 @@
 //! The server: the listener's accept loop, one [`handler::Handler`] task per connection, and
 //! the lifecycle rules that end it (`--run-once`, `--timeout`, `--idle-timeout`, signals).
 //!
+//! Signals: SIGTERM/SIGINT stop accepting, turn `/readyz` to 503 and let sessions drain for
+//! `--shutdown-grace`; then (or at a second signal) sessions are closed with 1001 "Going
+//! away", and a third signal exits at once. SIGHUP reloads the certificate and re-creates the
+//! token and auth plugins from their sources; a failed reload keeps what was there.
+//!
 //! - `listen`: binding TCP, unix and inetd sockets.
+//! - `ops`: the `--metrics-listen` port: `/metrics`, `/healthz`, `/readyz`.
 //! - `handler`: one connection from its first bytes to the session's log line.
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tracker`: live connection and session counts the lifecycle rules watch.
 
 pub mod handler;
 pub mod listen;
+pub mod ops;
 pub mod sniff;
 pub mod tracker;
 
@@ -20,14 +27,17 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::plugin::Reloadable;
 use crate::shutdown::Trigger;
 use crate::tls::ServerTls;
 use handler::Handler;
 use listen::Listener;
+use ops::Readiness;
 use tracker::Tracker;
 
-/// How long sessions get to finish their closing handshakes after SIGTERM/SIGINT.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long sessions get to finish their closing handshakes once they are told to close: the
+/// relay's own close timeout and a little more.
+const CLOSE_WAIT: Duration = Duration::from_secs(6);
 
 /// Why the server stopped accepting connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,13 +99,27 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     if let Some(web) = &web {
         tracing::info!("serving files from {}", web.root().display());
     }
+    let readiness = Arc::new(Readiness::default());
+    if let Some(addr) = &config.metrics_listen {
+        let ops = Listener::bind(
+            &crate::config::Listen::Tcp(addr.clone()),
+            config.prefer_ipv6,
+        )
+        .await
+        .context("--metrics-listen")?;
+        tracing::info!(
+            "serving /metrics, /healthz and /readyz on {}",
+            ops.describe()
+        );
+        tokio::spawn(ops::serve(ops, readiness.clone()));
+    }
     let resolver = match &config.route {
         crate::config::Route::Token(t) => {
             let plugin =
                 crate::plugin::Plugin::load(&t.plugin, websockify_plugin_api::Kind::Resolver)
                     .context("--token-plugin")?;
-            let instance = plugin.create(&t.source).context("--token-plugin")?;
-            tracing::info!("token plugin {} ready", plugin.name());
+            let instance = Reloadable::create(plugin, &t.source).context("--token-plugin")?;
+            tracing::info!("token plugin {} ready", instance.name());
             Some(Arc::new(instance))
         }
         crate::config::Route::Static(_) => None,
@@ -104,10 +128,10 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         Some(a) => {
             let plugin = crate::plugin::Plugin::load(&a.plugin, websockify_plugin_api::Kind::Auth)
                 .context("--auth-plugin")?;
-            let instance = plugin.create(&a.source).context("--auth-plugin")?;
+            let instance = Reloadable::create(plugin, &a.source).context("--auth-plugin")?;
             tracing::info!(
                 "auth plugin {} ready{}",
-                plugin.name(),
+                instance.name(),
                 if a.web {
                     ", guarding the web directory too"
                 } else {
@@ -150,6 +174,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
     }
     tracing::info!("listening on {where_}");
+    readiness.set(true);
     tracing::info!("proxying from {where_} to {}", config.route);
 
     let stop = stop_accepting(&config, &tracker);
@@ -159,10 +184,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         tokio::select! {
             reason = &mut stop => break reason,
             () = signals.recv() => break StopReason::Signal,
-            _ = hangup.recv() => match &tls {
-                Some(tls) => tls.reload_and_log("SIGHUP"),
-                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
-            },
+            _ = hangup.recv() => reload(tls.as_ref(), resolver.as_ref(), auth.as_ref()),
             accepted = listener.accept() => match accepted {
                 Ok((stream, client)) => {
                     next_id += 1;
@@ -186,38 +208,122 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     };
     // Closing the listener refuses new connections at once (and removes a unix socket file).
     drop(listener);
+    readiness.set(false);
     tracing::info!("{reason}: no longer accepting connections");
+    drain(reason, &config, &tracker, &shutdown, &mut signals).await;
+    tracing::info!("exiting: {reason}");
+    Ok(reason)
+}
 
+/// Where the server is in its ending, after it stopped accepting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A lifecycle rule ended accepting: sessions run to their natural end.
+    Waiting,
+    /// A signal: sessions may finish on their own until the grace ends.
+    Draining,
+    /// Sessions were told to close (1001) and get [`CLOSE_WAIT`] to do so.
+    Closing,
+}
+
+/// Waits for every connection to end, by the rules of the module doc.
+async fn drain(
+    reason: StopReason,
+    config: &Config,
+    tracker: &Tracker,
+    shutdown: &Trigger,
+    signals: &mut Signals,
+) {
+    let mut phase = Phase::Waiting;
+    let mut deadline = None;
+    let next = |phase: Phase| -> (Phase, Option<tokio::time::Instant>) {
+        let now = tokio::time::Instant::now();
+        match phase {
+            Phase::Waiting if !config.shutdown_grace.is_zero() => {
+                let n = tracker.counts().connections;
+                if n > 0 {
+                    tracing::info!(
+                        "draining {n} connection(s) for up to {}s (--shutdown-grace)",
+                        config.shutdown_grace.as_secs()
+                    );
+                }
+                (Phase::Draining, Some(now + config.shutdown_grace))
+            }
+            _ => {
+                let n = tracker.counts().connections;
+                if n > 0 {
+                    tracing::info!("closing {n} connection(s) with 1001 Going away");
+                }
+                shutdown.trigger();
+                (Phase::Closing, Some(now + CLOSE_WAIT))
+            }
+        }
+    };
     if reason == StopReason::Signal {
-        shutdown.trigger();
+        (phase, deadline) = next(phase);
     }
     let all_done = tracker.wait_for(|c| c.connections == 0);
     tokio::pin!(all_done);
     loop {
         tokio::select! {
-            _ = &mut all_done => break,
+            _ = &mut all_done => return,
             () = signals.recv() => {
-                if shutdown_now(&shutdown) {
-                    tracing::warn!("second signal: exiting without waiting for sessions");
-                    break;
+                if phase == Phase::Closing {
+                    tracing::warn!("another signal: exiting without waiting for sessions");
+                    return;
                 }
-                tracing::info!("signal received: closing sessions");
+                (phase, deadline) = next(phase);
             }
-            () = tokio::time::sleep(SHUTDOWN_WAIT), if reason == StopReason::Signal => {
-                tracing::warn!("sessions did not close within {}s; exiting", SHUTDOWN_WAIT.as_secs());
-                break;
+            () = sleep_until(deadline) => {
+                if phase == Phase::Closing {
+                    tracing::warn!(
+                        "{} connection(s) did not close within {}s; exiting",
+                        tracker.counts().connections,
+                        CLOSE_WAIT.as_secs()
+                    );
+                    return;
+                }
+                tracing::info!("--shutdown-grace is over");
+                (phase, deadline) = next(Phase::Draining);
             }
         }
     }
-    tracing::info!("exiting: {reason}");
-    Ok(reason)
 }
 
-/// Triggers session shutdown; true if it had been triggered already (a second signal).
-fn shutdown_now(shutdown: &Trigger) -> bool {
-    let already = shutdown.subscribe().is_shutdown();
-    shutdown.trigger();
-    already
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGHUP: the certificate at once; the plugins in a task of their own, since creating one
+/// may wait on a file, a network source or a database.
+fn reload(
+    tls: Option<&Arc<ServerTls>>,
+    resolver: Option<&Arc<Reloadable>>,
+    auth: Option<&Arc<Reloadable>>,
+) {
+    match tls {
+        Some(tls) => tls.reload_and_log("SIGHUP"),
+        None => tracing::debug!("SIGHUP: no TLS certificate to reload"),
+    }
+    for (what, plugin) in [("token_plugin", resolver), ("auth_plugin", auth)] {
+        let Some(plugin) = plugin.cloned() else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let reloaded = plugin.reload().await;
+            crate::metrics::get().reload(what, reloaded.is_ok());
+            match reloaded {
+                Ok(()) => tracing::info!("SIGHUP: {} reloaded from its source", plugin.name()),
+                Err(e) => tracing::warn!(
+                    "SIGHUP: reloading {} failed, keeping the previous one: {e:#}",
+                    plugin.name()
+                ),
+            }
+        });
+    }
 }
 
 /// Resolves when a lifecycle rule says to stop accepting; never, if none is configured.

@@ -1,6 +1,7 @@
 //! Counts live connections and WebSocket sessions, for the lifecycle rules that depend on
 //! them (`--idle-timeout`, `--run-once`, `--timeout`, shutdown). A guard per connection or
-//! session keeps the count right on every way out of a task, panics included.
+//! session keeps the count right on every way out of a task, panics included; the same guards
+//! keep the `websockify_connections_active` and `websockify_sessions_active` gauges.
 
 use std::sync::Arc;
 
@@ -36,6 +37,9 @@ impl Tracker {
     }
 
     pub fn connection(&self) -> Guard {
+        let metrics = crate::metrics::get();
+        metrics.connections_accepted.inc();
+        metrics.connections_active.inc();
         self.counts.send_modify(|c| c.connections += 1);
         Guard {
             counts: self.counts.clone(),
@@ -44,6 +48,7 @@ impl Tracker {
     }
 
     pub fn session(&self) -> Guard {
+        crate::metrics::get().sessions_active.inc();
         self.counts.send_modify(|c| {
             c.sessions += 1;
             c.sessions_started += 1;
@@ -77,6 +82,12 @@ impl Tracker {
 impl Drop for Guard {
     fn drop(&mut self) {
         let session = self.session;
+        let metrics = crate::metrics::get();
+        if session {
+            metrics.sessions_active.dec();
+        } else {
+            metrics.connections_active.dec();
+        }
         self.counts.send_modify(|c| {
             if session {
                 c.sessions -= 1;

@@ -70,7 +70,11 @@ impl Proxy {
                 if let Some(tx) = port_tx.as_ref()
                     && let Some(rest) = line.split("listening on ").nth(1)
                 {
+                    // Text lines end with the address; JSON lines close the string after it.
                     let port = rest
+                        .split('"')
+                        .next()
+                        .unwrap_or("")
                         .trim()
                         .rsplit(':')
                         .next()
@@ -165,6 +169,62 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Makes sure every one of `binaries` is on the PATH, installing Debian's `package` with
+/// apt-get when one is missing (CI runs as root); fails loudly, never skips, when it cannot.
+pub fn ensure_installed(binaries: &[&str], package: &str) {
+    let found = |b: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if binaries.iter().all(|b| found(b)) {
+        return;
+    }
+    // One apt-get at a time: tests run in parallel and apt holds a lock.
+    static APT: Mutex<()> = Mutex::new(());
+    let _apt = APT.lock().unwrap_or_else(|p| p.into_inner());
+    if binaries.iter().all(|b| found(b)) {
+        return;
+    }
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+            ),
+        ])
+        .status()
+        .expect("running apt-get");
+    assert!(
+        status.success() && binaries.iter().all(|b| found(b)),
+        "this test needs {binaries:?} and could not install them with apt-get; \
+         install the Debian package {package}"
+    );
+}
+
+/// A plain HTTP/1.1 GET on loopback: the status and the body.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read answer");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {out:?}"));
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
 }
 
 /// A TCP target on loopback running `serve` for every connection.

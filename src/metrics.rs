@@ -1,0 +1,460 @@
+//! Prometheus metrics: every series the proxy exports, defined once, and the text exposition
+//! that `/metrics` serves (see `server::ops`).
+//!
+//! The metrics are one process-wide set, as the `prometheus` crate's own registry is: the
+//! relay, the handshakes, the plugins and TLS all count into it without each of them carrying
+//! a handle, and a count is an atomic add on a series resolved once (no label lookup on the
+//! hot path). Labels are of bounded cardinality only: outcomes, reasons, statuses, protocol
+//! names, plugin names from the configuration. Never a token, a client address or a target.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Handshake and connect latencies: from half a millisecond (loopback) to the 10 s limits.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Session lengths: a failed connect to a day-long console.
+const DURATION_BUCKETS: &[f64] = &[
+    0.1,
+    1.0,
+    10.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+    4.0 * 3600.0,
+    12.0 * 3600.0,
+    86400.0,
+];
+
+/// Which way relayed bytes and messages went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client (WebSocket) to the target (TCP).
+    FromClient,
+    /// From the target to the client.
+    ToClient,
+}
+
+impl Direction {
+    fn label(self) -> &'static str {
+        match self {
+            Direction::FromClient => "from_client",
+            Direction::ToClient => "to_client",
+        }
+    }
+}
+
+/// Why a connection ended before it became a WebSocket session, as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The client closed (or sent nothing) before a complete request.
+    ClosedEarly,
+    /// The request head was not HTTP.
+    MalformedHead,
+    HeadTimeout,
+    HeadTooLarge,
+    /// `--ssl-only` and the client spoke plain.
+    PlainRefused,
+    /// The TLS handshake failed, timed out, or no certificate is configured.
+    Tls,
+    /// A WebSocket request we refuse: a bad header or an unsupported version.
+    BadUpgrade,
+    /// The auth plugin refused.
+    AuthRefused,
+    /// The token plugin refused (an unknown token, for example).
+    TokenRefused,
+    /// A plugin failed or did not answer in time.
+    PluginFailed,
+    /// The Hixie handshake's key bytes never came or were unusable.
+    Hixie,
+}
+
+impl HandshakeFailure {
+    fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::ClosedEarly => "closed_early",
+            HandshakeFailure::MalformedHead => "malformed_head",
+            HandshakeFailure::HeadTimeout => "head_timeout",
+            HandshakeFailure::HeadTooLarge => "head_too_large",
+            HandshakeFailure::PlainRefused => "plain_refused",
+            HandshakeFailure::Tls => "tls",
+            HandshakeFailure::BadUpgrade => "bad_upgrade",
+            HandshakeFailure::AuthRefused => "auth_refused",
+            HandshakeFailure::TokenRefused => "token_refused",
+            HandshakeFailure::PluginFailed => "plugin_failed",
+            HandshakeFailure::Hixie => "hixie",
+        }
+    }
+}
+
+/// A plugin call's result, for the token and auth counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginResult {
+    /// A target (token plugins) or a pass (auth plugins).
+    Ok,
+    Refused,
+    Error,
+    Timeout,
+}
+
+impl PluginResult {
+    fn label(self) -> &'static str {
+        match self {
+            PluginResult::Ok => "ok",
+            PluginResult::Refused => "refused",
+            PluginResult::Error => "error",
+            PluginResult::Timeout => "timeout",
+        }
+    }
+}
+
+/// Every series. Fields are public so that each event is counted where it happens.
+pub struct Metrics {
+    registry: Registry,
+    pub connections_accepted: IntCounter,
+    pub connections_active: IntGauge,
+    sessions_started: IntCounterVec,
+    sessions_ended: IntCounterVec,
+    pub sessions_active: IntGauge,
+    pub session_duration: Histogram,
+    relayed_bytes: [IntCounter; 2],
+    relayed_messages: [IntCounter; 2],
+    handshake_failures: IntCounterVec,
+    pub handshake_duration: HistogramVec,
+    pub target_connect_duration: Histogram,
+    pub target_connect_failures: IntCounter,
+    token_lookups: IntCounterVec,
+    auth_checks: IntCounterVec,
+    plugin_errors: IntCounterVec,
+    tls_handshakes: IntCounterVec,
+    web_requests: IntCounterVec,
+    reloads: IntCounterVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    // The definitions are constants of this file, checked by a unit test; no input reaches
+    // them, so a failure here is a bug in this file and not a condition to handle.
+    Metrics::new().expect("the metric definitions are valid")
+});
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+    register(registry, IntCounter::new(name, help)?)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+    register(registry, IntGauge::new(name, help)?)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> prometheus::Result<C> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+impl Metrics {
+    fn new() -> prometheus::Result<Metrics> {
+        let r = Registry::new();
+        let per_direction = |vec: &IntCounterVec| {
+            [
+                vec.with_label_values(&[Direction::FromClient.label()]),
+                vec.with_label_values(&[Direction::ToClient.label()]),
+            ]
+        };
+        let bytes = counter_vec(
+            &r,
+            "websockify_relayed_bytes_total",
+            "Payload bytes relayed, by direction (from_client: to the target).",
+            &["direction"],
+        )?;
+        let messages = counter_vec(
+            &r,
+            "websockify_relayed_messages_total",
+            "WebSocket data messages relayed, by direction.",
+            &["direction"],
+        )?;
+        let build = register(
+            &r,
+            IntGaugeVec::new(
+                Opts::new(
+                    "websockify_build_info",
+                    "Always 1; the labels name the running build.",
+                ),
+                &["version", "commit"],
+            )?,
+        )?;
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("WEBSOCKIFY_BUILD_COMMIT")])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let m = Metrics {
+            connections_accepted: counter(
+                &r,
+                "websockify_connections_accepted_total",
+                "Connections accepted on the proxy port.",
+            )?,
+            connections_active: gauge(
+                &r,
+                "websockify_connections_active",
+                "Open connections on the proxy port, sessions and handshakes in progress.",
+            )?,
+            sessions_started: counter_vec(
+                &r,
+                "websockify_sessions_started_total",
+                "WebSocket sessions upgraded, by protocol (hybi-13, hybi-8, hixie-76, ...).",
+                &["protocol"],
+            )?,
+            sessions_ended: counter_vec(
+                &r,
+                "websockify_sessions_ended_total",
+                "WebSocket sessions ended, by outcome and the close code sent or received.",
+                &["outcome", "close_code"],
+            )?,
+            sessions_active: gauge(
+                &r,
+                "websockify_sessions_active",
+                "WebSocket sessions in progress.",
+            )?,
+            session_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "websockify_session_duration_seconds",
+                        "How long WebSocket sessions lasted, from the upgrade to the end.",
+                    )
+                    .buckets(DURATION_BUCKETS.to_vec()),
+                )?,
+            )?,
+            relayed_bytes: per_direction(&bytes),
+            relayed_messages: per_direction(&messages),
+            handshake_failures: counter_vec(
+                &r,
+                "websockify_handshake_failures_total",
+                "Connections that did not become a session, by reason and the HTTP status \
+                 answered (none: no answer was possible).",
+                &["reason", "status"],
+            )?,
+            handshake_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "websockify_handshake_duration_seconds",
+                        "From accepting the connection to the upgrade answer (TLS, request, \
+                         plugins), by protocol family (hybi, hixie).",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["protocol"],
+                )?,
+            )?,
+            target_connect_duration: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "websockify_target_connect_duration_seconds",
+                        "Time to connect the target (resolution, TCP and TLS), successful or not.",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                )?,
+            )?,
+            target_connect_failures: counter(
+                &r,
+                "websockify_target_connect_failures_total",
+                "Sessions whose target could not be connected.",
+            )?,
+            token_lookups: counter_vec(
+                &r,
+                "websockify_token_lookups_total",
+                "Token plugin lookups, by plugin and result (ok, refused, error, timeout).",
+                &["plugin", "result"],
+            )?,
+            auth_checks: counter_vec(
+                &r,
+                "websockify_auth_checks_total",
+                "Auth plugin checks, by plugin and result (ok, refused, error, timeout).",
+                &["plugin", "result"],
+            )?,
+            plugin_errors: counter_vec(
+                &r,
+                "websockify_plugin_errors_total",
+                "Plugin calls that gave no usable answer, by plugin and kind (error, timeout).",
+                &["plugin", "kind"],
+            )?,
+            tls_handshakes: counter_vec(
+                &r,
+                "websockify_tls_handshakes_total",
+                "TLS handshakes with clients, by result (ok, failed, timeout, no_certificate).",
+                &["result"],
+            )?,
+            web_requests: counter_vec(
+                &r,
+                "websockify_web_requests_total",
+                "Plain HTTP requests answered (the --web directory or 405), by status.",
+                &["status"],
+            )?,
+            reloads: counter_vec(
+                &r,
+                "websockify_reloads_total",
+                "Reloads (SIGHUP, certificate file changes), by what and result (ok, failed).",
+                &["what", "result"],
+            )?,
+            registry: r,
+        };
+        Ok(m)
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing text into a Vec fails only on a metric the encoder cannot represent, which
+        // our definitions exclude; a partial page is still better than none.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        out
+    }
+
+    pub fn relayed(&self, direction: Direction, bytes: usize) {
+        let i = direction as usize;
+        self.relayed_bytes[i].inc_by(bytes as u64);
+        self.relayed_messages[i].inc();
+    }
+
+    pub fn session_started(&self, protocol: &str) {
+        self.sessions_started.with_label_values(&[protocol]).inc();
+    }
+
+    /// A session's end: outcome (e.g. `target_closed`), its close code, and its length.
+    pub fn session_ended(&self, outcome: &str, code: u16, duration: Duration) {
+        self.sessions_ended
+            .with_label_values(&[outcome, close_code_label(code)])
+            .inc();
+        self.session_duration.observe(duration.as_secs_f64());
+    }
+
+    pub fn handshake_failed(&self, reason: HandshakeFailure, status: Option<http::StatusCode>) {
+        self.handshake_failures
+            .with_label_values(&[
+                reason.label(),
+                status.as_ref().map_or("none", |s| s.as_str()),
+            ])
+            .inc();
+    }
+
+    pub fn token_lookup(&self, plugin: &str, result: PluginResult) {
+        self.token_lookups
+            .with_label_values(&[plugin, result.label()])
+            .inc();
+        self.plugin_error(plugin, result);
+    }
+
+    pub fn auth_check(&self, plugin: &str, result: PluginResult) {
+        self.auth_checks
+            .with_label_values(&[plugin, result.label()])
+            .inc();
+        self.plugin_error(plugin, result);
+    }
+
+    fn plugin_error(&self, plugin: &str, result: PluginResult) {
+        if matches!(result, PluginResult::Error | PluginResult::Timeout) {
+            self.plugin_errors
+                .with_label_values(&[plugin, result.label()])
+                .inc();
+        }
+    }
+
+    /// `result`: ok, failed, timeout or no_certificate.
+    pub fn tls_handshake(&self, result: &'static str) {
+        self.tls_handshakes.with_label_values(&[result]).inc();
+    }
+
+    pub fn web_request(&self, status: http::StatusCode) {
+        self.web_requests
+            .with_label_values(&[status.as_str()])
+            .inc();
+    }
+
+    /// `what`: certificate, token_plugin or auth_plugin.
+    pub fn reload(&self, what: &'static str, ok: bool) {
+        self.reloads
+            .with_label_values(&[what, if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+}
+
+/// Close codes as labels: the registered ones (1000 to 1015) as themselves, the
+/// application ranges folded, so a client cannot create series at will.
+fn close_code_label(code: u16) -> &'static str {
+    const REGISTERED: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010",
+        "1011", "1012", "1013", "1014", "1015",
+    ];
+    match code {
+        1000..=1015 => REGISTERED[usize::from(code - 1000)],
+        3000..=3999 => "3xxx",
+        4000..=4999 => "4xxx",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_register_and_encode() {
+        let m = Metrics::new().unwrap();
+        m.relayed(Direction::ToClient, 10);
+        m.session_ended("target_closed", 1000, Duration::from_millis(5));
+        m.handshake_failed(
+            HandshakeFailure::BadUpgrade,
+            Some(http::StatusCode::BAD_REQUEST),
+        );
+        m.handshake_failed(HandshakeFailure::ClosedEarly, None);
+        let text = String::from_utf8(m.encode()).unwrap();
+        for line in [
+            "websockify_relayed_bytes_total{direction=\"to_client\"} 10",
+            "websockify_relayed_messages_total{direction=\"to_client\"} 1",
+            "websockify_sessions_ended_total{close_code=\"1000\",outcome=\"target_closed\"} 1",
+            "websockify_handshake_failures_total{reason=\"bad_upgrade\",status=\"400\"} 1",
+            "websockify_handshake_failures_total{reason=\"closed_early\",status=\"none\"} 1",
+            "websockify_session_duration_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(text.contains("websockify_build_info{commit="), "{text}");
+        assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    }
+
+    #[test]
+    fn close_codes_fold_into_few_labels() {
+        assert_eq!(close_code_label(1000), "1000");
+        assert_eq!(close_code_label(1015), "1015");
+        assert_eq!(close_code_label(4321), "4xxx");
+        assert_eq!(close_code_label(3000), "3xxx");
+        assert_eq!(close_code_label(2999), "other");
+    }
+}

@@ -1,0 +1,111 @@
+//! The observability listener (`--metrics-listen`), on a port of its own so that it can stay
+//! private while the proxy port is public:
+//!
+//! - `/metrics`: every series of [`crate::metrics`], Prometheus text format.
+//! - `/healthz`: 200 while the process runs (a liveness probe).
+//! - `/readyz`: 200 while the proxy port accepts connections and no shutdown is draining;
+//!   503 before the proxy listens and from the first SIGTERM on (a readiness probe).
+//!
+//! Requests are read with the proxy's own bounded head reader and answered with one response
+//! and `Connection: close`, which every scraper and probe handles.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{Method, StatusCode};
+use tokio::io::AsyncWriteExt;
+
+use super::listen::Listener;
+use crate::http::{close_gracefully, read_head};
+use crate::stream::ClientStream;
+
+/// What `/readyz` reports; the server flips it as it starts and drains.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves until the task is dropped with the runtime, through the drain after a signal.
+pub async fn serve(listener: Listener, readiness: Arc<Readiness>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(answer(stream, readiness.clone()));
+            }
+            Err(e) => {
+                tracing::debug!("metrics listener accept: {e}");
+                // Out of descriptors, most likely: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: ClientStream, readiness: Arc<Readiness>) {
+    let head = match read_head(&mut stream).await {
+        Ok(head) => head,
+        Err(e) => {
+            tracing::debug!("metrics listener: {e}");
+            return;
+        }
+    };
+    let request = &head.request;
+    let (status, content_type, body): (StatusCode, &str, Vec<u8>) =
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                b"GET or HEAD only\n".to_vec(),
+            )
+        } else {
+            match request.uri().path() {
+                "/metrics" => (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    crate::metrics::get().encode(),
+                ),
+                "/healthz" => (
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    b"ok\n".to_vec(),
+                ),
+                "/readyz" if readiness.is_ready() => (
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    b"ready\n".to_vec(),
+                ),
+                "/readyz" => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    b"not ready: starting or draining\n".to_vec(),
+                ),
+                _ => (
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    b"/metrics, /healthz or /readyz\n".to_vec(),
+                ),
+            }
+        };
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    if request.method() != Method::HEAD {
+        out.extend_from_slice(&body);
+    }
+    if stream.write_all(&out).await.is_ok() {
+        close_gracefully(&mut stream).await;
+    }
+}
