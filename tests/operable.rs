@@ -302,6 +302,28 @@ async fn prometheus_scrapes_the_counts_we_sent() {
     prometheus.wait_for("count(websockify_build_info)", 1.0);
 }
 
+#[test]
+fn the_documented_scrape_config_and_alert_rules_are_valid() {
+    ensure_installed(&["promtool"], "prometheus");
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/observability");
+    for args in [
+        &["check", "config", "prometheus.yml"][..],
+        &["test", "rules", "alerts-test.yml"][..],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&docs)
+            .output()
+            .expect("run promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::test]
 async fn json_logs_carry_the_session_fields() {
     let echo = echo_target().await;
