@@ -93,6 +93,12 @@ async fn health_readiness_and_unknown_paths() {
     assert!(page.contains("process_open_fds"), "{page}");
     // The metrics port is not the proxy port: no WebSocket there, and no metrics here.
     assert_eq!(http_get(proxy.port, "/metrics").0, 405);
+    let page = scrape(port);
+    assert_eq!(
+        sample(&page, "websockify_web_requests_total{status=\"405\"}"),
+        Some(1.0),
+        "{page}"
+    );
 }
 
 #[test]
