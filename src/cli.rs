@@ -11,14 +11,15 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::addr::ListenAddr;
-use crate::config::{FileMode, LogFormat, SslVersion};
+use crate::config::{FileMode, LogFormat, SslVersion, WrapMode};
 
 const USAGE: &str = "\
 websockify [options] [source_addr:]source_port target_addr:target_port
        websockify [options] --token-plugin=CLASS [source_addr:]source_port
        websockify [options] --unix-target=FILE [source_addr:]source_port
        websockify [options] --inetd target_addr:target_port
-       websockify [options] --unix-listen=FILE target_addr:target_port";
+       websockify [options] --unix-listen=FILE target_addr:target_port
+       websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE";
 
 const AFTER_HELP: &str = "\
 Every option is also an environment variable and a configuration file key: --idle-timeout is
@@ -51,6 +52,14 @@ pub struct Cli {
     /// only the target)
     #[arg(value_name = "ADDRESS", num_args = 0..=2, action = ArgAction::Append)]
     pub positionals: Vec<String>,
+
+    /// `-- COMMAND ARGS...`: the program to wrap (see --wrap-mode)
+    #[arg(
+        last = true,
+        value_name = "WRAP_COMMAND_LINE",
+        allow_hyphen_values = true
+    )]
+    pub wrap_command: Vec<String>,
 
     /// Verbose messages (debug level)
     #[arg(short, long)]
@@ -128,6 +137,10 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub web: Option<PathBuf>,
 
+    /// What to do when the wrapped program exits: exit (with its status), ignore, respawn
+    #[arg(long, value_name = "MODE", value_parser = parse_wrap_mode)]
+    pub wrap_mode: Option<WrapMode>,
+
     /// Prefer IPv6 when resolving source_addr and target_addr
     #[arg(short = '6', long)]
     pub prefer_ipv6: bool,
@@ -189,6 +202,10 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "websockify-rs options")]
     pub shutdown_grace: Option<u64>,
 
+    /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
+    #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
+    pub rebind_lib: Option<PathBuf>,
+
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub config: Option<PathBuf>,
@@ -211,6 +228,10 @@ fn parse_mode(s: &str) -> Result<FileMode, String> {
 
 fn parse_listen(s: &str) -> Result<ListenAddr, String> {
     s.parse().map_err(|e: crate::addr::AddrError| e.to_string())
+}
+
+fn parse_wrap_mode(s: &str) -> Result<WrapMode, String> {
+    s.parse()
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {

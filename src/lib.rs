@@ -17,6 +17,8 @@
 //! - [`addr`]: `[host:]port` parsing as websockify does it.
 //! - [`logging`]: the tracing subscriber: text or JSON lines, and OpenTelemetry traces.
 //! - [`metrics`]: the Prometheus series; `server::ops` serves them with health and readiness.
+//! - [`wrap`]: wrap mode: the reserved port, the wrapped program and its supervision; the
+//!   rebind shim itself is `plugins/rebind`.
 //! - [`shutdown`]: the "has shutdown begun?" signal every task watches.
 
 pub mod addr;
@@ -35,4 +37,5 @@ pub mod target;
 pub mod tls;
 pub mod token;
 pub mod web;
+pub mod wrap;
 pub mod ws;

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(websockify::server::run(config)) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(reason) => ExitCode::from(reason.exit_code()),
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE

@@ -465,3 +465,16 @@ async fn log_file_verbose_and_traffic() {
         "{text}"
     );
 }
+
+#[test]
+fn the_quick_start_runs_in_cargos_environment() {
+    // `cargo run` and `cargo test` set WEBSOCKIFY_BUILD_COMMIT (build.rs's compile-time
+    // variable) for the program: it must not be taken for a setting.
+    let out = std::process::Command::new(binary())
+        .args(["--print-config", "6080", "localhost:5900"])
+        .env("WEBSOCKIFY_BUILD_COMMIT", "0123abcd")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+}

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -192,33 +192,14 @@ async fn host_token() {
     );
 }
 
-/// Builds the plugin crates as shared libraries, once, into a directory of their own (so
-/// that this never waits for the target directory the tests run from).
+/// A plugin crate's shared library, built for the test (see `common::build_libraries`).
 fn plugin_library(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let out = BUILT.get_or_init(|| {
-        let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-build");
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "websockify-plugin-tokenfile",
-                "-p",
-            ])
-            .arg("websockify-plugin-readonlytokenfile")
-            .args(["-p", "websockify-plugin-broken"])
-            .arg("--manifest-path")
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .status()
-            .expect("run cargo to build the plugin libraries");
-        assert!(status.success(), "building the plugin libraries failed");
-        target_dir.join("debug")
-    });
-    out.join(format!("lib{name}.so"))
+    build_libraries(&[
+        "websockify-plugin-tokenfile",
+        "websockify-plugin-readonlytokenfile",
+        "websockify-plugin-broken",
+    ])
+    .join(format!("lib{name}.so"))
 }
 
 #[tokio::test]

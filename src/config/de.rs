@@ -41,6 +41,36 @@ pub fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(Visitor)
 }
 
+/// A command line: a list of strings (TOML), or one string split as a POSIX shell would
+/// (`WEBSOCKIFY_WRAP_COMMAND='vncserver -geometry "1024 768"'`).
+pub fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Visitor;
+    impl<'de> de::Visitor<'de> for Visitor {
+        type Value = Option<Vec<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a command: a list of strings, or one shell-quoted string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let words = shell_words::split(v).map_err(|e| E::custom(format!("{e} in {v:?}")))?;
+            Ok(Some(words).filter(|w| !w.is_empty()))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut words = Vec::new();
+            while let Some(word) = seq.next_element::<String>()? {
+                words.push(word);
+            }
+            Ok(Some(words).filter(|w| !w.is_empty()))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_option(Visitor)
+}
+
 /// A whole number of seconds, as a number or a string of digits; 0 means "off".
 pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     struct Visitor;

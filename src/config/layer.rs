@@ -7,7 +7,7 @@ use std::path::Path;
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 
-use super::{ENV_CONFIG, ENV_PREFIX, SETTING_NAMES};
+use super::{ENV_BUILD_COMMIT, ENV_CONFIG, ENV_PREFIX, SETTING_NAMES};
 use crate::cli::Cli;
 
 const ENVIRONMENT: &str = "environment";
@@ -29,7 +29,7 @@ impl Layer {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if name == ENV_CONFIG || value.is_empty() {
+            if name == ENV_CONFIG || name == ENV_BUILD_COMMIT || value.is_empty() {
                 continue;
             }
             let key = key.to_ascii_lowercase();
@@ -97,6 +97,7 @@ impl Layer {
             ("cafile", &cli.cafile),
             ("ssl_target_ca", &cli.ssl_target_ca),
             ("target_config", &cli.target_config),
+            ("rebind_lib", &cli.rebind_lib),
         ] {
             if let Some(file) = file {
                 put(key, path(file));
@@ -116,6 +117,13 @@ impl Layer {
         }
         if let Some(version) = cli.ssl_version {
             put("ssl_version", Value::from(version.to_string()));
+        }
+        if !cli.wrap_command.is_empty() {
+            let words = cli.wrap_command.iter().cloned().map(Value::from);
+            put("wrap_command", Value::from(words.collect::<Vec<_>>()));
+        }
+        if let Some(mode) = cli.wrap_mode {
+            put("wrap_mode", Value::from(mode.to_string()));
         }
         if let Some(format) = cli.log_format {
             put("log_format", Value::from(format.to_string()));
@@ -153,6 +161,7 @@ pub fn flag_name(key: &str) -> String {
     match key {
         "listen" => "the argument [source_addr:]source_port".to_string(),
         "target" => "the argument target_addr:target_port".to_string(),
+        "wrap_command" => "the command after `--`".to_string(),
         _ => format!("--{}", key.replace('_', "-")),
     }
 }

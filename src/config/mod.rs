@@ -32,6 +32,10 @@ pub const DEFAULT_CERT: &str = "self.pem";
 /// The variable naming the configuration file; it is not itself a setting.
 pub const ENV_CONFIG: &str = "WEBSOCKIFY_CONFIG";
 
+/// The build's commit for `--version`, read at compile time (build.rs). Cargo also sets it
+/// when it runs the binary (`cargo run`, tests), so at run time it is ignored, not refused.
+pub const ENV_BUILD_COMMIT: &str = "WEBSOCKIFY_BUILD_COMMIT";
+
 /// Every setting, as merged from all layers and before cross-field validation.
 ///
 /// Field names are the file keys; see the module doc for the naming rule.
@@ -110,6 +114,53 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[serde(deserialize_with = "de::seconds")]
     pub shutdown_grace: u64,
+    /// `-- COMMAND ARGS...`: the program to wrap (a list, or one shell-quoted string).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::command"
+    )]
+    pub wrap_command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrap_mode: Option<WrapMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebind_lib: Option<PathBuf>,
+}
+
+/// `--wrap-mode`: what to do when the wrapped program exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WrapMode {
+    /// Exit with the program's status (websockify's default).
+    #[default]
+    Exit,
+    /// Keep serving; sessions fail to connect until something listens again.
+    Ignore,
+    /// Start the program again, backing off when it dies quickly.
+    Respawn,
+}
+
+impl fmt::Display for WrapMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WrapMode::Exit => "exit",
+            WrapMode::Ignore => "ignore",
+            WrapMode::Respawn => "respawn",
+        })
+    }
+}
+
+impl FromStr for WrapMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "exit" => Ok(WrapMode::Exit),
+            "ignore" => Ok(WrapMode::Ignore),
+            "respawn" => Ok(WrapMode::Respawn),
+            _ => Err(format!(
+                "`{s}` is not a wrap mode: expected exit, ignore or respawn"
+            )),
+        }
+    }
 }
 
 /// `--log-format`: human-readable lines or one JSON object per line.
@@ -249,6 +300,9 @@ impl Default for Settings {
             metrics_listen: None,
             log_format: LogFormat::Text,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            wrap_command: None,
+            wrap_mode: None,
+            rebind_lib: None,
         }
     }
 }
@@ -291,6 +345,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "metrics_listen",
     "log_format",
     "shutdown_grace",
+    "wrap_command",
+    "wrap_mode",
+    "rebind_lib",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -415,6 +472,18 @@ pub enum Route {
     Static(Target),
     /// A token plugin maps each request's token to its target.
     Token(TokenPlugin),
+    /// `-- COMMAND`: the proxy starts the program and relays to the port it binds.
+    Wrap(Wrap),
+}
+
+/// Wrap mode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wrap {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    pub mode: WrapMode,
+    /// `--rebind-lib`: the shim's path, else found next to the binary.
+    pub rebind_lib: Option<PathBuf>,
 }
 
 impl fmt::Display for Route {
@@ -422,6 +491,7 @@ impl fmt::Display for Route {
         match self {
             Route::Static(t) => write!(f, "{t}"),
             Route::Token(p) => write!(f, "targets from token plugin {}", p.plugin),
+            Route::Wrap(w) => write!(f, "the wrapped program `{}`", w.command.join(" ")),
         }
     }
 }
@@ -782,10 +852,25 @@ impl Loaded {
             }
             (None, None) => None,
         };
+        let wrap = s.wrap_command.as_ref().filter(|c| !c.is_empty());
+        if wrap.is_none() {
+            for (key, set) in [
+                ("wrap_mode", s.wrap_mode.is_some()),
+                ("rebind_lib", s.rebind_lib.is_some()),
+            ] {
+                if set {
+                    return invalid(format!(
+                        "{} needs a command to wrap (`-- COMMAND ARGS...`)",
+                        self.source_of(key)
+                    ));
+                }
+            }
+        }
         let given: Vec<&str> = [
             ("target", s.target.is_some()),
             ("unix_target", s.unix_target.is_some()),
             ("token_plugin", plugin.is_some()),
+            ("wrap_command", wrap.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -816,6 +901,20 @@ impl Loaded {
                 }
             }
         }
+        if let Some(command) = wrap {
+            if s.inetd || s.unix_listen.is_some() {
+                let key = if s.inetd { "inetd" } else { "unix_listen" };
+                return invalid(format!(
+                    "{} cannot wrap a program: wrap mode moves the program's TCP listen port",
+                    self.source_of(key)
+                ));
+            }
+            return Ok(Route::Wrap(Wrap {
+                command: command.clone(),
+                mode: s.wrap_mode.unwrap_or_default(),
+                rebind_lib: s.rebind_lib.clone(),
+            }));
+        }
         match (&s.target, &s.unix_target, plugin) {
             (Some(t), _, _) => Ok(Route::Static(Target::Tcp(t.clone()))),
             (_, Some(path), _) => Ok(Route::Static(Target::Unix(path.clone()))),
@@ -825,8 +924,8 @@ impl Loaded {
                 host_token: s.host_token,
             })),
             (None, None, None) => invalid(
-                "no target: give target_addr:target_port (WEBSOCKIFY_TARGET), --unix-target or \
-                 --token-plugin"
+                "no target: give target_addr:target_port (WEBSOCKIFY_TARGET), --unix-target, \
+                 --token-plugin, or `-- COMMAND` to wrap a program"
                     .to_string(),
             ),
         }

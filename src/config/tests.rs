@@ -296,6 +296,9 @@ fn setting_names_match_the_struct() {
         auth_plugin: Some("a".into()),
         auth_source: Some("b".into()),
         metrics_listen: Some("9100".parse().unwrap()),
+        wrap_command: Some(vec!["x".into()]),
+        wrap_mode: Some(WrapMode::Respawn),
+        rebind_lib: Some("/r.so".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -405,7 +408,14 @@ fn every_setting_is_a_flag_and_a_variable() {
         "json",
         "--shutdown-grace",
         "7",
+        "--wrap-mode",
+        "respawn",
+        "--rebind-lib",
+        "/r.so",
         "h:1",
+        "--",
+        "prog",
+        "arg",
     ]);
     let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
     for key in SETTING_NAMES.iter().filter(|k| **k != "listen") {
@@ -422,6 +432,7 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "timeout" | "idle_timeout" | "heartbeat" | "shutdown_grace" => "5",
                 "metrics_listen" => "9100",
                 "log_format" => "json",
+                "wrap_mode" => "ignore",
                 "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
                 | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth" => "true",
                 _ => "/some/value",
@@ -542,4 +553,41 @@ fn auth_plugin_rules() {
         };
         assert!(msg.contains(needle), "{args:?}: {msg}");
     }
+}
+
+#[test]
+fn wrap_commands_from_every_layer() {
+    let loaded = load(
+        &cli(&["6080", "--", "vncserver", "-geometry", "1024x768"]),
+        &[],
+    )
+    .unwrap();
+    let Route::Wrap(wrap) = loaded.validate().unwrap().route else {
+        panic!("a wrap route");
+    };
+    assert_eq!(wrap.command, ["vncserver", "-geometry", "1024x768"]);
+    assert_eq!(wrap.mode, WrapMode::Exit);
+    // The environment carries one string, split as a shell would.
+    let loaded = load(
+        &cli(&[]),
+        &env(&[
+            ("WEBSOCKIFY_LISTEN", "6080"),
+            ("WEBSOCKIFY_WRAP_COMMAND", "prog 'two words' \"q\""),
+            ("WEBSOCKIFY_WRAP_MODE", "respawn"),
+        ]),
+    )
+    .unwrap();
+    let Route::Wrap(wrap) = loaded.validate().unwrap().route else {
+        panic!("a wrap route");
+    };
+    assert_eq!(wrap.command, ["prog", "two words", "q"]);
+    assert_eq!(wrap.mode, WrapMode::Respawn);
+    let err = load(
+        &cli(&["6080"]),
+        &env(&[("WEBSOCKIFY_WRAP_COMMAND", "prog 'unterminated")]),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("WEBSOCKIFY_WRAP_COMMAND"), "{err}");
 }

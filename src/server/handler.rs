@@ -298,6 +298,15 @@ impl Handler {
     ) -> Option<Target> {
         let (settings, instance) = match (&self.config.route, &self.resolver) {
             (Route::Static(target), _) => return Some(target.clone()),
+            // The server turns a wrapped program into its loopback target before serving.
+            (Route::Wrap(_), _) => {
+                answer_and_close(
+                    stream,
+                    &response(StatusCode::BAD_GATEWAY, &[], "no wrapped program"),
+                )
+                .await;
+                return None;
+            }
             (Route::Token(settings), Some(instance)) => (settings, instance),
             (Route::Token(_), None) => {
                 answer_and_close(

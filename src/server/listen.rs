@@ -96,6 +96,14 @@ impl Listener {
         }
     }
 
+    /// The TCP port we listen on (the one the kernel chose for port 0), if TCP.
+    pub fn tcp_port(&self) -> Option<u16> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok().map(|a| a.port()),
+            Listener::Unix(_) => None,
+        }
+    }
+
     /// Where we listen, for the start-up log.
     pub fn describe(&self) -> String {
         match self {

@@ -29,7 +29,9 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::plugin::Reloadable;
 use crate::shutdown::Trigger;
+use crate::target::Target;
 use crate::tls::ServerTls;
+use crate::wrap::Wrapper;
 use handler::Handler;
 use listen::Listener;
 use ops::Readiness;
@@ -46,6 +48,18 @@ pub enum StopReason {
     RunOnce,
     Timeout,
     IdleTimeout,
+    /// The wrapped program exited (`--wrap-mode exit`); the proxy exits with this status.
+    WrapExited(i32),
+}
+
+impl StopReason {
+    /// The process's exit status.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            StopReason::WrapExited(code) => u8::try_from(code & 0xff).unwrap_or(1),
+            _ => 0,
+        }
+    }
 }
 
 impl fmt::Display for StopReason {
@@ -55,6 +69,9 @@ impl fmt::Display for StopReason {
             StopReason::RunOnce => "--run-once: the WebSocket session began",
             StopReason::Timeout => "--timeout reached",
             StopReason::IdleTimeout => "--idle-timeout reached with no active connection",
+            StopReason::WrapExited(code) => {
+                return write!(f, "the wrapped command exited with status {code}");
+            }
         })
     }
 }
@@ -122,7 +139,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
             tracing::info!("token plugin {} ready", instance.name());
             Some(Arc::new(instance))
         }
-        crate::config::Route::Static(_) => None,
+        crate::config::Route::Static(_) | crate::config::Route::Wrap(_) => None,
     };
     let auth = match &config.auth {
         Some(a) => {
@@ -149,6 +166,18 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     if config.tls.verify_client.is_none() && config.cafile_without_verify {
         tracing::warn!("--cafile has no effect without --verify-client");
     }
+    let mut config = config;
+    let wrapper = match &config.route {
+        crate::config::Route::Wrap(wrap) => {
+            let port = listener
+                .tcp_port()
+                .context("wrap mode needs a TCP listen port")?;
+            let wrapper = Wrapper::start(wrap, port)?;
+            config.route = crate::config::Route::Static(Target::Loopback(wrapper.port));
+            Some(wrapper)
+        }
+        _ => None,
+    };
     let config = Arc::new(config);
     let tracker = Tracker::new();
     let shutdown = Trigger::new();
@@ -177,33 +206,36 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     readiness.set(true);
     tracing::info!("proxying from {where_} to {}", config.route);
 
-    let stop = stop_accepting(&config, &tracker);
-    tokio::pin!(stop);
-    let mut next_id: u64 = 0;
-    let reason = loop {
-        tokio::select! {
-            reason = &mut stop => break reason,
-            () = signals.recv() => break StopReason::Signal,
-            _ = hangup.recv() => reload(tls.as_ref(), resolver.as_ref(), auth.as_ref()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, client)) => {
-                    next_id += 1;
-                    let handler = Handler {
-                        config: config.clone(),
-                        tls: tls.clone(),
-                        target_tls: target_tls.clone(),
-                        web: web.clone(),
-                        resolver: resolver.clone(),
-                        auth: auth.clone(),
-                        tracker: tracker.clone(),
-                        shutdown: shutdown.subscribe(),
-                        id: next_id,
-                        client,
-                    };
-                    tokio::spawn(handler.run(stream));
-                }
-                Err(e) => accept_failed(e).await,
-            },
+    // In a block of its own: the lifecycle future borrows the wrapper, which is stopped later.
+    let reason = {
+        let stop = stop_accepting(&config, &tracker, wrapper.as_ref());
+        tokio::pin!(stop);
+        let mut next_id: u64 = 0;
+        loop {
+            tokio::select! {
+                reason = &mut stop => break reason,
+                () = signals.recv() => break StopReason::Signal,
+                _ = hangup.recv() => reload(tls.as_ref(), resolver.as_ref(), auth.as_ref()),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, client)) => {
+                        next_id += 1;
+                        let handler = Handler {
+                            config: config.clone(),
+                            tls: tls.clone(),
+                            target_tls: target_tls.clone(),
+                            web: web.clone(),
+                            resolver: resolver.clone(),
+                            auth: auth.clone(),
+                            tracker: tracker.clone(),
+                            shutdown: shutdown.subscribe(),
+                            id: next_id,
+                            client,
+                        };
+                        tokio::spawn(handler.run(stream));
+                    }
+                    Err(e) => accept_failed(e).await,
+                },
+            }
         }
     };
     // Closing the listener refuses new connections at once (and removes a unix socket file).
@@ -211,6 +243,9 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     readiness.set(false);
     tracing::info!("{reason}: no longer accepting connections");
     drain(reason, &config, &tracker, &shutdown, &mut signals).await;
+    if let Some(wrapper) = wrapper {
+        wrapper.stop().await;
+    }
     tracing::info!("exiting: {reason}");
     Ok(reason)
 }
@@ -327,7 +362,17 @@ fn reload(
 }
 
 /// Resolves when a lifecycle rule says to stop accepting; never, if none is configured.
-async fn stop_accepting(config: &Config, tracker: &Tracker) -> StopReason {
+async fn stop_accepting(
+    config: &Config,
+    tracker: &Tracker,
+    wrapper: Option<&Wrapper>,
+) -> StopReason {
+    let wrapped = async {
+        match wrapper {
+            Some(w) => crate::wrap::exit_code(w.wait_exit().await),
+            None => std::future::pending().await,
+        }
+    };
     let timeout = async {
         match config.timeout {
             Some(after) => tokio::time::sleep(after).await,
@@ -351,6 +396,7 @@ async fn stop_accepting(config: &Config, tracker: &Tracker) -> StopReason {
         () = timeout => StopReason::Timeout,
         () = run_once => StopReason::RunOnce,
         () = idle => StopReason::IdleTimeout,
+        code = wrapped => StopReason::WrapExited(code),
     }
 }
 

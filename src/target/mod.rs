@@ -26,6 +26,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Target {
     Tcp(HostPort),
     Unix(PathBuf),
+    /// A wrapped program's port on loopback: `127.0.0.1`, then `::1` (the other way round with
+    /// `-6`), since the rebind shim keeps the family the program bound.
+    Loopback(u16),
 }
 
 impl fmt::Display for Target {
@@ -33,6 +36,7 @@ impl fmt::Display for Target {
         match self {
             Target::Tcp(hp) => write!(f, "{hp}"),
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            Target::Loopback(port) => write!(f, "localhost:{port}"),
         }
     }
 }
@@ -84,7 +88,7 @@ impl Target {
         let host = match self {
             Target::Tcp(hp) => hp.host.clone(),
             // A unix socket has no name; its certificate is checked for localhost.
-            Target::Unix(_) => "localhost".to_string(),
+            Target::Unix(_) | Target::Loopback(_) => "localhost".to_string(),
         };
         let tls_error = |e: String| ConnectError::Tls {
             target: self.to_string(),
@@ -108,24 +112,37 @@ impl Target {
                     target: self.to_string(),
                     source,
                 }),
+            Target::Loopback(port) => {
+                let mut addrs = vec![
+                    SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, *port)),
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, *port)),
+                ];
+                prefer_family(&mut addrs, prefer_ipv6);
+                self.connect_any(addrs).await
+            }
             Target::Tcp(hp) => {
                 let addrs = resolve(hp, prefer_ipv6).await?;
-                let mut last = None;
-                for addr in addrs {
-                    match TcpStream::connect(addr).await {
-                        Ok(stream) => {
-                            tune_tcp(&stream);
-                            return Ok(TargetStream::Tcp(stream));
-                        }
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(ConnectError::Io {
-                    target: self.to_string(),
-                    source: last.unwrap_or_else(|| io::Error::other("no address to try")),
-                })
+                self.connect_any(addrs).await
             }
         }
+    }
+
+    /// The first of `addrs` that accepts, tuned; else the last error.
+    async fn connect_any(&self, addrs: Vec<SocketAddr>) -> Result<TargetStream, ConnectError> {
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    tune_tcp(&stream);
+                    return Ok(TargetStream::Tcp(stream));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(ConnectError::Io {
+            target: self.to_string(),
+            source: last.unwrap_or_else(|| io::Error::other("no address to try")),
+        })
     }
 }
 

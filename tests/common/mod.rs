@@ -206,6 +206,38 @@ pub fn ensure_installed(binaries: &[&str], package: &str) {
     );
 }
 
+/// Builds workspace `packages` (shared libraries: plugins, the rebind shim) into a target
+/// directory of the tests' own, once per test binary and package, and returns the directory
+/// holding the `.so` files. Cargo's own lock orders concurrent builds.
+pub fn build_libraries(packages: &[&str]) -> std::path::PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let target_dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lib-build");
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !built.iter().any(|b| b == p))
+        .collect();
+    if !missing.is_empty() {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet"]);
+        for p in &missing {
+            cmd.args(["-p", p]);
+        }
+        let status = cmd
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .status()
+            .expect("run cargo to build the shared libraries");
+        assert!(status.success(), "building {missing:?} failed");
+        built.extend(missing.iter().map(|p| p.to_string()));
+    }
+    target_dir.join("debug")
+}
+
 /// A plain HTTP/1.1 GET on loopback: the status and the body.
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
