@@ -69,6 +69,10 @@ pub struct Cli {
     #[arg(long)]
     pub traffic: bool,
 
+    /// Record each session to FILE.<session number>, in the format noVNC's player reads
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+
     /// Handle a single WebSocket connection and exit
     #[arg(long)]
     pub run_once: bool,

@@ -9,6 +9,7 @@
 //! - [`ws`]: is it an upgrade, which version; `ws::handshake` checks HyBi requests and writes
 //!   the 101; `ws::hybi` frames through tokio-tungstenite.
 //! - [`session`]: the protocol-neutral client session the relay drives.
+//! - [`record`]: `--record`, each session's traffic in websockify's recording format.
 //! - [`target`]: where a session goes and how we connect there.
 //! - [`relay`]: bytes both ways with backpressure, then the right close.
 //! - [`stream`]: one type over TCP and unix sockets.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;
+pub mod record;
 pub mod relay;
 pub mod server;
 pub mod session;

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::metrics::Direction;
+use crate::record::Recorder;
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, close_code};
 use crate::shutdown::Shutdown;
 use crate::stream::{TargetReader, TargetStream, TargetWriter};
@@ -30,6 +31,8 @@ pub struct RelayOptions {
     pub heartbeat: Option<Duration>,
     /// Log each message's size and direction.
     pub traffic: bool,
+    /// `--record`: this session's recording.
+    pub record: Option<Recorder>,
 }
 
 /// Why and how a session ended, for the session's log line.
@@ -137,6 +140,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         rx,
         target_w,
         options.traffic,
+        options.record.as_ref(),
         traffic,
         &last_activity,
         started,
@@ -199,6 +203,7 @@ async fn upstream<R: ClientRx>(
     mut rx: R,
     mut target: TargetWriter,
     log_traffic: bool,
+    record: Option<&Recorder>,
     traffic: &Traffic,
     last_activity: &AtomicU64,
     started: Instant,
@@ -210,6 +215,9 @@ async fn upstream<R: ClientRx>(
                 last_activity.store(elapsed_ms(started), Ordering::Relaxed);
                 if log_traffic {
                     tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
+                }
+                if let Some(record) = record {
+                    record.from_client(&data);
                 }
                 if let Err(e) = target.write_all(&data).await {
                     return Upstream::TargetWrite(e);
@@ -267,6 +275,9 @@ async fn downstream<T: ClientTx>(
                 // The filled part becomes the message without a copy; the buffer's room is
                 // reused once the message is written.
                 let data = buf.split().freeze();
+                if let Some(record) = &options.record {
+                    record.to_client(&data);
+                }
                 if let Err(e) = tx.send(data).await {
                     return Downstream::ClientGone(e.0);
                 }

@@ -341,3 +341,135 @@ async fn same_close_when_the_target_is_unreachable() {
     );
     assert_eq!(theirs, mine);
 }
+
+/// Reads a recording the way noVNC's player does (the file is a JavaScript array of string
+/// literals whose escapes Python reads the same way): `(direction, bytes)` per chunk, after
+/// checking the structure around them.
+fn parse_recording(path: &std::path::Path) -> Vec<(char, Vec<u8>)> {
+    let script = r#"
+import ast, json, sys
+text = open(sys.argv[1], encoding="ascii").read()
+assert text.startswith("var VNC_frame_data = [\n"), text[:40]
+assert text.endswith("'EOF'];\n"), text[-40:]
+frames = ast.literal_eval(text[text.index("["):text.rindex("]") + 1])
+assert frames[-1] == "EOF"
+out = []
+for f in frames[:-1]:
+    mark = f[0]
+    end = f.index(mark, 1)
+    int(f[1:end])
+    out.append([mark, f[end + 1:].encode("latin1").hex()])
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{} does not parse: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let chunks: Vec<(String, String)> = serde_json::from_slice(&out.stdout).unwrap();
+    chunks
+        .into_iter()
+        .map(|(mark, hex)| {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            (mark.chars().next().unwrap(), bytes)
+        })
+        .collect()
+}
+
+/// The one recording file under `dir`, once it is complete.
+fn finished_recording(dir: &std::path::Path) -> PathBuf {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        if let [file] = &files[..]
+            && std::fs::read_to_string(file).is_ok_and(|t| t.ends_with("'EOF'];\n"))
+        {
+            return file.clone();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no finished recording in {}: {files:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn same_recording_as_the_reference() {
+    let echo = echo_target().await;
+    let every_byte: Vec<u8> = (0..=255).collect();
+    let messages: [&[u8]; 3] = [
+        &every_byte,
+        b"it's a \"quote\", a \\ and a tab\t",
+        b"RFB 003.008\n",
+    ];
+    let mut texts = Vec::new();
+    let mut chunks = Vec::new();
+    for which in [Impl::Reference, Impl::Ours] {
+        let dir = std::env::temp_dir().join(format!(
+            "websockify-diff-record-{}-{which:?}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = dead_port();
+        let listen = format!("127.0.0.1:{port}");
+        let target = format!("127.0.0.1:{echo}");
+        let record = dir.join("session");
+        let args = ["--record", record.to_str().unwrap(), &listen, &target];
+        let mut cmd = match which {
+            Impl::Ours => command(&args),
+            Impl::Reference => {
+                let mut cmd = Command::new(reference());
+                cmd.args(args);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null());
+        let _proxy = Proxy::start_on_port(cmd, port);
+        let (mut raw, answer) = Raw::upgrade(port, &[]).await;
+        assert_eq!(answer.status, 101, "{which:?}");
+        for message in messages {
+            raw.send_binary(message).await;
+            assert_eq!(raw.read_data(message.len()).await, message, "{which:?}");
+        }
+        raw.send_close(1000, "").await;
+        assert_eq!(raw.read_close().await.0, 1000, "{which:?}");
+        let file = finished_recording(&dir);
+        chunks.push(parse_recording(&file));
+        // Byte for byte, but for the timestamps.
+        let text = std::fs::read_to_string(&file).unwrap();
+        let normalized: Vec<String> = text
+            .lines()
+            .map(|l| match l.chars().nth(1) {
+                Some(mark @ ('{' | '}')) if l.starts_with('\'') => {
+                    let rest = &l[2..];
+                    let end = rest.find(mark).unwrap();
+                    format!("'{mark}MS{mark}{}", &rest[end + 1..])
+                }
+                _ => l.to_string(),
+            })
+            .collect();
+        texts.push(normalized);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert_eq!(texts[0], texts[1]);
+    let expected: Vec<(char, Vec<u8>)> = messages
+        .iter()
+        .flat_map(|m| [('}', m.to_vec()), ('{', m.to_vec())])
+        .collect();
+    assert_eq!(chunks[1], expected);
+}

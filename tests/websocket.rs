@@ -538,3 +538,56 @@ async fn invalid_utf8_in_a_text_frame_closes_1007() {
     raw.send_frame(true, 1, b"\xff\xfe", true).await;
     assert_eq!(raw.read_close().await.0, 1007);
 }
+
+#[tokio::test]
+async fn record_writes_one_file_per_session_and_never_stops_one() {
+    let echo = echo_target().await;
+    let dir = std::env::temp_dir().join(format!("websockify-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("rec");
+    let proxy = Proxy::start(&[
+        "--record",
+        base.to_str().unwrap(),
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    for n in 1..=2u8 {
+        let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+        raw.send_binary(&[n; 3]).await;
+        assert_eq!(raw.read_data(3).await, [n; 3]);
+        raw.send_close(1000, "").await;
+        raw.read_close().await;
+    }
+    for n in 1..=2 {
+        let file = dir.join(format!("rec.{n}"));
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if text.ends_with("'EOF'];\n") {
+                let escaped = format!("\\x0{n}").repeat(3);
+                assert!(text.contains(&format!("}}{escaped}',")), "{text}");
+                assert!(text.contains(&format!("{{{escaped}',")), "{text}");
+                break;
+            }
+            assert!(std::time::Instant::now() < end, "{file:?}: {text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A recording that cannot be written is logged; the session goes on.
+    let proxy = Proxy::start(&[
+        "--record",
+        "/nonexistent/dir/rec",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_binary(b"still here").await;
+    assert_eq!(raw.read_data(10).await, b"still here");
+    assert!(
+        proxy
+            .log()
+            .contains("not recording to /nonexistent/dir/rec.1")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -98,6 +98,7 @@ impl Layer {
             ("ssl_target_ca", &cli.ssl_target_ca),
             ("target_config", &cli.target_config),
             ("rebind_lib", &cli.rebind_lib),
+            ("record", &cli.record),
         ] {
             if let Some(file) = file {
                 put(key, path(file));

@@ -124,6 +124,8 @@ pub struct Settings {
     pub wrap_mode: Option<WrapMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebind_lib: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<PathBuf>,
 }
 
 /// `--wrap-mode`: what to do when the wrapped program exits.
@@ -303,6 +305,7 @@ impl Default for Settings {
             wrap_command: None,
             wrap_mode: None,
             rebind_lib: None,
+            record: None,
         }
     }
 }
@@ -348,6 +351,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "wrap_command",
     "wrap_mode",
     "rebind_lib",
+    "record",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -452,6 +456,9 @@ pub struct Config {
     /// After SIGTERM/SIGINT, sessions may run this long before they are closed with 1001
     /// (zero: closed at once).
     pub shutdown_grace: Duration,
+    /// `--record FILE`: each session goes to `FILE.<n>` (an absolute path, as websockify
+    /// makes it).
+    pub record: Option<PathBuf>,
 }
 
 /// `--auth-plugin` and its settings.
@@ -681,6 +688,12 @@ fn assign_positionals(
     Ok(out)
 }
 
+/// `path` made absolute against the working directory, as websockify does for `--record`,
+/// `--cert` and `--key`; unchanged if the working directory is unknown.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Turns figment's errors into one message per problem that names the source of the value.
 fn describe(err: figment::Error, file: Option<&Path>) -> ConfigError {
     let mut lines = Vec::new();
@@ -788,6 +801,7 @@ impl Loaded {
             metrics_listen: s.metrics_listen.clone(),
             log_format: s.log_format,
             shutdown_grace: Duration::from_secs(s.shutdown_grace),
+            record: s.record.as_deref().map(absolute),
             target_tls: match (s.ssl_target, &s.ssl_target_ca) {
                 (true, ca) => Some(TargetTls { ca: ca.clone() }),
                 (false, Some(_)) => {

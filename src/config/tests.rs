@@ -299,6 +299,7 @@ fn setting_names_match_the_struct() {
         wrap_command: Some(vec!["x".into()]),
         wrap_mode: Some(WrapMode::Respawn),
         rebind_lib: Some("/r.so".into()),
+        record: Some("/rec".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -412,6 +413,8 @@ fn every_setting_is_a_flag_and_a_variable() {
         "respawn",
         "--rebind-lib",
         "/r.so",
+        "--record",
+        "/rec",
         "h:1",
         "--",
         "prog",

@@ -473,6 +473,21 @@ impl Handler {
             "connecting"
         );
         let traffic = Traffic::default();
+        let record = match &self.config.record {
+            Some(base) => match crate::record::Recorder::open(base, self.id).await {
+                Ok(recorder) => {
+                    let file = crate::record::file_name(base, self.id);
+                    tracing::info!(id = self.id, "opening record file: {}", file.display());
+                    Some(recorder)
+                }
+                Err(e) => {
+                    let file = crate::record::file_name(base, self.id);
+                    tracing::warn!(id = self.id, "not recording to {}: {e}", file.display());
+                    None
+                }
+            },
+            None => None,
+        };
         let m = metrics::get();
         let connecting = Instant::now();
         let connected = target
@@ -486,6 +501,7 @@ impl Handler {
                 let options = RelayOptions {
                     heartbeat: self.config.heartbeat,
                     traffic: self.config.traffic,
+                    record,
                 };
                 relay(rx, tx, stream, &options, &traffic, self.shutdown.clone()).await
             }
