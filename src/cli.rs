@@ -73,6 +73,10 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
 
+    /// Become a daemon (background process); log with --log-file or --syslog
+    #[arg(short = 'D', long)]
+    pub daemon: bool,
+
     /// Handle a single WebSocket connection and exit
     #[arg(long)]
     pub run_once: bool,
@@ -185,6 +189,15 @@ pub struct Cli {
     /// File where logs will be saved (appended), instead of standard error
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port
+    /// pair
+    #[arg(long, value_name = "SERVER")]
+    pub syslog: Option<String>,
+
+    /// Use the old syslog protocol (RFC 3164) instead of RFC 5424
+    #[arg(long)]
+    pub legacy_syslog: bool,
 
     /// Disable directory listings in the web server
     #[arg(long)]

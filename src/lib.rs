@@ -16,6 +16,8 @@
 //! - [`config`]: defaults < file < environment < command line, validated into [`config::Config`].
 //! - [`cli`]: the websockify-compatible command line (clap).
 //! - [`addr`]: `[host:]port` parsing as websockify does it.
+//! - [`daemon`]: `-D`, running in the background once the port is bound.
+//! - [`syslog`]: `--syslog`, log lines as websockify sends them to syslog.
 //! - [`logging`]: the tracing subscriber: text or JSON lines, and OpenTelemetry traces.
 //! - [`metrics`]: the Prometheus series; `server::ops` serves them with health and readiness.
 //! - [`wrap`]: wrap mode: the reserved port, the wrapped program and its supervision; the
@@ -25,6 +27,7 @@
 pub mod addr;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -35,6 +38,7 @@ pub mod server;
 pub mod session;
 pub mod shutdown;
 pub mod stream;
+pub mod syslog;
 pub mod target;
 pub mod tls;
 pub mod token;

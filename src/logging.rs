@@ -3,7 +3,8 @@
 //! - Log lines: info by default, debug with `-v`, any `RUST_LOG` filter on top; as text or, with
 //!   `--log-format json`, one JSON object per line (`time`, `level`, `message` and the event's
 //!   fields: `id`, `client`, `target`, `from_client`, `to_client`, `duration_ms`,
-//!   `close_code`, ...); to standard error, or appended to `--log-file`.
+//!   `close_code`, ...); to standard error, or appended to `--log-file`; and with `--syslog`,
+//!   to syslog as well (see [`crate::syslog`]).
 //! - Traces: when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is
 //!   set, spans go to that OTLP/HTTP collector (protobuf, or JSON with
 //!   `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) through tracing-opentelemetry: one `session` span
@@ -35,6 +36,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
+use crate::syslog::Syslog;
 
 /// The target of every span we open (see the module doc).
 pub const SPAN_TARGET: &str = "websockify::span";
@@ -58,12 +60,7 @@ impl Drop for Guard {
 /// Installs the global subscriber. Fails if the log file cannot be opened or the
 /// OpenTelemetry variables ask for something we cannot do.
 pub fn init(config: &Config) -> anyhow::Result<Guard> {
-    let default = if config.verbose { "debug" } else { "info" };
-    // Our own crate at the chosen level; libraries stay at warn unless RUST_LOG says more.
-    let fallback = format!("warn,websockify={default}");
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(fallback))
-        .add_directive(format!("{SPAN_TARGET}=off").parse()?);
+    let filter = filter(config)?;
     let (writer, ansi) = match &config.log_file {
         Some(path) => {
             let file = OpenOptions::new()
@@ -87,6 +84,21 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
         LogFormat::Text => fmt.with_filter(filter).boxed(),
         LogFormat::Json => fmt.event_format(JsonLines).with_filter(filter).boxed(),
     };
+    let syslog = match &config.syslog {
+        Some((server, legacy)) => {
+            let syslog = Syslog::connect(server, *legacy, config.daemon)
+                .with_context(|| format!("--syslog {server}"))?;
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(syslog)
+                .without_time()
+                .with_level(false)
+                .with_target(false)
+                .with_ansi(false)
+                .with_filter(self::filter(config)?);
+            Some(layer)
+        }
+        None => None,
+    };
     let provider = otel_provider()?;
     let traces = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
@@ -97,6 +109,7 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
     });
     tracing_subscriber::registry()
         .with(lines)
+        .with(syslog)
         .with(traces)
         .try_init()
         .context("installing the log subscriber")?;
@@ -104,6 +117,16 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
         tracing::info!("sending traces to the OTLP collector named by OTEL_EXPORTER_OTLP_*");
     }
     Ok(Guard { provider })
+}
+
+/// Info by default, debug with `-v`, `RUST_LOG` on top; never the spans.
+fn filter(config: &Config) -> anyhow::Result<EnvFilter> {
+    let default = if config.verbose { "debug" } else { "info" };
+    // Our own crate at the chosen level; libraries stay at warn unless RUST_LOG says more.
+    let fallback = format!("warn,websockify={default}");
+    Ok(EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(fallback))
+        .add_directive(format!("{SPAN_TARGET}=off").parse()?))
 }
 
 /// A non-empty environment variable.

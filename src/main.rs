@@ -27,6 +27,16 @@ fn main() -> ExitCode {
     if cli.print_config {
         return ExitCode::SUCCESS;
     }
+    let mut config = config;
+    if config.daemon {
+        if !websockify::daemon::is_child() {
+            return websockify::daemon::start_in_background();
+        }
+        if let Err(e) = websockify::daemon::detach(&mut config) {
+            eprintln!("websockify: error: --daemon: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     // Declared before the runtime, so dropped after it: its drop flushes the last spans, which
     // blocks, and must not happen on a runtime thread.
     let _tracing = match websockify::logging::init(&config) {
@@ -52,7 +62,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(websockify::server::run(config)) {
+    let serve = async {
+        let listener =
+            websockify::server::listen::Listener::bind(&config.listen, config.prefer_ipv6).await?;
+        if config.daemon {
+            websockify::daemon::ready();
+        }
+        websockify::server::serve(config, listener).await
+    };
+    match runtime.block_on(serve) {
         Ok(reason) => ExitCode::from(reason.exit_code()),
         Err(e) => {
             tracing::error!("{e:#}");

@@ -72,6 +72,8 @@ impl Layer {
             ("verify_client", cli.verify_client),
             ("host_token", cli.host_token),
             ("web_auth", cli.web_auth),
+            ("daemon", cli.daemon),
+            ("legacy_syslog", cli.legacy_syslog),
         ] {
             if on {
                 put(key, Value::from(true));
@@ -111,6 +113,7 @@ impl Layer {
             ("token_source", &cli.token_source),
             ("auth_plugin", &cli.auth_plugin),
             ("auth_source", &cli.auth_source),
+            ("syslog", &cli.syslog),
         ] {
             if let Some(text) = text {
                 put(key, Value::from(text.clone()));

@@ -126,6 +126,12 @@ pub struct Settings {
     pub rebind_lib: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<PathBuf>,
+    #[serde(deserialize_with = "de::flag")]
+    pub daemon: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<String>,
+    #[serde(deserialize_with = "de::flag")]
+    pub legacy_syslog: bool,
 }
 
 /// `--wrap-mode`: what to do when the wrapped program exits.
@@ -306,6 +312,9 @@ impl Default for Settings {
             wrap_mode: None,
             rebind_lib: None,
             record: None,
+            daemon: false,
+            syslog: None,
+            legacy_syslog: false,
         }
     }
 }
@@ -352,6 +361,9 @@ pub const SETTING_NAMES: &[&str] = &[
     "wrap_mode",
     "rebind_lib",
     "record",
+    "daemon",
+    "syslog",
+    "legacy_syslog",
 ];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
@@ -459,6 +471,10 @@ pub struct Config {
     /// `--record FILE`: each session goes to `FILE.<n>` (an absolute path, as websockify
     /// makes it).
     pub record: Option<PathBuf>,
+    /// `-D`: detach and run in the background.
+    pub daemon: bool,
+    /// `--syslog SERVER` and whether `--legacy-syslog` asked for RFC 3164.
+    pub syslog: Option<(String, bool)>,
 }
 
 /// `--auth-plugin` and its settings.
@@ -688,6 +704,68 @@ fn assign_positionals(
     Ok(out)
 }
 
+impl Config {
+    /// Every file and directory the server opens later, made absolute: what `--daemon` needs
+    /// before it changes to `/` (websockify makes `--cert`, `--key` and `--record` absolute;
+    /// we do it for every path, and for the sources of the plugins that read files).
+    pub fn make_paths_absolute(&mut self) {
+        let fix = |p: &mut PathBuf| *p = absolute(p);
+        fix(&mut self.tls.cert);
+        self.tls.key.iter_mut().for_each(fix);
+        if let Some(Some(ca)) = &mut self.tls.verify_client {
+            fix(ca);
+        }
+        if let Some(t) = &mut self.target_tls {
+            t.ca.iter_mut().for_each(fix);
+        }
+        if let Some(w) = &mut self.web {
+            fix(&mut w.dir);
+        }
+        self.log_file.iter_mut().for_each(fix);
+        self.record.iter_mut().for_each(fix);
+        if let Listen::Unix { path, .. } = &mut self.listen {
+            fix(path);
+        }
+        let source_is_file = |plugin: &str, source: &str| {
+            !source.is_empty() && !source.contains("://") && Path::new(source).exists() && {
+                let name = plugin.rsplit('.').next().unwrap_or(plugin);
+                [
+                    "TokenFile",
+                    "ReadOnlyTokenFile",
+                    "TokenFileName",
+                    "UnixDomainSocketDirectory",
+                    "JWTTokenApi",
+                ]
+                .contains(&name)
+            }
+        };
+        match &mut self.route {
+            Route::Static(Target::Unix(path)) => fix(path),
+            Route::Token(t) => {
+                if source_is_file(&t.plugin, &t.source) {
+                    t.source = absolute(Path::new(&t.source))
+                        .to_string_lossy()
+                        .into_owned();
+                }
+                if t.plugin.contains('/') {
+                    t.plugin = absolute(Path::new(&t.plugin))
+                        .to_string_lossy()
+                        .into_owned();
+                }
+            }
+            Route::Wrap(w) => w.rebind_lib.iter_mut().for_each(fix),
+            Route::Static(_) => {}
+        }
+        if let Some(a) = &mut self.auth
+            && a.plugin.contains('/')
+        {
+            a.plugin = absolute(Path::new(&a.plugin))
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+}
+
 /// `path` made absolute against the working directory, as websockify does for `--record`,
 /// `--cert` and `--key`; unchanged if the working directory is unknown.
 fn absolute(path: &Path) -> PathBuf {
@@ -802,6 +880,17 @@ impl Loaded {
             log_format: s.log_format,
             shutdown_grace: Duration::from_secs(s.shutdown_grace),
             record: s.record.as_deref().map(absolute),
+            daemon: s.daemon,
+            syslog: match (&s.syslog, s.legacy_syslog) {
+                (Some(server), legacy) => Some((server.clone(), legacy)),
+                (None, true) => {
+                    return invalid(format!(
+                        "{} needs --syslog",
+                        self.source_of("legacy_syslog")
+                    ));
+                }
+                (None, false) => None,
+            },
             target_tls: match (s.ssl_target, &s.ssl_target_ca) {
                 (true, ca) => Some(TargetTls { ca: ca.clone() }),
                 (false, Some(_)) => {

@@ -300,6 +300,7 @@ fn setting_names_match_the_struct() {
         wrap_mode: Some(WrapMode::Respawn),
         rebind_lib: Some("/r.so".into()),
         record: Some("/rec".into()),
+        syslog: Some("/dev/log".into()),
         ..Settings::default()
     })
     .unwrap();
@@ -415,6 +416,10 @@ fn every_setting_is_a_flag_and_a_variable() {
         "/r.so",
         "--record",
         "/rec",
+        "-D",
+        "--syslog",
+        "/dev/log",
+        "--legacy-syslog",
         "h:1",
         "--",
         "prog",
@@ -437,7 +442,8 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "log_format" => "json",
                 "wrap_mode" => "ignore",
                 "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
-                | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth" => "true",
+                | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth"
+                | "daemon" | "legacy_syslog" => "true",
                 _ => "/some/value",
             };
             (layer::env_name(k), value.to_string())

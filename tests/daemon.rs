@@ -1,0 +1,225 @@
+//! `-D/--daemon`, `--syslog` and `--legacy-syslog` through the real binary.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("websockify-daemon-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The pid of the running websockify whose command line contains `needle`.
+fn find_process(needle: &str) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.first().is_some_and(|a| a.ends_with("websockify"))
+            && args.iter().any(|a| a == needle)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Field `n` (1-based, after the command name) of /proc/PID/stat.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(n - 1).map(str::to_string)
+}
+
+#[tokio::test]
+async fn the_daemon_detaches_serves_and_ends_on_a_signal() {
+    let echo = echo_target().await;
+    let d = dir("serve");
+    let port = dead_port();
+    let listen = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    // A relative log file: the daemon changes to / and must still write where it was asked.
+    let out = command(&[
+        "-D",
+        "--log-file",
+        "daemon.log",
+        &listen,
+        &format!("127.0.0.1:{echo}"),
+    ])
+    .current_dir(&d)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let pid = find_process(&listen).expect("the daemon is running");
+    // A session leader of its own, in /, with its output away from the terminal.
+    assert_eq!(stat_field(pid, 4), Some(pid.to_string()), "session id");
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        Path::new("/")
+    );
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/fd/2")).unwrap(),
+        Path::new("/dev/null")
+    );
+    let (mut raw, answer) = Raw::upgrade(port, &[]).await;
+    assert_eq!(answer.status, 101);
+    raw.send_binary(b"daemonic").await;
+    assert_eq!(raw.read_data(8).await, b"daemonic");
+    drop(raw);
+    let log = d.join("daemon.log");
+    let end = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("session ended")
+    {
+        assert!(Instant::now() < end, "no session line in {}", log.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let end = Instant::now() + Duration::from_secs(10);
+    while find_process(&listen).is_some() {
+        assert!(Instant::now() < end, "the daemon did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("exiting: signal received")
+    );
+}
+
+#[test]
+fn a_daemon_that_cannot_start_says_why_on_the_terminal() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = format!("127.0.0.1:{}", taken.local_addr().unwrap().port());
+    let err = fails(&["-D", &listen, "127.0.0.1:1"], 1);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert!(find_process(&listen).is_none());
+    // Configuration mistakes are found before detaching.
+    let err = fails(&["-D", "--legacy-syslog", "6080", "h:1"], 2);
+    assert!(err.contains("--legacy-syslog needs --syslog"), "{err}");
+}
+
+/// Receives syslog datagrams until one contains `needle`.
+fn receive_udp(socket: &UdpSocket, needle: &str) -> String {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).expect("a syslog message");
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if message.contains(needle) {
+            return message;
+        }
+    }
+}
+
+#[tokio::test]
+async fn syslog_over_udp_in_both_formats() {
+    let target = format!("127.0.0.1:{}", dead_port());
+    for legacy in [false, true] {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let server = format!("127.0.0.1:{}", receiver.local_addr().unwrap().port());
+        let mut args = vec!["--syslog", &server, "127.0.0.1:0", &target];
+        if legacy {
+            args.insert(0, "--legacy-syslog");
+        }
+        let proxy = Proxy::start(&args);
+        let pid = proxy.child.id();
+        let message = receive_udp(&receiver, "listening on");
+        if legacy {
+            assert!(
+                message.starts_with(&format!("<14>websockify[{pid}]: listening on")),
+                "{message}"
+            );
+        } else {
+            let fields: Vec<&str> = message.splitn(8, ' ').collect();
+            assert_eq!(fields[0], "<14>1", "{message}");
+            assert!(
+                fields[1].ends_with('Z') && fields[1].len() == 20,
+                "{message}"
+            );
+            assert_eq!(
+                (fields[3], fields[4]),
+                ("websockify", pid.to_string().as_str())
+            );
+            assert!(fields[7].starts_with("listening on"), "{message}");
+        }
+        // Warnings keep their severity: an unreachable target is a warning (4), facility
+        // user (1): <12>.
+        let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+        assert_eq!(raw.read_close().await.0, 1011);
+        let message = receive_udp(&receiver, &format!("connecting to {target}"));
+        assert!(message.starts_with("<12>"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn syslog_to_a_local_socket_from_a_daemon() {
+    let d = dir("devlog");
+    let path = d.join("log.sock");
+    let receiver = UnixDatagram::bind(&path).unwrap();
+    receiver
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = dead_port();
+    let listen = format!("127.0.0.1:{port}");
+    let out = command(&[
+        "-D",
+        "--syslog",
+        path.to_str().unwrap(),
+        &listen,
+        "127.0.0.1:1",
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid = find_process(&listen).expect("the daemon is running");
+    let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    while !seen.contains("listening on") {
+        let n = receiver.recv(&mut buf).expect("a syslog message");
+        seen = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+    // Facility daemon (3) with --daemon: <30> for info.
+    assert!(seen.starts_with("<30>1 "), "{seen}");
+    assert!(seen.contains(&format!(" websockify {pid} - - ")), "{seen}");
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while find_process(&listen).is_some() {
+        assert!(Instant::now() < end, "the daemon did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
