@@ -46,6 +46,30 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
     rest.split_whitespace().nth(n - 1).map(str::to_string)
 }
 
+/// Sends SIGTERM to the daemon and waits until it is gone.
+fn stop_daemon(pid: u32, listen: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let end = Instant::now() + Duration::from_secs(10);
+    while find_process(listen).is_some() {
+        assert!(Instant::now() < end, "the daemon did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a `-D` command line to its foreground end, which must be a success.
+fn start_daemon(mut cmd: std::process::Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn the_daemon_detaches_serves_and_ends_on_a_signal() {
     let echo = echo_target().await;
@@ -54,21 +78,15 @@ async fn the_daemon_detaches_serves_and_ends_on_a_signal() {
     let listen = format!("127.0.0.1:{port}");
     let started = Instant::now();
     // A relative log file: the daemon changes to / and must still write where it was asked.
-    let out = command(&[
+    let mut cmd = command(&[
         "-D",
         "--log-file",
         "daemon.log",
         &listen,
         &format!("127.0.0.1:{echo}"),
-    ])
-    .current_dir(&d)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ]);
+    cmd.current_dir(&d);
+    start_daemon(cmd);
     assert!(started.elapsed() < Duration::from_secs(5));
     let pid = find_process(&listen).expect("the daemon is running");
     // A session leader of its own, in /, with its output away from the terminal.
@@ -95,16 +113,7 @@ async fn the_daemon_detaches_serves_and_ends_on_a_signal() {
         assert!(Instant::now() < end, "no session line in {}", log.display());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let end = Instant::now() + Duration::from_secs(10);
-    while find_process(&listen).is_some() {
-        assert!(Instant::now() < end, "the daemon did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stop_daemon(pid, &listen);
     assert!(
         std::fs::read_to_string(&log)
             .unwrap()
@@ -189,20 +198,13 @@ async fn syslog_to_a_local_socket_from_a_daemon() {
         .unwrap();
     let port = dead_port();
     let listen = format!("127.0.0.1:{port}");
-    let out = command(&[
+    start_daemon(command(&[
         "-D",
         "--syslog",
         path.to_str().unwrap(),
         &listen,
         "127.0.0.1:1",
-    ])
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ]));
     let pid = find_process(&listen).expect("the daemon is running");
     let mut buf = [0u8; 4096];
     let mut seen = String::new();
@@ -213,13 +215,5 @@ async fn syslog_to_a_local_socket_from_a_daemon() {
     // Facility daemon (3) with --daemon: <30> for info.
     assert!(seen.starts_with("<30>1 "), "{seen}");
     assert!(seen.contains(&format!(" websockify {pid} - - ")), "{seen}");
-    std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    while find_process(&listen).is_some() {
-        assert!(Instant::now() < end, "the daemon did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    stop_daemon(pid, &listen);
 }

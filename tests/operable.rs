@@ -410,13 +410,7 @@ async fn sigterm_drains_then_closes_with_1001() {
 
 #[tokio::test]
 async fn a_drain_ends_when_the_last_session_does() {
-    let echo = echo_target().await;
-    let mut proxy = Proxy::start(&[
-        "--shutdown-grace",
-        "60",
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{echo}"),
-    ]);
+    let mut proxy = echo_proxy_with(&["--shutdown-grace", "60"]).await;
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
     proxy.signal("INT");
     proxy.wait_log("draining 1 connection", Duration::from_secs(5));
@@ -431,13 +425,7 @@ async fn a_drain_ends_when_the_last_session_does() {
 
 #[tokio::test]
 async fn a_second_signal_closes_sessions_at_once() {
-    let echo = echo_target().await;
-    let mut proxy = Proxy::start(&[
-        "--shutdown-grace",
-        "60",
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{echo}"),
-    ]);
+    let mut proxy = echo_proxy_with(&["--shutdown-grace", "60"]).await;
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
     proxy.signal("TERM");
     proxy.wait_log("draining", Duration::from_secs(5));

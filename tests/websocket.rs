@@ -500,13 +500,7 @@ async fn a_client_that_never_reads_costs_bounded_memory() {
 
 #[tokio::test]
 async fn sigterm_without_grace_closes_sessions_with_1001_and_exits_0() {
-    let echo = echo_target().await;
-    let mut proxy = Proxy::start(&[
-        "--shutdown-grace",
-        "0",
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{echo}"),
-    ]);
+    let mut proxy = echo_proxy_with(&["--shutdown-grace", "0"]).await;
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
     raw.send_binary(b"x").await;
     assert_eq!(raw.read_data(1).await, b"x");

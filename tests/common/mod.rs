@@ -259,6 +259,15 @@ pub fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
+/// A proxy on a free port with `extra` flags in front, relaying to a fresh echo target.
+pub async fn echo_proxy_with(extra: &[&str]) -> Proxy {
+    let echo = echo_target().await;
+    let target = format!("127.0.0.1:{echo}");
+    let mut args = extra.to_vec();
+    args.extend(["127.0.0.1:0", target.as_str()]);
+    Proxy::start(&args)
+}
+
 /// A TCP target on loopback running `serve` for every connection.
 pub async fn target<F, Fut>(serve: F) -> u16
 where
