@@ -202,8 +202,9 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         }
         None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
     }
-    tracing::info!("listening on {where_}");
+    // Ready before the line that tells the world we listen.
     readiness.set(true);
+    tracing::info!("listening on {where_}");
     tracing::info!("proxying from {where_} to {}", config.route);
 
     // In a block of its own: the lifecycle future borrows the wrapper, which is stopped later.
