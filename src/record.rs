@@ -178,6 +178,39 @@ mod tests {
         );
     }
 
+    /// Reads `path` once the writer has finished it.
+    async fn finished(path: &Path) -> String {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.ends_with("'EOF'];\n") {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("{} never finished", path.display());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_chunks_and_notes_the_gap() {
+        let dir = std::env::temp_dir().join(format!("websockify-gap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = dir.join("session");
+        let rec = Recorder::open(&base, 1).await.unwrap();
+        // The writer cannot run while this single-threaded test does not yield: the queue
+        // fills, as it would behind a stalled disk.
+        for _ in 0..(QUEUE + 10) {
+            rec.to_client(&Bytes::from_static(b"x"));
+        }
+        drop(rec);
+        let text = finished(&file_name(&base, 1)).await;
+        assert_eq!(text.matches("'{").count(), QUEUE, "{text}");
+        assert!(
+            text.contains("// websockify-rs: 10 chunk(s) not recorded here"),
+            "{text}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn writes_the_frame_data_array() {
         let dir = std::env::temp_dir().join(format!("websockify-record-{}", std::process::id()));
@@ -187,15 +220,7 @@ mod tests {
         rec.to_client(&Bytes::from_static(b"RFB 003.008\n"));
         rec.from_client(&Bytes::from_static(b"it's"));
         drop(rec);
-        let path = file_name(&base, 3);
-        let mut text = String::new();
-        for _ in 0..100 {
-            text = std::fs::read_to_string(&path).unwrap();
-            if text.ends_with("'EOF'];\n") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let text = finished(&file_name(&base, 3)).await;
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "var VNC_frame_data = [");
         assert!(
