@@ -83,6 +83,14 @@ fn wrapped(port: u16, mode: &str, family: &str, d: &Path, extra: &[&str]) -> Pro
     Proxy::start(&args)
 }
 
+/// Stops a wrapping proxy as an operator would (SIGTERM), so that it stops its program: a
+/// proxy killed by the harness's drop would leave the program behind.
+fn stop(mut proxy: Proxy) {
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(15)).success());
+    assert!(proxy.log().contains("wrapped command stopped"), "{}", proxy.log());
+}
+
 /// Sends `text` through a new session and returns the answer.
 async fn ask(port: u16, text: &[u8], answer_len: usize) -> Vec<u8> {
     let (mut raw, answer) = Raw::upgrade(port, &[]).await;
@@ -198,13 +206,14 @@ async fn respawn_mode_restarts_the_program_with_a_warning_when_too_fast() {
     }
     let log = proxy.log();
     assert!(log.contains("Command respawning too fast"), "{log}");
+    stop(proxy);
 }
 
 #[tokio::test]
 async fn an_ipv6_bind_is_moved_to_ipv6_loopback() {
     let d = dir("ipv6");
     let port = dead_port();
-    let _proxy = wrapped(port, "exit", "6", &d, &[]);
+    let proxy = wrapped(port, "exit", "6", &d, &[]);
     wait_ready(port).await;
     let (mut raw, _) = Raw::upgrade(port, &[]).await;
     raw.send_binary(b"env").await;
@@ -214,6 +223,7 @@ async fn an_ipv6_bind_is_moved_to_ipv6_loopback() {
     }
     let env = String::from_utf8(env).unwrap();
     assert!(env.contains("|('::1', "), "{env}");
+    stop(proxy);
 }
 
 #[tokio::test]
@@ -239,6 +249,8 @@ async fn two_wrapped_proxies_start_at_once() {
             .map(str::to_string)
     };
     assert_ne!(moved(&pa), moved(&pb));
+    stop(pa);
+    stop(pb);
 }
 
 /// The state letter of a process in /proc, or None once it is gone.
@@ -301,9 +313,10 @@ async fn the_shim_is_found_next_to_the_binary_as_packaged() {
     std::fs::copy(shim(), d.join("lib/websockify/librebind.so")).unwrap();
     let mut cmd = Command::new(d.join("bin/websockify"));
     cmd.args(args);
-    let _proxy = Proxy::start_cmd(cmd);
+    let proxy = Proxy::start_cmd(cmd);
     wait_ready(port).await;
     assert_eq!(ask(port, b"packaged", 8).await, b"packaged");
+    stop(proxy);
 }
 
 #[test]
