@@ -88,7 +88,11 @@ fn wrapped(port: u16, mode: &str, family: &str, d: &Path, extra: &[&str]) -> Pro
 fn stop(mut proxy: Proxy) {
     proxy.signal("TERM");
     assert!(proxy.wait_exit(Duration::from_secs(15)).success());
-    assert!(proxy.log().contains("wrapped command stopped"), "{}", proxy.log());
+    assert!(
+        proxy.log().contains("wrapped command stopped"),
+        "{}",
+        proxy.log()
+    );
 }
 
 /// Sends `text` through a new session and returns the answer.
@@ -223,6 +227,7 @@ async fn an_ipv6_bind_is_moved_to_ipv6_loopback() {
     }
     let env = String::from_utf8(env).unwrap();
     assert!(env.contains("|('::1', "), "{env}");
+    drop(raw);
     stop(proxy);
 }
 
