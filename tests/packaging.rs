@@ -224,3 +224,33 @@ fn the_flake_evaluates_against_a_stand_in_for_nixpkgs() {
         );
     }
 }
+
+#[test]
+fn the_containerfile_puts_each_file_where_the_binary_looks() {
+    // No container engine runs here: check the layout the image relies on instead.
+    let file = std::fs::read_to_string(root().join("Containerfile")).unwrap();
+    assert!(file.contains("cargo build --release --locked --workspace"));
+    assert!(file.contains("cp target/release/websockify /out/bin/"));
+    // The shim goes to ../lib/websockify from the binary, one of the places wrap mode looks.
+    assert!(file.contains("cp target/release/librebind.so /out/lib/websockify/"));
+    assert!(file.contains("COPY --from=build /out/ /usr/local/"));
+    assert!(file.contains(r#"ENTRYPOINT ["/usr/local/bin/websockify"]"#));
+    assert!(
+        file.contains("*/libbrokenplugin.so"),
+        "the test plugin must stay out"
+    );
+    assert!(file.contains("USER 65532:65532"));
+    let candidates = ["../lib/websockify"];
+    let wrap = std::fs::read_to_string(root().join("src/wrap.rs")).unwrap();
+    for c in candidates {
+        assert!(
+            wrap.contains(&format!("\"{c}\"")),
+            "wrap mode no longer looks in {c}"
+        );
+    }
+    let settings = ["WEBSOCKIFY_LISTEN", "WEBSOCKIFY_METRICS_LISTEN"];
+    for var in settings {
+        let key = var.trim_start_matches("WEBSOCKIFY_").to_ascii_lowercase();
+        assert!(file.contains(var) && websockify::config::SETTING_NAMES.contains(&key.as_str()));
+    }
+}

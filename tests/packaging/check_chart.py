@@ -138,6 +138,11 @@ check(c["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "websockify-redis", "
 cm = by_kind(e, "ConfigMap")[0]["data"]
 check(cm["WEBSOCKIFY_HEARTBEAT"] == "30" and cm["WEBSOCKIFY_IDLE_TIMEOUT"] == "0", f"settings {cm}")
 check("replicas" not in by_kind(e, "Deployment")[0]["spec"], "replicas left to the HPA")
+check(cm["WEBSOCKIFY_CONFIG"] == "/etc/websockify/config/websockify.toml", f"config file {cm}")
+toml_cm = by_kind(e, "ConfigMap", "console-websockify-file")[0]["data"]["websockify.toml"]
+check("file_only = true" in toml_cm, f"toml {toml_cm!r}")
+mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+check(mounts.get("config") == "/etc/websockify/config", f"config mount {mounts}")
 cert = by_kind(e, "Certificate")[0]
 check(cert["spec"]["secretName"] == "console-websockify-tls" and cert["spec"]["dnsNames"] == ["console.example.com"], f"{cert}")
 sm = by_kind(e, "ServiceMonitor")[0]
