@@ -53,18 +53,7 @@ fn scrape(port: u16) -> String {
 /// Echoes `data` through a session as `chunks` messages and closes with 1000.
 async fn echo_session(url: &str, data: &[u8], chunks: usize) {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    for chunk in data.chunks(data.len().div_ceil(chunks)) {
-        ws.send(Message::Binary(chunk.to_vec().into()))
-            .await
-            .unwrap();
-    }
-    let mut got = Vec::new();
-    while got.len() < data.len() {
-        match ws.next().await.unwrap().unwrap() {
-            Message::Binary(b) => got.extend_from_slice(&b),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let got = echo_through(&mut ws, data, data.len().div_ceil(chunks)).await;
     assert_eq!(got, data);
     ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
         code: 1000.into(),
@@ -77,13 +66,7 @@ async fn echo_session(url: &str, data: &[u8], chunks: usize) {
 
 #[tokio::test]
 async fn health_readiness_and_unknown_paths() {
-    let echo = echo_target().await;
-    let proxy = Proxy::start(&[
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{echo}"),
-    ]);
+    let proxy = echo_proxy_with(&["--metrics-listen", "127.0.0.1:0"]).await;
     let port = metrics_port(&proxy);
     assert_eq!(http_get(port, "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(http_get(port, "/readyz"), (200, "ready\n".to_string()));
@@ -213,13 +196,7 @@ impl Prometheus {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_the_counts_we_sent() {
-    let echo = echo_target().await;
-    let proxy = Proxy::start(&[
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        &format!("127.0.0.1:{echo}"),
-    ]);
+    let proxy = echo_proxy_with(&["--metrics-listen", "127.0.0.1:0"]).await;
     let port = metrics_port(&proxy);
     let prometheus = Prometheus::start(port);
 

@@ -421,18 +421,7 @@ async fn many_concurrent_clients_echo_their_own_data() {
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
             let data = random_bytes(64 * 1024);
             // Sent in four messages, to interleave with the other clients.
-            for chunk in data.chunks(16 * 1024) {
-                ws.send(Message::Binary(chunk.to_vec().into()))
-                    .await
-                    .unwrap();
-            }
-            let mut got = Vec::new();
-            while got.len() < data.len() {
-                match ws.next().await.unwrap().unwrap() {
-                    Message::Binary(b) => got.extend_from_slice(&b),
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
+            let got = echo_through(&mut ws, &data, 16 * 1024).await;
             assert!(got == data, "a client got bytes that were not its own");
             ws.close(None).await.unwrap();
         }));

@@ -268,6 +268,29 @@ pub async fn echo_proxy_with(extra: &[&str]) -> Proxy {
     Proxy::start(&args)
 }
 
+/// A WebSocket client of the tests (tokio-tungstenite over plain TCP).
+pub type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Sends `data` as binary messages of at most `chunk` bytes and collects the echo, which may
+/// come back in other message sizes (the proxy relays a byte stream).
+pub async fn echo_through(ws: &mut Client, data: &[u8], chunk: usize) -> Vec<u8> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    for part in data.chunks(chunk.max(1)) {
+        ws.send(Message::Binary(part.to_vec().into()))
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < data.len() {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => got.extend_from_slice(&b),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    got
+}
+
 /// A TCP target on loopback running `serve` for every connection.
 pub async fn target<F, Fut>(serve: F) -> u16
 where
