@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The benchmark: each proxy in turn, on loopback, against the same echo target, with the
+# same load generator (tools/wsload), in one run on one machine; the results go to
+# docs/performance.md as a table with each figure's ratio to direct TCP from this run.
+#
+#   benches/compare.sh           the full run (several minutes per proxy)
+#   benches/compare.sh --short   a smoke run: ours and direct only, tiny durations (CI)
+#
+# Peers it installs or builds when it can, and skips with the reason when it cannot:
+# socat (apt), websockify 0.13 with numpy (PyPI, in a venv), websocat (crates.io).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SHORT=0
+[[ "${1:-}" == "--short" ]] && SHORT=1
+OUT_DIR=target/bench
+mkdir -p "$OUT_DIR"
+RESULTS="$OUT_DIR/results.jsonl"
+: > "$RESULTS"
+
+if (( SHORT )); then
+  SECONDS_PER=0.5; REPEAT=1; IDLE_SESSIONS=500; CONNS_BIG=8
+else
+  SECONDS_PER=5; REPEAT=3; IDLE_SESSIONS=10000; CONNS_BIG=64
+fi
+
+if (( SHORT )); then
+  # Proves the bench works end to end (CI); the test build already has these binaries.
+  echo "== building ours and the load generator (debug, smoke run)"
+  cargo build --locked -p websockify -p wsload
+  BIN=target/debug
+else
+  echo "== building ours and the load generator (release)"
+  cargo build --release --locked -p websockify -p wsload
+  BIN=target/release
+fi
+WSLOAD=$BIN/wsload
+
+SKIPPED=()
+PEERS=()
+if (( ! SHORT )); then
+  if command -v socat >/dev/null || (apt-get install -y -qq socat >/dev/null 2>&1); then
+    PEERS+=(socat)
+  else
+    SKIPPED+=("socat: apt-get install socat failed")
+  fi
+  if [[ -x "$OUT_DIR/venv/bin/websockify" ]] || { python3 -m venv "$OUT_DIR/venv" &&
+      "$OUT_DIR/venv/bin/pip" install -q websockify==0.13.0 numpy; }; then
+    PEERS+=(websockify)
+  else
+    SKIPPED+=("websockify 0.13: pip install failed")
+  fi
+  if [[ -x "$OUT_DIR/bin/websocat" ]] || cargo install --quiet --root "$OUT_DIR" websocat; then
+    PEERS+=(websocat)
+  else
+    SKIPPED+=("websocat: cargo install websocat failed")
+  fi
+  SKIPPED+=("wstunnel: not a WebSocket-to-TCP bridge for plain clients (its own tunnel protocol needs its own client)")
+fi
+
+# The echo target, pinned to the last core where taskset exists.
+PIN_TARGET=(); PIN_PROXY=(); PIN_LOAD=()
+if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
+  LAST=$(( $(nproc) - 1 ))
+  PIN_TARGET=(taskset -c "$LAST"); PIN_PROXY=(taskset -c 0); PIN_LOAD=(taskset -c "$LAST")
+fi
+coproc ECHO { exec "${PIN_TARGET[@]}" "$WSLOAD" echo; }
+read -r TARGET_PORT <&"${ECHO[0]}"
+trap 'kill $ECHO_PID 2>/dev/null || true; [[ -n "${PROXY_PID:-}" ]] && kill $PROXY_PID 2>/dev/null || true' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2; return 1
+}
+
+load() { "${PIN_LOAD[@]}" "$WSLOAD" "$@" --repeat "$REPEAT" >> "$RESULTS"; }
+
+# measure LABEL MODE ADDRESS [PID]: every figure; MODE is url (WebSocket) or tcp.
+measure() {
+  local label=$1 mode=$2 addr=$3 pid=${4:-}
+  local to=(--"$mode" "$addr" --label "$label")
+  echo "== $label"
+  load throughput "${to[@]}" --conns 1 --seconds "$SECONDS_PER" ${pid:+--pid "$pid"}
+  load throughput "${to[@]}" --conns "$CONNS_BIG" --seconds "$SECONDS_PER"
+  load throughput "${to[@]}" --conns 1 --size $((16 << 20)) --seconds "$SECONDS_PER"
+  load latency "${to[@]}" --seconds "$SECONDS_PER"
+  load messages "${to[@]}" --conns 50 --seconds "$SECONDS_PER"
+  load connections "${to[@]}" --seconds "$SECONDS_PER"
+  if [[ "$mode" == url && "$label" != websocat ]]; then
+    load throughput "${to[@]}" --conns 1 --seconds "$SECONDS_PER" --base64
+  fi
+  if [[ -n "$pid" ]]; then
+    "${PIN_LOAD[@]}" "$WSLOAD" idle "${to[@]}" --pid "$pid" --sessions "$IDLE_SESSIONS" >> "$RESULTS"
+  fi
+}
+
+start_proxy() { # NAME PORT
+  local name=$1 port=$2
+  case "$name" in
+    ours) "${PIN_PROXY[@]}" "$BIN/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
+    socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
+    websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
+    websocat) "${PIN_PROXY[@]}" "$OUT_DIR/bin/websocat" --binary "ws-l:127.0.0.1:$port" "tcp:127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
+  esac
+  PROXY_PID=$!
+  wait_port "$port"
+}
+
+measure direct tcp "127.0.0.1:$TARGET_PORT"
+for name in ours "${PEERS[@]}"; do
+  port=$(free_port)
+  start_proxy "$name" "$port"
+  if [[ "$name" == socat ]]; then
+    # socat forks per connection: no per-session RSS to read from its parent; its CPU
+    # (children included, once reaped) still counts.
+    measure socat tcp "127.0.0.1:$port"
+    load throughput --tcp "127.0.0.1:$port" --label socat-cpu --conns 1 --seconds "$SECONDS_PER" --pid "$PROXY_PID"
+  else
+    measure "$name" url "ws://127.0.0.1:$port/" "$PROXY_PID"
+  fi
+  kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=
+done
+
+COMMAND="benches/compare.sh${1:+ $1}"
+python3 benches/table.py "$RESULTS" "$COMMAND" "$SHORT" "${SKIPPED[@]}" > "$OUT_DIR/table.md"
+cat "$OUT_DIR/table.md"
+if (( ! SHORT )); then
+  python3 benches/table.py --update docs/performance.md "$OUT_DIR/table.md"
+fi

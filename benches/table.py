@@ -1,0 +1,101 @@
+"""Turns benches/compare.sh's JSON lines into the markdown table of docs/performance.md.
+
+    table.py RESULTS COMMAND SHORT [SKIPPED...]   print the table
+    table.py --update FILE TABLE                  replace the table between the markers in FILE
+"""
+import datetime
+import json
+import os
+import platform
+import sys
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+if sys.argv[1] == "--update":
+    path, table = sys.argv[2], open(sys.argv[3]).read()
+    text = open(path).read()
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    open(path, "w").write(f"{head}{START}\n{table}{END}{tail}")
+    sys.exit(0)
+
+results, command, short, skipped = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
+rows = [json.loads(line) for line in open(results) if line.strip()]
+labels = []
+for r in rows:
+    if r["label"] not in labels and not r["label"].endswith("-cpu"):
+        labels.append(r["label"])
+
+
+def get(label, figure, **match):
+    for r in rows:
+        if r["label"] == label and r["figure"] == figure and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+sizes = sorted({r["conns"] for r in rows if r["figure"] == "throughput"})
+big = max(sizes) if sizes else 1
+
+
+def fmt(value, ratio=None, unit=""):
+    if value is None:
+        return "—"
+    text = f"{value:,.1f}{unit}" if value < 100 else f"{value:,.0f}{unit}"
+    return f"{text} ({ratio:.2f}x)" if ratio is not None else text
+
+
+def figure_row(label):
+    cells = []
+
+    def ratio_cell(figure, key, lower_is_better=False, **match):
+        r, d = get(label, figure, **match), get("direct", figure, **match)
+        if not r:
+            return "—"
+        ratio = (r[key] / d[key]) if d and d[key] else None
+        return fmt(r[key], ratio)
+
+    cells.append(ratio_cell("throughput", "mb_per_s", conns=1, size=65536, base64=False))
+    cells.append(ratio_cell("throughput", "mb_per_s", conns=big, size=65536, base64=False))
+    cells.append(ratio_cell("latency", "p50_us"))
+    lat = get(label, "latency")
+    cells.append(fmt(lat["p99_us"]) if lat else "—")
+    cells.append(ratio_cell("messages", "per_s"))
+    cells.append(ratio_cell("connections", "per_s"))
+    small = get(label, "throughput", conns=1, size=65536, base64=False)
+    huge = get(label, "throughput", conns=1, size=16 << 20, base64=False)
+    cells.append(fmt(huge["mb_per_s"], huge["mb_per_s"] / small["mb_per_s"]) if huge and small else "—")
+    b64 = get(label, "throughput", conns=1, size=65536, base64=True)
+    cells.append(fmt(b64["mb_per_s"], b64["mb_per_s"] / small["mb_per_s"]) if b64 and small else "—")
+    idle = get(label, "idle")
+    cells.append(fmt(idle["kib_per_session"]) if idle else "—")
+    cpu = get(label + "-cpu", "throughput") or get(label, "throughput", conns=1, size=65536, base64=False)
+    cells.append(fmt(cpu["cpu_s_per_gb"]) if cpu and cpu.get("cpu_s_per_gb") is not None else "—")
+    return cells
+
+
+cpu_model = "unknown"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu_model = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+
+out = []
+out.append(f"{'Smoke run (tiny durations, debug build, not a measurement)' if short else 'Run'} of "
+           f"{datetime.date.today().isoformat()} on {os.cpu_count()} × {cpu_model}, "
+           f"Linux {platform.release()}: `{command}`\n")
+out.append(f"Ratios are to direct TCP in the same run (for the 16 MiB and base64 columns: to the same "
+           f"proxy's 64 KiB binary throughput). Throughput in MB/s echoed, latency in µs, idle in KiB "
+           f"RSS per session, CPU in proxy seconds per GB echoed.\n")
+header = ["", "MB/s, 1 conn", f"MB/s, {big} conns", "p50 µs", "p99 µs", "msgs/s, 50 conns",
+          "conns/s", "16 MiB msgs", "base64", "idle KiB/session", "CPU s/GB"]
+out.append("| " + " | ".join(header) + " |")
+out.append("|" + " --- |" * len(header))
+for label in labels:
+    out.append(f"| {label} | " + " | ".join(figure_row(label)) + " |")
+if skipped:
+    out.append("\nSkipped: " + "; ".join(skipped) + ".")
+print("\n".join(out))

@@ -1,0 +1,513 @@
+//! `wsload`: the benchmark's load generator and echo target (`benches/compare.sh` drives it).
+//!
+//! - `wsload echo`: the TCP echo target every proxy relays to.
+//! - `wsload <figure> --url ws://HOST:PORT/` measures through a WebSocket proxy;
+//!   `--tcp HOST:PORT` measures over raw TCP instead (the echo target itself for the
+//!   physical baseline, or socat). Figures: `throughput`, `latency`, `messages`, `connections`,
+//!   `idle` (RSS per idle session of `--pid`), and `throughput --pid` adds the proxy's CPU
+//!   seconds per GB.
+//! - Each figure runs `--repeat` times and prints one JSON object with the median.
+//!
+//! Echoed data comes back as a byte stream (a proxy may split or merge messages), so replies
+//! are counted in bytes, never in messages.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Parser)]
+#[command(about = "Load generator and echo target for the websockify-rs benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    figure: Figure,
+}
+
+#[derive(Subcommand)]
+enum Figure {
+    /// Run the echo target on PORT (0: any) and print the port.
+    Echo {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// MB/s echoed with CONNS connections sending SIZE-byte messages.
+    Throughput {
+        #[command(flatten)]
+        to: To,
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        #[arg(long, default_value_t = 64 * 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// The proxy's pid: also report its CPU seconds per GB echoed.
+        #[arg(long)]
+        pid: Option<u32>,
+    },
+    /// Round-trip time of SIZE-byte messages over one connection (p50, p99 in µs).
+    Latency {
+        #[command(flatten)]
+        to: To,
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Round trips per second with CONNS connections, one small message in flight each.
+    Messages {
+        #[command(flatten)]
+        to: To,
+        #[arg(long, default_value_t = 50)]
+        conns: usize,
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Connections per second: open, handshake, one echo, close; CONCURRENCY at a time.
+    Connections {
+        #[command(flatten)]
+        to: To,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// RSS per idle session of process PID with SESSIONS sessions open.
+    Idle {
+        #[command(flatten)]
+        to: To,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+    },
+}
+
+/// Where to measure.
+#[derive(Args, Clone)]
+struct To {
+    /// A WebSocket proxy: ws://HOST:PORT/
+    #[arg(long, conflicts_with = "tcp")]
+    url: Option<String>,
+    /// Raw TCP instead: the echo target (direct) or a TCP relay.
+    #[arg(long)]
+    tcp: Option<String>,
+    /// Speak the base64 subprotocol (text frames) instead of binary.
+    #[arg(long)]
+    base64: bool,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// A name for the output.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// One client connection of either kind.
+enum Conn {
+    Ws { ws: Box<Ws>, base64: bool },
+    Tcp(TcpStream),
+}
+
+impl Conn {
+    async fn open(to: &To) -> anyhow::Result<Conn> {
+        match (&to.url, &to.tcp) {
+            (Some(url), _) => {
+                let mut request = url.as_str().into_client_request()?;
+                let protocol = if to.base64 { "base64" } else { "binary" };
+                request
+                    .headers_mut()
+                    .insert("Sec-WebSocket-Protocol", protocol.parse()?);
+                let (ws, _) = tokio_tungstenite::connect_async(request)
+                    .await
+                    .with_context(|| format!("connecting {url}"))?;
+                if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
+                    s.set_nodelay(true)?;
+                }
+                Ok(Conn::Ws {
+                    ws: Box::new(ws),
+                    base64: to.base64,
+                })
+            }
+            (None, Some(addr)) => {
+                let s = TcpStream::connect(addr)
+                    .await
+                    .with_context(|| format!("connecting {addr}"))?;
+                s.set_nodelay(true)?;
+                Ok(Conn::Tcp(s))
+            }
+            (None, None) => bail!("give --url or --tcp"),
+        }
+    }
+
+    async fn send(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        match self {
+            Conn::Ws { ws, base64: false } => {
+                ws.send(Message::Binary(data.to_vec().into())).await?
+            }
+            Conn::Ws { ws, base64: true } => {
+                let text = base64::engine::general_purpose::STANDARD.encode(data);
+                ws.send(Message::Text(text.into())).await?
+            }
+            Conn::Tcp(s) => s.write_all(data).await?,
+        }
+        Ok(())
+    }
+
+    /// Reads until `n` bytes have come back; returns how many arrived (at least `n`).
+    async fn recv(&mut self, n: usize, buf: &mut [u8]) -> anyhow::Result<usize> {
+        let mut got = 0;
+        while got < n {
+            got += match self {
+                Conn::Ws { ws, .. } => match ws.next().await {
+                    Some(Ok(Message::Binary(b))) => b.len(),
+                    Some(Ok(Message::Text(t))) => base64::engine::general_purpose::STANDARD
+                        .decode(t.as_str())
+                        .context("base64 reply")?
+                        .len(),
+                    Some(Ok(Message::Close(c))) => bail!("closed by the proxy: {c:?}"),
+                    Some(Ok(_)) => 0,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => bail!("connection ended"),
+                },
+                Conn::Tcp(s) => match s.read(buf).await? {
+                    0 => bail!("connection ended"),
+                    k => k,
+                },
+            };
+        }
+        Ok(got)
+    }
+
+    async fn close(self) {
+        match self {
+            Conn::Ws { mut ws, .. } => {
+                let _ = ws.as_mut().close(None).await;
+                while let Some(Ok(_)) = ws.next().await {}
+            }
+            Conn::Tcp(mut s) => {
+                let _ = s.shutdown().await;
+            }
+        }
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn print(figure: &str, to: &To, fields: serde_json::Value) {
+    let mut object = serde_json::json!({
+        "figure": figure,
+        "label": to.label,
+        "base64": to.base64,
+    });
+    if let (Some(o), Some(f)) = (object.as_object_mut(), fields.as_object()) {
+        o.extend(f.clone());
+    }
+    println!("{object}");
+}
+
+/// utime + stime of `pid` and of its reaped children (socat forks one per connection), in
+/// seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..15)
+        .context("short /proc/PID/stat")?
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    Ok(ticks / 100.0)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")
+}
+
+async fn echo(port: u16) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("{}", listener.local_addr()?.port());
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+    }
+}
+
+/// One run: CONNS connections, each with a writer sending continuously and a reader
+/// counting echoes at the same time (a sequential send/receive of 16 MiB would deadlock with
+/// every buffer on the way full). Returns the bytes echoed before the deadline.
+async fn throughput_once(to: &To, conns: usize, size: usize, seconds: f64) -> anyhow::Result<u64> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let conn = Conn::open(to).await?;
+        tasks.push(tokio::spawn(async move {
+            let data = vec![0x5au8; size];
+            let counted = AtomicU64::new(0);
+            match conn {
+                Conn::Ws { ws, base64 } => {
+                    let (mut sink, mut stream) = ws.split();
+                    let message = if base64 {
+                        Message::Text(
+                            base64::engine::general_purpose::STANDARD
+                                .encode(&data)
+                                .into(),
+                        )
+                    } else {
+                        Message::Binary(data.clone().into())
+                    };
+                    let writer = async {
+                        while tokio::time::Instant::now() < deadline {
+                            if sink.send(message.clone()).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let reader = async {
+                        while let Some(Ok(m)) = stream.next().await {
+                            let n = match m {
+                                Message::Binary(b) => b.len(),
+                                Message::Text(t) => t.len() / 4 * 3,
+                                _ => 0,
+                            };
+                            counted.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    };
+                    until(deadline, writer, reader).await
+                }
+                Conn::Tcp(s) => {
+                    let (mut r, mut w) = s.into_split();
+                    let writer = async {
+                        while tokio::time::Instant::now() < deadline {
+                            if w.write_all(&data).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let reader = async {
+                        let mut buf = vec![0u8; 256 * 1024];
+                        while let Ok(k) = r.read(&mut buf).await {
+                            if k == 0 {
+                                break;
+                            }
+                            counted.fetch_add(k as u64, Ordering::Relaxed);
+                        }
+                    };
+                    until(deadline, writer, reader).await
+                }
+            }
+            anyhow::Ok(counted.load(Ordering::Relaxed))
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total)
+}
+
+/// Runs `writer` and `reader` together until `deadline` (or until both end).
+async fn until(
+    deadline: tokio::time::Instant,
+    writer: impl std::future::Future<Output = ()>,
+    reader: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        () = tokio::time::sleep_until(deadline) => {}
+        _ = async { tokio::join!(writer, reader) } => {}
+    }
+}
+
+async fn run(figure: Figure) -> anyhow::Result<()> {
+    match figure {
+        Figure::Echo { port } => echo(port).await,
+        Figure::Throughput {
+            to,
+            conns,
+            size,
+            seconds,
+            pid,
+        } => {
+            let mut rates = Vec::new();
+            let mut cpu = Vec::new();
+            for _ in 0..to.repeat {
+                let cpu_before = pid.map(cpu_seconds).transpose()?;
+                let started = Instant::now();
+                let bytes = throughput_once(&to, conns, size, seconds).await?;
+                let elapsed = started.elapsed().as_secs_f64();
+                if pid.is_some() {
+                    // Forked relays (socat) are counted once they exit and are reaped.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                rates.push(bytes as f64 / elapsed / 1e6);
+                if let (Some(pid), Some(before)) = (pid, cpu_before) {
+                    let used = cpu_seconds(pid)? - before;
+                    cpu.push(used / (bytes as f64 / 1e9));
+                }
+            }
+            let cpu = (!cpu.is_empty()).then(|| median(cpu));
+            print(
+                "throughput",
+                &to,
+                serde_json::json!({"conns": conns, "size": size, "mb_per_s": median(rates),
+                                   "cpu_s_per_gb": cpu}),
+            );
+            Ok(())
+        }
+        Figure::Latency { to, size, seconds } => {
+            let mut p50s = Vec::new();
+            let mut p99s = Vec::new();
+            for _ in 0..to.repeat {
+                let mut conn = Conn::open(&to).await?;
+                let data = vec![0x33u8; size];
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut rtts = Vec::new();
+                let end = Instant::now() + Duration::from_secs_f64(seconds);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    conn.send(&data).await?;
+                    conn.recv(size, &mut buf).await?;
+                    rtts.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                conn.close().await;
+                rtts.sort_by(f64::total_cmp);
+                p50s.push(rtts[rtts.len() / 2]);
+                p99s.push(rtts[rtts.len() * 99 / 100]);
+            }
+            print(
+                "latency",
+                &to,
+                serde_json::json!({"size": size, "p50_us": median(p50s), "p99_us": median(p99s)}),
+            );
+            Ok(())
+        }
+        Figure::Messages {
+            to,
+            conns,
+            size,
+            seconds,
+        } => {
+            let mut rates = Vec::new();
+            for _ in 0..to.repeat {
+                let end = Instant::now() + Duration::from_secs_f64(seconds);
+                let mut tasks = Vec::new();
+                for _ in 0..conns {
+                    let mut conn = Conn::open(&to).await?;
+                    tasks.push(tokio::spawn(async move {
+                        let data = vec![0x44u8; size];
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            conn.send(&data).await?;
+                            conn.recv(size, &mut buf).await?;
+                            n += 1;
+                        }
+                        conn.close().await;
+                        anyhow::Ok(n)
+                    }));
+                }
+                let mut total = 0;
+                for t in tasks {
+                    total += t.await??;
+                }
+                rates.push(total as f64 / seconds);
+            }
+            print(
+                "messages",
+                &to,
+                serde_json::json!({"conns": conns, "size": size, "per_s": median(rates)}),
+            );
+            Ok(())
+        }
+        Figure::Connections {
+            to,
+            concurrency,
+            seconds,
+        } => {
+            let mut rates = Vec::new();
+            for _ in 0..to.repeat {
+                let end = Instant::now() + Duration::from_secs_f64(seconds);
+                let mut tasks = Vec::new();
+                for _ in 0..concurrency {
+                    let to = to.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut n = 0u64;
+                        let mut buf = vec![0u8; 1024];
+                        while Instant::now() < end {
+                            let mut conn = Conn::open(&to).await?;
+                            conn.send(b"hello").await?;
+                            conn.recv(5, &mut buf).await?;
+                            conn.close().await;
+                            n += 1;
+                        }
+                        anyhow::Ok(n)
+                    }));
+                }
+                let mut total = 0;
+                for t in tasks {
+                    total += t.await??;
+                }
+                rates.push(total as f64 / seconds);
+            }
+            print(
+                "connections",
+                &to,
+                serde_json::json!({"concurrency": concurrency, "per_s": median(rates)}),
+            );
+            Ok(())
+        }
+        Figure::Idle { to, pid, sessions } => {
+            let before = rss_kib(pid)?;
+            let mut open = Vec::with_capacity(sessions);
+            for _ in 0..sessions {
+                open.push(Conn::open(&to).await?);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let after = rss_kib(pid)?;
+            let per = (after.saturating_sub(before)) as f64 / sessions as f64;
+            print(
+                "idle",
+                &to,
+                serde_json::json!({"sessions": sessions, "rss_before_kib": before,
+                                   "rss_after_kib": after, "kib_per_session": per}),
+            );
+            drop(open);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Thousands of sessions need thousands of descriptors.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli.figure))
+}
