@@ -274,16 +274,8 @@ impl Handler {
                 (refusal, HandshakeFailure::PluginFailed)
             }
         };
-        m.handshake_failed(reason, Some(refusal.status));
-        tracing::Span::current().record("status", refusal.status.as_u16());
-        tracing::info!(
-            id = self.id,
-            client = %self.client,
-            status = refusal.status.as_u16(),
-            "authentication refused: {}",
-            refusal.reason
-        );
-        answer_and_close(stream, &refusal.response()).await;
+        self.refuse(stream, &refusal, reason, "authentication")
+            .await;
         false
     }
 
@@ -347,17 +339,29 @@ impl Handler {
                 )
             }
         };
-        m.handshake_failed(reason, Some(refusal.status));
+        self.refuse(stream, &refusal, reason, "token lookup").await;
+        None
+    }
+
+    /// Answers a refused upgrade (auth or token lookup): counted, on the span, one log line,
+    /// the plugin's status, reason and headers to the client.
+    async fn refuse(
+        &self,
+        stream: &mut ClientStream,
+        refusal: &plugin::Refusal,
+        reason: HandshakeFailure,
+        what: &str,
+    ) {
+        metrics::get().handshake_failed(reason, Some(refusal.status));
         tracing::Span::current().record("status", refusal.status.as_u16());
         tracing::info!(
             id = self.id,
             client = %self.client,
             status = refusal.status.as_u16(),
-            "token lookup refused: {}",
+            "{what} refused: {}",
             refusal.reason
         );
         answer_and_close(stream, &refusal.response()).await;
-        None
     }
 
     /// Sniffs the first bytes and sets up TLS when the client speaks it; answers Flash policy
