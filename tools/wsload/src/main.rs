@@ -324,6 +324,11 @@ async fn throughput_once(to: &To, conns: usize, size: usize, seconds: f64) -> an
             anyhow::Ok(counted.load(Ordering::Relaxed))
         }));
     }
+    sum(tasks).await
+}
+
+/// The sum of what the tasks counted; the first error ends the figure.
+async fn sum(tasks: Vec<tokio::task::JoinHandle<anyhow::Result<u64>>>) -> anyhow::Result<u64> {
     let mut total = 0;
     for t in tasks {
         total += t.await??;
@@ -431,11 +436,7 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
                         anyhow::Ok(n)
                     }));
                 }
-                let mut total = 0;
-                for t in tasks {
-                    total += t.await??;
-                }
-                rates.push(total as f64 / seconds);
+                rates.push(sum(tasks).await? as f64 / seconds);
             }
             print(
                 "messages",
@@ -468,11 +469,7 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
                         anyhow::Ok(n)
                     }));
                 }
-                let mut total = 0;
-                for t in tasks {
-                    total += t.await??;
-                }
-                rates.push(total as f64 / seconds);
+                rates.push(sum(tasks).await? as f64 / seconds);
             }
             print(
                 "connections",
