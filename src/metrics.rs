@@ -337,10 +337,15 @@ impl Metrics {
         out
     }
 
+    /// A whole message (or the last piece of one) relayed.
     pub fn relayed(&self, direction: Direction, bytes: usize) {
-        let i = direction as usize;
-        self.relayed_bytes[i].inc_by(bytes as u64);
-        self.relayed_messages[i].inc();
+        self.relayed_bytes(direction, bytes);
+        self.relayed_messages[direction as usize].inc();
+    }
+
+    /// A piece of a message that continues.
+    pub fn relayed_bytes(&self, direction: Direction, bytes: usize) {
+        self.relayed_bytes[direction as usize].inc_by(bytes as u64);
     }
 
     pub fn session_started(&self, protocol: &str) {

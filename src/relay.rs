@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::metrics::Direction;
 use crate::record::Recorder;
@@ -210,28 +210,32 @@ async fn upstream<R: ClientRx>(
 ) -> Upstream {
     let metrics = crate::metrics::get();
     loop {
-        match rx.recv().await {
-            Ok(Inbound::Data(data)) => {
-                last_activity.store(elapsed_ms(started), Ordering::Relaxed);
-                if log_traffic {
-                    tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
-                }
-                if let Some(record) = record {
-                    record.from_client(&data);
-                }
-                if let Err(e) = target.write_all(&data).await {
-                    return Upstream::TargetWrite(e);
-                }
-                traffic
-                    .from_client
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-                metrics.relayed(Direction::FromClient, data.len());
-            }
+        let (data, message_ends) = match rx.recv().await {
+            Ok(Inbound::Data(data)) => (data, true),
+            Ok(Inbound::Part(data)) => (data, false),
             Ok(Inbound::Close(close)) => {
                 let _ = target.shutdown().await;
                 return Upstream::Close(close);
             }
             Err(e) => return Upstream::Error(e),
+        };
+        last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+        if log_traffic {
+            tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
+        }
+        if let Some(record) = record {
+            record.from_client(&data);
+        }
+        if let Err(e) = target.write_all(&data).await {
+            return Upstream::TargetWrite(e);
+        }
+        traffic
+            .from_client
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if message_ends {
+            metrics.relayed(Direction::FromClient, data.len());
+        } else {
+            metrics.relayed_bytes(Direction::FromClient, data.len());
         }
     }
 }
@@ -247,15 +251,15 @@ async fn downstream<T: ClientTx>(
     shutdown: &mut Shutdown,
 ) -> Downstream {
     let metrics = crate::metrics::get();
-    let mut buf = BytesMut::with_capacity(TARGET_READ_SIZE);
+    // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
+    let mut buf = BytesMut::new();
     loop {
-        buf.reserve(TARGET_READ_SIZE);
         let idle_deadline = options.heartbeat.map(|every| {
             let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
             tokio::time::Instant::from_std(started + last + every)
         });
         let read = tokio::select! {
-            read = target.read_buf(&mut buf) => read,
+            read = target.read_lazily(&mut buf, TARGET_READ_SIZE) => read,
             _ = sleep_until(idle_deadline) => {
                 last_activity.store(elapsed_ms(started), Ordering::Relaxed);
                 if let Err(e) = tx.ping().await {

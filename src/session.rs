@@ -50,8 +50,11 @@ impl fmt::Display for Close {
 /// What the client sent, as the relay needs it.
 #[derive(Debug)]
 pub enum Inbound {
-    /// One whole message's payload, decoded (a `base64` session's text already decoded).
+    /// A message's payload, or its last piece, decoded (a `base64` session's text already
+    /// decoded).
     Data(Bytes),
+    /// A piece of a message too large to hold at once; more of it follows.
+    Part(Bytes),
     /// The client began the closing handshake, with its close frame if it had a body; the
     /// answer is [`ClientTx::finish`].
     Close(Option<Close>),

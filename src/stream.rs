@@ -5,9 +5,11 @@
 //! A [`ClientStream`] also replays the bytes the sniffer read to decide what the client speaks,
 //! so that the protocol chosen (TLS, HTTP) reads them as if nothing had been taken.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
@@ -199,6 +201,137 @@ impl TargetStream {
                 let (r, w) = tokio::io::split(s);
                 (TargetReader::Tls(r), TargetWriter::Tls(w))
             }
+        }
+    }
+}
+
+io_enum! {
+    /// The reading half of a [`ClientStream`], owned by the target-bound direction.
+    #[derive(Debug)]
+    pub enum ClientReader: read {
+        Tcp(tcp::OwnedReadHalf),
+        Unix(unix::OwnedReadHalf),
+        Tls(ReadHalf<Box<tokio_rustls::server::TlsStream<ClientStream>>>),
+    }
+}
+
+io_enum! {
+    /// The writing half of a [`ClientStream`], owned by the client-bound direction.
+    #[derive(Debug)]
+    pub enum ClientWriter: write {
+        Tcp(tcp::OwnedWriteHalf),
+        Unix(unix::OwnedWriteHalf),
+        Tls(WriteHalf<Box<tokio_rustls::server::TlsStream<ClientStream>>>),
+    }
+}
+
+impl ClientStream {
+    /// Splits into halves, with the bytes still to be replayed (the caller reads them first).
+    pub fn into_split(self) -> (Bytes, ClientReader, ClientWriter) {
+        let (r, w) = match self.io {
+            ClientIo::Tcp(s) => {
+                let (r, w) = s.into_split();
+                (ClientReader::Tcp(r), ClientWriter::Tcp(w))
+            }
+            ClientIo::Unix(s) => {
+                let (r, w) = s.into_split();
+                (ClientReader::Unix(r), ClientWriter::Unix(w))
+            }
+            ClientIo::Tls(s) => {
+                let (r, w) = tokio::io::split(s);
+                (ClientReader::Tls(r), ClientWriter::Tls(w))
+            }
+        };
+        (self.replay, r, w)
+    }
+}
+
+/// How long a direction waits for data while holding its read buffer; after that the buffer
+/// is given back and the next read borrows a new one, so an idle session holds none.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
+
+/// A socket half that can say when it is readable and read without waiting, so that a read
+/// buffer is only needed once data is there.
+trait ReadyRead {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
+}
+
+macro_rules! ready_read {
+    ($($ty:ty),+) => {$(
+        impl ReadyRead for $ty {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$ty>::readable(self)
+            }
+            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+                <$ty>::try_read_buf(self, buf)
+            }
+        }
+    )+};
+}
+
+ready_read!(tcp::OwnedReadHalf, unix::OwnedReadHalf);
+
+/// Reads what is there into `buf` (at least `chunk` bytes of room), waiting for readiness
+/// without a buffer: the room is reserved when the socket is readable, and given back when
+/// nothing came for [`IDLE_RELEASE`] and `buf` holds nothing unconsumed.
+async fn read_when_ready<R: ReadyRead>(
+    r: &R,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> io::Result<usize> {
+    loop {
+        if buf.capacity() > 0 || !buf.is_empty() {
+            buf.reserve(chunk);
+            match r.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            if buf.is_empty() {
+                if tokio::time::timeout(IDLE_RELEASE, r.readable())
+                    .await
+                    .is_ok()
+                {
+                    continue;
+                }
+                *buf = BytesMut::new();
+            }
+        }
+        r.readable().await?;
+        buf.reserve(chunk);
+    }
+}
+
+/// Reads into `buf` (at least `chunk` bytes of room) for a half that cannot wait without a
+/// buffer (TLS keeps its own).
+async fn read_buffered<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    chunk: usize,
+) -> io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    buf.reserve(chunk);
+    r.read_buf(buf).await
+}
+
+impl ClientReader {
+    /// Reads what the client sent into `buf`; see [`IDLE_RELEASE`].
+    pub async fn read_lazily(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        match self {
+            ClientReader::Tcp(r) => read_when_ready(r, buf, chunk).await,
+            ClientReader::Unix(r) => read_when_ready(r, buf, chunk).await,
+            ClientReader::Tls(r) => read_buffered(r, buf, chunk).await,
+        }
+    }
+}
+
+impl TargetReader {
+    /// Reads what the target sent into `buf`; see [`IDLE_RELEASE`].
+    pub async fn read_lazily(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        match self {
+            TargetReader::Tcp(r) => read_when_ready(r, buf, chunk).await,
+            TargetReader::Unix(r) => read_when_ready(r, buf, chunk).await,
+            TargetReader::Tls(r) => read_buffered(r, buf, chunk).await,
         }
     }
 }

@@ -574,3 +574,108 @@ async fn record_writes_one_file_per_session_and_never_stops_one() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn every_protocol_violation_gets_its_close_code() {
+    let proxy = echo_proxy().await;
+    // (what the client sends, as (fin, opcode, payload, masked) frames, the close code)
+    let cases: &[(&str, &[(bool, u8, &[u8])], u16)] = &[
+        ("continuation without a message", &[(true, 0, b"x")], 1002),
+        (
+            "new message inside a fragmented one",
+            &[(false, 2, b"a"), (true, 2, b"b")],
+            1002,
+        ),
+        ("reserved opcode", &[(true, 3, b"x")], 1002),
+        ("reserved bits", &[(true, 0x42, b"x")], 1002),
+        ("fragmented ping", &[(false, 9, b"")], 1002),
+        ("ping of 126 bytes", &[(true, 9, &[0u8; 126])], 1002),
+        ("close of one byte", &[(true, 8, b"\x03")], 1002),
+        ("close code 1005", &[(true, 8, b"\x03\xed")], 1002),
+        ("close code 2999", &[(true, 8, b"\x0b\xb7")], 1002),
+        (
+            "close reason not UTF-8",
+            &[(true, 8, b"\x03\xe8\xff")],
+            1007,
+        ),
+    ];
+    for (what, frames, code) in cases {
+        let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+        for (fin, opcode, payload) in *frames {
+            raw.send_frame(*fin, *opcode, payload, true).await;
+        }
+        let close = tokio::time::timeout(Duration::from_secs(5), raw.read_close())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no close within 5 s"));
+        assert_eq!(close.0, *code, "{what}: {close:?}");
+        assert!(raw.closed_within(Duration::from_secs(5)).await, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn fragmented_base64_message_is_decoded_whole() {
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &["Sec-WebSocket-Protocol: base64"]).await;
+    // "hello world" in base64 split inside a 4-character group, a ping in between.
+    raw.send_frame(false, 1, b"aGVsbG8gd2", true).await;
+    raw.send_frame(true, 9, b"p", true).await;
+    raw.send_frame(true, 0, b"9ybGQ=", true).await;
+    let pong = raw.read_frame().await.unwrap();
+    assert_eq!((pong.opcode, &pong.payload[..]), (10, &b"p"[..]));
+    let echoed = raw.read_frame().await.unwrap();
+    assert_eq!(echoed.opcode, 1);
+    assert_eq!(echoed.payload, b"aGVsbG8gd29ybGQ=");
+}
+
+#[tokio::test]
+async fn a_frame_larger_than_a_piece_streams_through_in_order() {
+    // Written in small bursts so that the proxy passes it on in pieces as it arrives.
+    let proxy = echo_proxy().await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let data = random_bytes(3 << 20);
+    let frame = encode_frame(true, 2, &data, Some([9, 8, 7, 6]));
+    let (mut r, mut w) = raw.stream.into_split();
+    let writer = tokio::spawn(async move {
+        for chunk in frame.chunks(100_003) {
+            w.write_all(chunk).await.unwrap();
+        }
+        w
+    });
+    let mut got = Vec::new();
+    let mut raw_in = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    // Echoed as several binary messages (one per target read); their payloads in order.
+    while got.len() < data.len() {
+        let n = tokio::time::timeout(Duration::from_secs(10), r.read(&mut buf))
+            .await
+            .expect("echo stalled")
+            .unwrap();
+        assert!(n > 0, "closed early");
+        raw_in.extend_from_slice(&buf[..n]);
+        while let Some((opcode, payload, used)) = parse_server_frame(&raw_in) {
+            assert_eq!(opcode, 2);
+            got.extend_from_slice(&payload);
+            raw_in.drain(..used);
+        }
+    }
+    assert!(got == data);
+    drop(writer.await.unwrap());
+}
+
+/// An unmasked server frame at the start of `buf`: opcode, payload, bytes used.
+fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    let b1 = *buf.get(1)?;
+    let (len, start) = match b1 & 0x7f {
+        126 => (
+            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    let payload = buf.get(start..start + len)?;
+    Some((buf[0] & 0x0f, payload.to_vec(), start + len))
+}

@@ -515,7 +515,7 @@ impl Handler {
                 if tx.close(&CONNECT_FAILED).await.is_ok() {
                     // Wait briefly for the client's answer so that it sees a clean close.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                        while let Ok(Inbound::Data(_)) = rx.recv().await {}
+                        while let Ok(Inbound::Data(_) | Inbound::Part(_)) = rx.recv().await {}
                     })
                     .await;
                 }

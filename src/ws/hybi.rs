@@ -1,43 +1,45 @@
-//! HyBi framing (RFC 6455, and drafts 7/8 whose frames are the same) through tokio-tungstenite,
-//! split into the [`ClientRx`]/[`ClientTx`] halves the relay drives. The handshake was already
-//! answered by us; tungstenite takes over the socket with the bytes read past the head.
+//! HyBi framing (RFC 6455, and drafts 7/8 whose frames are the same) as the [`ClientRx`] /
+//! [`ClientTx`] pair the relay drives. The handshake was already answered by us.
 //!
-//! tungstenite answers pings and echoes a client's close frame by itself; here we map its
-//! messages and errors to the session's terms and its close codes to websockify's.
+//! This is the hot path, written for a relay rather than as a general WebSocket library (see
+//! `docs/performance.md` for the measurements that led here):
+//! - the client's bytes are read into one buffer that exists only while data flows (it is
+//!   given back after [`IDLE_RELEASE`] without traffic), each data frame's payload is unmasked
+//!   where it lies and handed to the relay as a slice of that buffer, without a copy;
+//! - a frame larger than [`PIECE`] is passed on in pieces as it arrives, so a 16 MiB message
+//!   needs no 16 MiB buffer and reaches the target while it is still being received;
+//! - a message to the client is its header on the stack and the payload as read from the
+//!   target, in one vectored write.
+//!
+//! Pings are answered and the client's close is echoed here, as the RFC requires; protocol
+//! errors map to websockify's close codes.
+//!
+//! [`IDLE_RELEASE`]: crate::stream::IDLE_RELEASE
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
 
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
 
 use super::Subprotocol;
+use super::frame::{self, FrameError, HeaderBytes, OpCode};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
-use crate::stream::ClientStream;
+use crate::stream::{ClientReader, ClientStream, ClientWriter};
 
-/// The largest message a client may send. websockify has no limit; tungstenite's default of
-/// 64 MiB bounds what one session can make us hold while staying far above any VNC update.
+/// The largest message a client may send. websockify has no limit; 64 MiB bounds what one
+/// `base64` session can make us hold (binary messages are passed on in pieces) while staying
+/// far above any VNC update.
 pub const MAX_MESSAGE_SIZE: usize = 64 << 20;
 
-/// tungstenite's read chunk. Its default (128 KiB, allocated eagerly) costs too much per idle
-/// session; 16 KiB keeps big messages fast (they are read in chunks) and idle sessions small.
-const READ_BUFFER_SIZE: usize = 16 * 1024;
+/// How much room a read from the client asks for.
+const READ_CHUNK: usize = 64 * 1024;
 
-/// Outgoing frames are buffered up to this size before a write; every send is flushed anyway,
-/// so this only bounds the copy tungstenite makes of each frame.
-const WRITE_BUFFER_SIZE: usize = 16 * 1024;
-
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(WRITE_BUFFER_SIZE)
-        .max_message_size(Some(MAX_MESSAGE_SIZE))
-        // A single frame may be as large as a whole message: some clients never fragment.
-        .max_frame_size(Some(MAX_MESSAGE_SIZE))
-}
+/// A data frame's payload is passed on whole when it is at most this large, else in pieces of
+/// about this size as they arrive.
+pub const PIECE: usize = 256 * 1024;
 
 /// Takes over an upgraded connection; `rest` holds the bytes the client sent after its head.
 pub async fn session(
@@ -45,23 +47,112 @@ pub async fn session(
     rest: BytesMut,
     protocol: Option<Subprotocol>,
 ) -> (HybiRx, HybiTx) {
-    let ws =
-        WebSocketStream::from_partially_read(stream, rest.to_vec(), Role::Server, Some(config()))
-            .await;
-    let (sink, stream) = ws.split();
+    let (replay, reader, writer) = stream.into_split();
+    let mut buf = BytesMut::new();
+    if !replay.is_empty() || !rest.is_empty() {
+        buf.extend_from_slice(&rest);
+        buf.extend_from_slice(&replay);
+    }
+    let writer = Arc::new(Mutex::new(Writer {
+        io: writer,
+        closed: false,
+        reply: None,
+    }));
     let encoding = protocol.unwrap_or(Subprotocol::Binary);
-    (HybiRx { stream, encoding }, HybiTx { sink, encoding })
+    let rx = HybiRx {
+        reader,
+        buf,
+        encoding,
+        frame: None,
+        message: None,
+        writer: writer.clone(),
+    };
+    (rx, HybiTx { writer, encoding })
+}
+
+/// The sending side, shared: the receiving half answers pings and closes through it.
+struct Writer {
+    io: ClientWriter,
+    /// Our close frame (or the echo of the client's) was sent: nothing may follow it.
+    closed: bool,
+    /// The echo owed to the client's close frame, sent by [`ClientTx::finish`].
+    reply: Option<Option<Close>>,
+}
+
+impl Writer {
+    /// One frame: header and payload in one vectored write, then a flush (which only TLS
+    /// needs).
+    async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        let header = HeaderBytes::new(opcode, payload.len());
+        let (mut head, mut body) = (header.as_slice(), payload);
+        while !head.is_empty() {
+            let n = self
+                .io
+                .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+                .await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            if n < head.len() {
+                head = &head[n..];
+            } else {
+                body = &body[n - head.len()..];
+                head = &[];
+            }
+        }
+        self.io.write_all(body).await?;
+        self.io.flush().await
+    }
+
+    async fn close(&mut self, close: Option<&Close>) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let mut payload = Vec::new();
+        if let Some(close) = close {
+            payload.extend_from_slice(&close.code.to_be_bytes());
+            payload.extend_from_slice(close.reason.as_bytes());
+            payload.truncate(frame::MAX_CONTROL_PAYLOAD);
+        }
+        self.frame(OpCode::Close, &payload).await
+    }
+}
+
+/// The data frame whose payload is being received.
+#[derive(Debug)]
+struct InFrame {
+    mask: [u8; 4],
+    /// Payload bytes not yet passed on.
+    remaining: u64,
+    /// Payload bytes already passed on (where the mask continues).
+    offset: usize,
+    /// The last frame of its message.
+    fin: bool,
+}
+
+/// The message being received, from its first frame to the one with FIN.
+#[derive(Debug, Default)]
+struct InMessage {
+    len: u64,
+    /// `base64` sessions: the text so far, decoded when the message is whole.
+    text: BytesMut,
 }
 
 /// Receiving half of a HyBi session.
 pub struct HybiRx {
-    stream: SplitStream<WebSocketStream<ClientStream>>,
+    reader: ClientReader,
+    /// Bytes read and not yet consumed: never more than a frame header and [`PIECE`] bytes.
+    buf: BytesMut,
     encoding: Subprotocol,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    writer: Arc<Mutex<Writer>>,
 }
 
 /// Sending half of a HyBi session.
 pub struct HybiTx {
-    sink: SplitSink<WebSocketStream<ClientStream>, Message>,
+    writer: Arc<Mutex<Writer>>,
     encoding: Subprotocol,
 }
 
@@ -69,112 +160,260 @@ fn protocol_error(code: u16, reason: &'static str) -> RecvError {
     RecvError::Protocol(Close::new(code, reason))
 }
 
-/// Maps tungstenite's errors to the close code websockify sends for each.
-fn recv_error(e: WsError) -> RecvError {
-    match e {
-        WsError::Protocol(ProtocolError::UnmaskedFrameFromClient) => {
-            protocol_error(close_code::PROTOCOL_ERROR, "Protocol error: unmasked frame")
+fn frame_error(e: FrameError) -> RecvError {
+    RecvError::Protocol(Close {
+        code: close_code::PROTOCOL_ERROR,
+        reason: format!("Protocol error: {e}").into(),
+    })
+}
+
+fn too_big() -> RecvError {
+    protocol_error(close_code::MESSAGE_TOO_BIG, "Message too big")
+}
+
+/// What handling a frame header came to.
+enum Step {
+    /// The buffer holds too little: read more.
+    NeedMore,
+    /// Something was consumed: look at the buffer again.
+    Again,
+    /// The relay gets this.
+    Deliver(Inbound),
+}
+
+/// What a data frame's payload (or a piece of it) amounts to for the relay.
+enum Payload {
+    /// Bytes to pass on; `last` when the message ends with them.
+    Bytes(Bytes, bool),
+    /// Nothing yet (an empty frame, or `base64` text still incomplete).
+    Nothing,
+}
+
+impl HybiRx {
+    /// Passes on the payload of the current data frame that is in the buffer, when it is the
+    /// rest of the frame or at least a [`PIECE`].
+    fn take_payload(&mut self) -> Result<Option<Payload>, RecvError> {
+        let Some(f) = &mut self.frame else {
+            return Ok(None);
+        };
+        let available = (self.buf.len() as u64).min(f.remaining) as usize;
+        if (available as u64) < f.remaining && available < PIECE {
+            return Ok(None);
         }
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-            RecvError::Gone("connection closed without a close frame".to_string())
+        let mut piece = self.buf.split_to(available);
+        frame::apply_mask(&mut piece, f.mask, f.offset);
+        f.offset += available;
+        f.remaining -= available as u64;
+        let last = f.remaining == 0 && f.fin;
+        if f.remaining == 0 {
+            self.frame = None;
         }
-        WsError::Protocol(p) => RecvError::Protocol(Close {
-            code: close_code::PROTOCOL_ERROR,
-            reason: format!("Protocol error: {p}").into(),
-        }),
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            protocol_error(close_code::MESSAGE_TOO_BIG, "Message too big")
+        let message = self.message.get_or_insert_with(InMessage::default);
+        let payload = match self.encoding {
+            Subprotocol::Binary if piece.is_empty() => Payload::Nothing,
+            Subprotocol::Binary => Payload::Bytes(piece.freeze(), last),
+            Subprotocol::Base64 => {
+                message.text.unsplit(piece);
+                if last {
+                    let decoded = base64::engine::general_purpose::STANDARD
+                        .decode(&message.text)
+                        .map_err(|_| {
+                            protocol_error(close_code::INVALID_PAYLOAD, "Invalid base64 payload")
+                        })?;
+                    Payload::Bytes(decoded.into(), true)
+                } else {
+                    Payload::Nothing
+                }
+            }
+        };
+        if last {
+            self.message = None;
         }
-        WsError::Capacity(_) => protocol_error(close_code::MESSAGE_TOO_BIG, "Frame too big"),
-        WsError::Utf8(_) => {
-            protocol_error(close_code::INVALID_PAYLOAD, "Invalid UTF-8 in text frame")
-        }
-        WsError::Io(e) => RecvError::Gone(e.to_string()),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => {
-            RecvError::Gone("connection closed".to_string())
-        }
-        other => RecvError::Protocol(Close {
-            code: close_code::INTERNAL_ERROR,
-            reason: format!("{other}").into(),
-        }),
+        Ok(Some(payload))
     }
+
+    /// Handles the next frame header in the buffer: a data frame becomes the current frame,
+    /// a whole control frame is answered.
+    async fn next_header(&mut self) -> Result<Step, RecvError> {
+        let Some(h) = frame::parse_header(&self.buf).map_err(frame_error)? else {
+            return Ok(Step::NeedMore);
+        };
+        let Some(mask) = h.mask else {
+            return Err(protocol_error(
+                close_code::PROTOCOL_ERROR,
+                "Protocol error: unmasked frame",
+            ));
+        };
+        if h.opcode.is_control() {
+            // At most 125 bytes (checked by the parser): wait for all of it.
+            let total = h.len + h.payload_len as usize;
+            if self.buf.len() < total {
+                return Ok(Step::NeedMore);
+            }
+            self.buf.advance(h.len);
+            let mut payload = self.buf.split_to(h.payload_len as usize);
+            frame::apply_mask(&mut payload, mask, 0);
+            return self.control(h.opcode, &payload).await;
+        }
+        match (h.opcode, &self.message) {
+            (OpCode::Continuation, None) => {
+                return Err(protocol_error(
+                    close_code::PROTOCOL_ERROR,
+                    "Protocol error: continuation frame without a message",
+                ));
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(protocol_error(
+                    close_code::PROTOCOL_ERROR,
+                    "Protocol error: new message inside a fragmented one",
+                ));
+            }
+            (OpCode::Text, None) if self.encoding == Subprotocol::Binary => {
+                return Err(protocol_error(
+                    close_code::UNSUPPORTED_DATA,
+                    "Unsupported: Text frames are not supported",
+                ));
+            }
+            _ => {}
+        }
+        let so_far = self.message.as_ref().map_or(0, |m| m.len);
+        let len = so_far.saturating_add(h.payload_len);
+        if len > MAX_MESSAGE_SIZE as u64 {
+            return Err(too_big());
+        }
+        self.message.get_or_insert_with(InMessage::default).len = len;
+        self.buf.advance(h.len);
+        self.frame = Some(InFrame {
+            mask,
+            remaining: h.payload_len,
+            offset: 0,
+            fin: h.fin,
+        });
+        Ok(Step::Again)
+    }
+
+    /// Answers a control frame; a close ends receiving.
+    async fn control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<Step, RecvError> {
+        match opcode {
+            OpCode::Ping => {
+                let mut writer = self.writer.lock().await;
+                if !writer.closed {
+                    writer
+                        .frame(OpCode::Pong, payload)
+                        .await
+                        .map_err(|e| RecvError::Gone(e.to_string()))?;
+                }
+                Ok(Step::Again)
+            }
+            OpCode::Close => {
+                let close = parse_close(payload)?;
+                self.writer.lock().await.reply = Some(close.clone());
+                Ok(Step::Deliver(Inbound::Close(close)))
+            }
+            // Pongs only prove liveness; data opcodes never reach here.
+            _ => Ok(Step::Again),
+        }
+    }
+}
+
+/// A close frame's body: empty, or a code websockify accepts and a UTF-8 reason.
+fn parse_close(payload: &[u8]) -> Result<Option<Close>, RecvError> {
+    let (code, reason) = match payload {
+        [] => return Ok(None),
+        [hi, lo, reason @ ..] => (u16::from_be_bytes([*hi, *lo]), reason),
+        [_] => {
+            return Err(protocol_error(
+                close_code::PROTOCOL_ERROR,
+                "Protocol error: close frame of one byte",
+            ));
+        }
+    };
+    // RFC 6455 7.4: the codes an endpoint may send.
+    let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !allowed {
+        return Err(protocol_error(
+            close_code::PROTOCOL_ERROR,
+            "Protocol error: invalid close code",
+        ));
+    }
+    let reason = std::str::from_utf8(reason).map_err(|_| {
+        protocol_error(close_code::INVALID_PAYLOAD, "Invalid UTF-8 in close reason")
+    })?;
+    Ok(Some(Close {
+        code,
+        reason: reason.to_string().into(),
+    }))
 }
 
 impl ClientRx for HybiRx {
     async fn recv(&mut self) -> Result<Inbound, RecvError> {
         loop {
-            let message = match self.stream.next().await {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(recv_error(e)),
-                None => return Err(RecvError::Gone("connection closed".to_string())),
-            };
-            return match (message, self.encoding) {
-                (Message::Binary(data), Subprotocol::Binary) => Ok(Inbound::Data(data)),
-                (Message::Text(_), Subprotocol::Binary) => Err(protocol_error(
-                    close_code::UNSUPPORTED_DATA,
-                    "Unsupported: Text frames are not supported",
-                )),
-                // websockify 0.6 decoded every data frame of a base64 session.
-                (Message::Text(text), Subprotocol::Base64) => decode_base64(text.as_bytes()),
-                (Message::Binary(data), Subprotocol::Base64) => decode_base64(&data),
-                (Message::Close(frame), _) => Ok(Inbound::Close(frame.map(|f| Close {
-                    code: f.code.into(),
-                    reason: f.reason.as_str().to_string().into(),
-                }))),
-                // Pings are answered by tungstenite; pongs only prove liveness.
-                (Message::Ping(_) | Message::Pong(_) | Message::Frame(_), _) => continue,
-            };
+            if self.frame.is_some() {
+                match self.take_payload()? {
+                    Some(Payload::Bytes(data, true)) => return Ok(Inbound::Data(data)),
+                    Some(Payload::Bytes(data, false)) => return Ok(Inbound::Part(data)),
+                    Some(Payload::Nothing) => continue,
+                    None => {}
+                }
+            } else {
+                match self.next_header().await? {
+                    Step::Deliver(inbound) => return Ok(inbound),
+                    Step::Again => continue,
+                    Step::NeedMore => {}
+                }
+            }
+            match self.reader.read_lazily(&mut self.buf, READ_CHUNK).await {
+                Ok(0) => {
+                    return Err(RecvError::Gone(
+                        "connection closed without a close frame".to_string(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(RecvError::Gone(e.to_string())),
+            }
         }
     }
 }
 
-fn decode_base64(text: &[u8]) -> Result<Inbound, RecvError> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map(|raw| Inbound::Data(raw.into()))
-        .map_err(|_| protocol_error(close_code::INVALID_PAYLOAD, "Invalid base64 payload"))
-}
-
-fn send_error(e: WsError) -> SendError {
+fn send_error(e: io::Error) -> SendError {
     SendError(e.to_string())
 }
 
 impl ClientTx for HybiTx {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
-        let message = match self.encoding {
-            Subprotocol::Binary => Message::Binary(data),
-            Subprotocol::Base64 => Message::Text(
-                base64::engine::general_purpose::STANDARD
-                    .encode(&data)
-                    .into(),
-            ),
+        let mut writer = self.writer.lock().await;
+        let result = match self.encoding {
+            Subprotocol::Binary => writer.frame(OpCode::Binary, &data).await,
+            Subprotocol::Base64 => {
+                let text = base64::engine::general_purpose::STANDARD.encode(&data);
+                writer.frame(OpCode::Text, text.as_bytes()).await
+            }
         };
-        self.sink.send(message).await.map_err(send_error)
+        result.map_err(send_error)
     }
 
     async fn ping(&mut self) -> Result<(), SendError> {
-        self.sink
-            .send(Message::Ping(Bytes::new()))
+        let mut writer = self.writer.lock().await;
+        if writer.closed {
+            return Ok(());
+        }
+        writer.frame(OpCode::Ping, &[]).await.map_err(send_error)
+    }
+
+    async fn close(&mut self, close: &Close) -> Result<(), SendError> {
+        self.writer
+            .lock()
+            .await
+            .close(Some(close))
             .await
             .map_err(send_error)
     }
 
-    async fn close(&mut self, close: &Close) -> Result<(), SendError> {
-        let frame = CloseFrame {
-            code: close.code.into(),
-            reason: close.reason.as_ref().into(),
-        };
-        match self.sink.send(Message::Close(Some(frame))).await {
-            // The client closed first in the meantime: our close is its echo.
-            Ok(()) | Err(WsError::Protocol(ProtocolError::SendAfterClosing)) => {
-                self.sink.flush().await.map_err(send_error)
-            }
-            Err(e) => Err(send_error(e)),
-        }
-    }
-
     async fn finish(&mut self) -> Result<(), SendError> {
-        // tungstenite queued the echo of the client's close frame; closing the sink sends it.
-        self.sink.close().await.map_err(send_error)
+        let mut writer = self.writer.lock().await;
+        // The echo of the client's close frame (RFC 6455 5.5.1), then our side of the stream.
+        let echo = writer.reply.take().flatten();
+        writer.close(echo.as_ref()).await.map_err(send_error)?;
+        writer.io.shutdown().await.map_err(send_error)
     }
 }

@@ -2,9 +2,11 @@
 //! the handshake per version, and the framing per version behind [`crate::session`].
 //!
 //! - `handshake`: HyBi (RFC 6455 version 13, drafts 7 and 8) request checks and the 101.
-//! - `hybi`: HyBi framing through tokio-tungstenite, as a [`crate::session`] pair.
+//! - `frame`: RFC 6455 frame headers and masking.
+//! - `hybi`: HyBi framing on the relay's hot path, as a [`crate::session`] pair.
 //! - `hixie`: Hixie-75 and Hixie-76, handshake and framing, written here.
 
+pub mod frame;
 pub mod handshake;
 pub mod hixie;
 pub mod hybi;
