@@ -578,8 +578,9 @@ async fn record_writes_one_file_per_session_and_never_stops_one() {
 #[tokio::test]
 async fn every_protocol_violation_gets_its_close_code() {
     let proxy = echo_proxy().await;
-    // (what the client sends, as (fin, opcode, payload, masked) frames, the close code)
-    let cases: &[(&str, &[(bool, u8, &[u8])], u16)] = &[
+    /// What the client sends: masked frames as (fin, opcode, payload).
+    type Frames<'a> = &'a [(bool, u8, &'a [u8])];
+    let cases: &[(&str, Frames, u16)] = &[
         ("continuation without a message", &[(true, 0, b"x")], 1002),
         (
             "new message inside a fragmented one",
@@ -631,7 +632,7 @@ async fn fragmented_base64_message_is_decoded_whole() {
 async fn a_frame_larger_than_a_piece_streams_through_in_order() {
     // Written in small bursts so that the proxy passes it on in pieces as it arrives.
     let proxy = echo_proxy().await;
-    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let (raw, _) = Raw::upgrade(proxy.port, &[]).await;
     let data = random_bytes(3 << 20);
     let frame = encode_frame(true, 2, &data, Some([9, 8, 7, 6]));
     let (mut r, mut w) = raw.stream.into_split();
