@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let serve = async {
+    let serve = async move {
         let listener =
             websockify::server::listen::Listener::bind(&config.listen, config.prefer_ipv6).await?;
         if config.daemon {
@@ -70,7 +70,14 @@ fn main() -> ExitCode {
         }
         websockify::server::serve(config, listener).await
     };
-    match runtime.block_on(serve) {
+    // On a worker thread, not the thread that waits in `block_on`: the accept loop then hands
+    // each new session to its own thread's queue instead of waking a worker for it.
+    let served = runtime.block_on(async {
+        tokio::spawn(serve)
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the server task failed: {e}")))
+    });
+    match served {
         Ok(reason) => ExitCode::from(reason.exit_code()),
         Err(e) => {
             tracing::error!("{e:#}");

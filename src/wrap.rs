@@ -183,8 +183,13 @@ impl Wrapper {
     /// Completes when the program has ended and exit mode applies; never otherwise.
     pub async fn wait_exit(&self) -> ExitStatus {
         let mut exited = self.exited.clone();
-        match exited.wait_for(Option::is_some).await {
-            Ok(status) => status.unwrap_or_default(),
+        // The watch's read guard is dropped before any other await (it is not `Send`).
+        let status = exited
+            .wait_for(Option::is_some)
+            .await
+            .map(|status| status.unwrap_or_default());
+        match status {
+            Ok(status) => status,
             Err(_) => std::future::pending().await,
         }
     }
