@@ -7,13 +7,16 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
-use tokio::net::{TcpStream, UnixStream, tcp, unix};
+use tokio::net::{TcpStream, UnixStream};
 
 /// Declares an enum of I/O types and forwards the tokio I/O traits (`read`, `write` or both)
 /// to its variants.
@@ -163,142 +166,138 @@ io_enum! {
     }
 }
 
-io_enum! {
-    /// The reading half of a [`TargetStream`], owned by the client-bound direction of the relay.
-    #[derive(Debug)]
-    pub enum TargetReader: read {
-        Tcp(tcp::OwnedReadHalf),
-        Unix(unix::OwnedReadHalf),
-        Tls(ReadHalf<Box<TargetTls>>),
-    }
+/// One socket shared by the two directions of the relay: each direction owns a `Half` and
+/// uses it only for reading or only for writing, so neither needs a lock.
+///
+/// Unlike tokio's own split halves, a `Half` can tell the reactor that a read found the
+/// socket drained (see [`Socket::try_read_drain`]), which saves a failing read per message.
+#[derive(Debug)]
+pub struct Half<S>(Arc<S>);
+
+/// The socket operations a [`Half`] needs, for TCP and unix sockets alike.
+pub trait Socket: AsFd + Send + Sync {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Reads what is there into `buf`'s room. A read that leaves room has drained the
+    /// socket, so it also clears the read readiness the reactor reported, as a read that
+    /// would block does: the next read waits instead of failing first.
+    fn try_read_drain(&self, buf: &mut BytesMut) -> io::Result<usize>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
 }
 
-io_enum! {
-    /// The writing half of a [`TargetStream`], owned by the target-bound direction of the relay.
-    #[derive(Debug)]
-    pub enum TargetWriter: write {
-        Tcp(tcp::OwnedWriteHalf),
-        Unix(unix::OwnedWriteHalf),
-        Tls(WriteHalf<Box<TargetTls>>),
-    }
-}
-
-impl TargetStream {
-    /// Splits into halves that the two directions of the relay own without a lock.
-    pub fn into_split(self) -> (TargetReader, TargetWriter) {
-        match self {
-            TargetStream::Tcp(s) => {
-                let (r, w) = s.into_split();
-                (TargetReader::Tcp(r), TargetWriter::Tcp(w))
+macro_rules! socket {
+    ($($ty:ty),+) => {$(
+        impl Socket for $ty {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$ty>::readable(self)
             }
-            TargetStream::Unix(s) => {
-                let (r, w) = s.into_split();
-                (TargetReader::Unix(r), TargetWriter::Unix(w))
+            fn try_read_drain(&self, buf: &mut BytesMut) -> io::Result<usize> {
+                let room = buf.capacity() - buf.len();
+                let mut read = 0;
+                // `try_io` clears the readiness when the closure reports WouldBlock, and only
+                // if no new readiness arrived since it was called (the socket is
+                // edge-triggered: bytes that come after the read are reported anew).
+                let result = self.try_io(Interest::READABLE, || {
+                    read = <$ty>::try_read_buf(self, buf)?;
+                    if read > 0 && read < room {
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(read)
+                });
+                match result {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+                    other => other,
+                }
             }
-            // A TLS session's state is shared by both directions, so its halves take turns
-            // (tokio's split holds a lock only for the duration of each poll).
-            TargetStream::Tls(s) => {
-                let (r, w) = tokio::io::split(s);
-                (TargetReader::Tls(r), TargetWriter::Tls(w))
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$ty>::poll_write_ready(self, cx)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$ty>::try_write(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                <$ty>::try_write_vectored(self, bufs)
             }
         }
-    }
+    )+};
 }
 
-io_enum! {
-    /// The reading half of a [`ClientStream`], owned by the target-bound direction.
-    #[derive(Debug)]
-    pub enum ClientReader: read {
-        Tcp(tcp::OwnedReadHalf),
-        Unix(unix::OwnedReadHalf),
-        Tls(ReadHalf<Box<tokio_rustls::server::TlsStream<ClientStream>>>),
-    }
-}
+socket!(TcpStream, UnixStream);
 
-io_enum! {
-    /// The writing half of a [`ClientStream`], owned by the client-bound direction.
-    #[derive(Debug)]
-    pub enum ClientWriter: write {
-        Tcp(tcp::OwnedWriteHalf),
-        Unix(unix::OwnedWriteHalf),
-        Tls(WriteHalf<Box<tokio_rustls::server::TlsStream<ClientStream>>>),
-    }
-}
-
-impl ClientStream {
-    /// Splits into halves, with the bytes still to be replayed (the caller reads them first).
-    pub fn into_split(self) -> (Bytes, ClientReader, ClientWriter) {
-        let (r, w) = match self.io {
-            ClientIo::Tcp(s) => {
-                let (r, w) = s.into_split();
-                (ClientReader::Tcp(r), ClientWriter::Tcp(w))
-            }
-            ClientIo::Unix(s) => {
-                let (r, w) = s.into_split();
-                (ClientReader::Unix(r), ClientWriter::Unix(w))
-            }
-            ClientIo::Tls(s) => {
-                let (r, w) = tokio::io::split(s);
-                (ClientReader::Tls(r), ClientWriter::Tls(w))
-            }
-        };
-        (self.replay, r, w)
-    }
+/// Splits a socket into a reading and a writing [`Half`].
+fn halves<S: Socket>(socket: S) -> (Half<S>, Half<S>) {
+    let socket = Arc::new(socket);
+    (Half(socket.clone()), Half(socket))
 }
 
 /// How long a direction waits for data while holding its read buffer; after that the buffer
 /// is given back and the next read borrows a new one, so an idle session holds none.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
-/// A socket half that can say when it is readable and read without waiting, so that a read
-/// buffer is only needed once data is there.
-trait ReadyRead {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize>;
-}
-
-macro_rules! ready_read {
-    ($($ty:ty),+) => {$(
-        impl ReadyRead for $ty {
-            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$ty>::readable(self)
-            }
-            fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-                <$ty>::try_read_buf(self, buf)
-            }
-        }
-    )+};
-}
-
-ready_read!(tcp::OwnedReadHalf, unix::OwnedReadHalf);
-
-/// Reads what is there into `buf` (at least `chunk` bytes of room), waiting for readiness
-/// without a buffer: the room is reserved when the socket is readable, and given back when
-/// nothing came for [`IDLE_RELEASE`] and `buf` holds nothing unconsumed.
-async fn read_when_ready<R: ReadyRead>(
-    r: &R,
-    buf: &mut BytesMut,
-    chunk: usize,
-) -> io::Result<usize> {
-    loop {
-        if buf.capacity() > 0 || !buf.is_empty() {
-            buf.reserve(chunk);
-            match r.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                done => return done,
-            }
-            if buf.is_empty() {
-                if tokio::time::timeout(IDLE_RELEASE, r.readable())
-                    .await
-                    .is_ok()
-                {
-                    continue;
+impl<S: Socket> Half<S> {
+    /// Reads what is there into `buf` (with at least `chunk` bytes of room), waiting for
+    /// readiness without a buffer: room is reserved once the socket is readable, and given
+    /// back when nothing came for [`IDLE_RELEASE`] and `buf` holds nothing unconsumed.
+    async fn read_when_ready(&self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        loop {
+            if buf.capacity() > 0 || !buf.is_empty() {
+                buf.reserve(chunk);
+                match self.0.try_read_drain(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    done => return done,
                 }
-                *buf = BytesMut::new();
+                if buf.is_empty() {
+                    if tokio::time::timeout(IDLE_RELEASE, self.0.readable())
+                        .await
+                        .is_ok()
+                    {
+                        continue;
+                    }
+                    *buf = BytesMut::new();
+                }
+            }
+            self.0.readable().await?;
+            buf.reserve(chunk);
+        }
+    }
+}
+
+impl<S: Socket> AsyncWrite for Half<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
             }
         }
-        r.readable().await?;
-        buf.reserve(chunk);
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -314,23 +313,104 @@ async fn read_buffered<R: AsyncRead + Unpin>(
     r.read_buf(buf).await
 }
 
+type ServerTls = Box<tokio_rustls::server::TlsStream<ClientStream>>;
+
+/// The reading half of a [`ClientStream`], owned by the target-bound direction.
+#[derive(Debug)]
+pub enum ClientReader {
+    Tcp(Half<TcpStream>),
+    Unix(Half<UnixStream>),
+    Tls(ReadHalf<ServerTls>),
+}
+
+io_enum! {
+    /// The writing half of a [`ClientStream`], owned by the client-bound direction.
+    #[derive(Debug)]
+    pub enum ClientWriter: write {
+        Tcp(Half<TcpStream>),
+        Unix(Half<UnixStream>),
+        Tls(WriteHalf<ServerTls>),
+    }
+}
+
+impl ClientStream {
+    /// Splits into halves, with the bytes still to be replayed (the caller reads them first).
+    pub fn into_split(self) -> (Bytes, ClientReader, ClientWriter) {
+        let (r, w) = match self.io {
+            ClientIo::Tcp(s) => {
+                let (r, w) = halves(s);
+                (ClientReader::Tcp(r), ClientWriter::Tcp(w))
+            }
+            ClientIo::Unix(s) => {
+                let (r, w) = halves(s);
+                (ClientReader::Unix(r), ClientWriter::Unix(w))
+            }
+            ClientIo::Tls(s) => {
+                let (r, w) = tokio::io::split(s);
+                (ClientReader::Tls(r), ClientWriter::Tls(w))
+            }
+        };
+        (self.replay, r, w)
+    }
+}
+
 impl ClientReader {
-    /// Reads what the client sent into `buf`; see [`IDLE_RELEASE`].
+    /// Reads what the client sent into `buf`; see [`Half::read_when_ready`].
     pub async fn read_lazily(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
-            ClientReader::Tcp(r) => read_when_ready(r, buf, chunk).await,
-            ClientReader::Unix(r) => read_when_ready(r, buf, chunk).await,
+            ClientReader::Tcp(r) => r.read_when_ready(buf, chunk).await,
+            ClientReader::Unix(r) => r.read_when_ready(buf, chunk).await,
             ClientReader::Tls(r) => read_buffered(r, buf, chunk).await,
         }
     }
 }
 
+/// The reading half of a [`TargetStream`], owned by the client-bound direction of the relay.
+#[derive(Debug)]
+pub enum TargetReader {
+    Tcp(Half<TcpStream>),
+    Unix(Half<UnixStream>),
+    Tls(ReadHalf<Box<TargetTls>>),
+}
+
+io_enum! {
+    /// The writing half of a [`TargetStream`], owned by the target-bound direction of the relay.
+    #[derive(Debug)]
+    pub enum TargetWriter: write {
+        Tcp(Half<TcpStream>),
+        Unix(Half<UnixStream>),
+        Tls(WriteHalf<Box<TargetTls>>),
+    }
+}
+
+impl TargetStream {
+    /// Splits into halves that the two directions of the relay own without a lock.
+    pub fn into_split(self) -> (TargetReader, TargetWriter) {
+        match self {
+            TargetStream::Tcp(s) => {
+                let (r, w) = halves(s);
+                (TargetReader::Tcp(r), TargetWriter::Tcp(w))
+            }
+            TargetStream::Unix(s) => {
+                let (r, w) = halves(s);
+                (TargetReader::Unix(r), TargetWriter::Unix(w))
+            }
+            // A TLS session's state is shared by both directions, so its halves take turns
+            // (tokio's split holds a lock only for the duration of each poll).
+            TargetStream::Tls(s) => {
+                let (r, w) = tokio::io::split(s);
+                (TargetReader::Tls(r), TargetWriter::Tls(w))
+            }
+        }
+    }
+}
+
 impl TargetReader {
-    /// Reads what the target sent into `buf`; see [`IDLE_RELEASE`].
+    /// Reads what the target sent into `buf`; see [`Half::read_when_ready`].
     pub async fn read_lazily(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
-            TargetReader::Tcp(r) => read_when_ready(r, buf, chunk).await,
-            TargetReader::Unix(r) => read_when_ready(r, buf, chunk).await,
+            TargetReader::Tcp(r) => r.read_when_ready(buf, chunk).await,
+            TargetReader::Unix(r) => r.read_when_ready(buf, chunk).await,
             TargetReader::Tls(r) => read_buffered(r, buf, chunk).await,
         }
     }

@@ -154,7 +154,8 @@ pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S)
         return;
     }
     let _ = tokio::time::timeout(LINGER, async {
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit inside every session's future, used or not.
+        let mut sink = vec![0u8; 4096];
         let mut budget = 64 * 1024;
         while budget > 0 {
             match stream.read(&mut sink).await {

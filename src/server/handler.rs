@@ -93,17 +93,22 @@ impl Handler {
         self.handle(stream).instrument(span).await
     }
 
+    /// Every phase that is not the relay is awaited boxed: a future is as large as its largest
+    /// state, and this one lives as long as the session, so inline phases (TLS, plugins,
+    /// static files) would make every idle session pay for them.
     async fn handle(self, stream: ClientStream) {
         let _connection = self.tracker.connection();
         let began = Instant::now();
         let m = metrics::get();
-        let Some((mut stream, facts)) = self.establish(stream).await else {
+        let Some((mut stream, facts)) = Box::pin(self.establish(stream)).await else {
             return;
         };
         tracing::Span::current().record("tls", facts.secure);
-        let read = read_head(&mut stream)
-            .instrument(tracing::info_span!(target: SPAN_TARGET, "handshake"))
-            .await;
+        let read = Box::pin(
+            read_head(&mut stream)
+                .instrument(tracing::info_span!(target: SPAN_TARGET, "handshake")),
+        )
+        .await;
         let head = match read {
             Ok(head) => head,
             Err(e) => {
@@ -131,10 +136,12 @@ impl Handler {
             Decision::Http => match &self.web {
                 Some(web) => {
                     let guarded = self.config.auth.as_ref().is_some_and(|a| a.web);
-                    if guarded && !self.authorize(&head.request, &facts, &mut stream).await {
+                    if guarded
+                        && !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await
+                    {
                         return;
                     }
-                    match web.serve(&head.request, &mut stream).await {
+                    match Box::pin(web.serve(&head.request, &mut stream)).await {
                         Ok(status) => {
                             m.web_request(status);
                             tracing::Span::current().record("status", status.as_u16());
@@ -183,10 +190,12 @@ impl Handler {
             }
             Decision::Hybi(hs) => {
                 use tokio::io::AsyncWriteExt;
-                if !self.authorize(&head.request, &facts, &mut stream).await {
+                if !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await {
                     return;
                 }
-                let Some(target) = self.target_for(&head.request, &facts, &mut stream).await else {
+                let Some(target) =
+                    Box::pin(self.target_for(&head.request, &facts, &mut stream)).await
+                else {
                     return;
                 };
                 // Flushed: under TLS the answer would otherwise wait in the session's buffer
@@ -208,16 +217,19 @@ impl Handler {
                 );
                 self.started(&protocol, "hybi", began);
                 let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
-                self.serve(rx, tx, target, &path, &protocol, &facts).await;
+                Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await;
             }
             Decision::Hixie(hs) => {
-                if !self.authorize(&head.request, &facts, &mut stream).await {
+                if !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await {
                     return;
                 }
-                let Some(target) = self.target_for(&head.request, &facts, &mut stream).await else {
+                let Some(target) =
+                    Box::pin(self.target_for(&head.request, &facts, &mut stream)).await
+                else {
                     return;
                 };
-                let accepted = ws::hixie::accept(&hs, stream, head.rest, facts.secure).await;
+                let accepted =
+                    Box::pin(ws::hixie::accept(&hs, stream, head.rest, facts.secure)).await;
                 let (rx, tx) = match accepted {
                     Ok(halves) => halves,
                     Err(e) => {
@@ -229,7 +241,7 @@ impl Handler {
                 let _session = self.tracker.session();
                 let protocol = format!("{}/base64", hs.draft().name());
                 self.started(&protocol, "hixie", began);
-                self.serve(rx, tx, target, &path, &protocol, &facts).await;
+                Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await;
             }
         }
     }
