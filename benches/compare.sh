@@ -58,12 +58,25 @@ if (( ! SHORT )); then
   SKIPPED+=("wstunnel: not a WebSocket-to-TCP bridge for plain clients (its own tunnel protocol needs its own client)")
 fi
 
-# The echo target, pinned to the last core where taskset exists.
+# The load generator gets a core of its own (the last); the proxy and the echo target share
+# core 0, as a proxy and the server behind it share a host. Direct TCP then crosses the same
+# cores as every proxy does, so the ratios show what the proxy adds.
 PIN_TARGET=(); PIN_PROXY=(); PIN_LOAD=()
 if command -v taskset >/dev/null && (( $(nproc) >= 2 )); then
   LAST=$(( $(nproc) - 1 ))
-  PIN_TARGET=(taskset -c "$LAST"); PIN_PROXY=(taskset -c 0); PIN_LOAD=(taskset -c "$LAST")
+  PIN_TARGET=(taskset -c 0); PIN_PROXY=(taskset -c 0); PIN_LOAD=(taskset -c "$LAST")
 fi
+
+# Each proxied session holds two descriptors in the proxy; ours raises its soft limit to the
+# hard one, which this shell cannot raise (that needs CAP_SYS_RESOURCE).
+HARD_FDS=$(ulimit -Hn)
+if [[ "$HARD_FDS" != unlimited ]] && (( IDLE_SESSIONS > (HARD_FDS - 64) / 2 )); then
+  echo "== idle sessions capped at $(( (HARD_FDS - 64) / 2 )): the hard descriptor limit is $HARD_FDS"
+  IDLE_SESSIONS=$(( (HARD_FDS - 64) / 2 ))
+fi
+# Proxies that fork a process per connection are measured with fewer idle sessions: the
+# figure is per session, and 10,000 processes would not fit in memory.
+FORKING_IDLE_SESSIONS=$(( IDLE_SESSIONS < 500 ? IDLE_SESSIONS : 500 ))
 coproc ECHO { exec "${PIN_TARGET[@]}" "$WSLOAD" echo; }
 read -r TARGET_PORT <&"${ECHO[0]}"
 trap 'kill $ECHO_PID 2>/dev/null || true; [[ -n "${PROXY_PID:-}" ]] && kill $PROXY_PID 2>/dev/null || true' EXIT
@@ -95,7 +108,9 @@ measure() {
     load throughput "${to[@]}" --conns 1 --seconds "$SECONDS_PER" --base64
   fi
   if [[ -n "$pid" ]]; then
-    "${PIN_LOAD[@]}" "$WSLOAD" idle "${to[@]}" --pid "$pid" --sessions "$IDLE_SESSIONS" >> "$RESULTS"
+    local sessions=$IDLE_SESSIONS
+    [[ "$label" == socat || "$label" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
+    "${PIN_LOAD[@]}" "$WSLOAD" idle "${to[@]}" --pid "$pid" --sessions "$sessions" >> "$RESULTS"
   fi
 }
 
@@ -103,7 +118,7 @@ start_proxy() { # NAME PORT
   local name=$1 port=$2
   case "$name" in
     ours) "${PIN_PROXY[@]}" "$BIN/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
-    socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
+    socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,backlog=4096,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
     websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
     websocat) "${PIN_PROXY[@]}" "$OUT_DIR/bin/websocat" --binary "ws-l:127.0.0.1:$port" "tcp:127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
   esac
@@ -116,10 +131,9 @@ for name in ours "${PEERS[@]}"; do
   port=$(free_port)
   start_proxy "$name" "$port"
   if [[ "$name" == socat ]]; then
-    # socat forks per connection: no per-session RSS to read from its parent; its CPU
-    # (children included, once reaped) still counts.
-    measure socat tcp "127.0.0.1:$port"
-    load throughput --tcp "127.0.0.1:$port" --label socat-cpu --conns 1 --seconds "$SECONDS_PER" --pid "$PROXY_PID"
+    # socat forks per connection: its CPU counts its children once they are reaped, and its
+    # memory is the proportional set size of the whole process tree.
+    measure socat tcp "127.0.0.1:$port" "$PROXY_PID"
   else
     measure "$name" url "ws://127.0.0.1:$port/" "$PROXY_PID"
   fi

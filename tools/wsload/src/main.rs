@@ -4,7 +4,7 @@
 //! - `wsload <figure> --url ws://HOST:PORT/` measures through a WebSocket proxy;
 //!   `--tcp HOST:PORT` measures over raw TCP instead (the echo target itself for the
 //!   physical baseline, or socat). Figures: `throughput`, `latency`, `messages`, `connections`,
-//!   `idle` (RSS per idle session of `--pid`), and `throughput --pid` adds the proxy's CPU
+//!   `idle` (memory per idle session of `--pid` and its children), and `throughput --pid` adds the proxy's CPU
 //!   seconds per GB.
 //! - Each figure runs `--repeat` times and prints one JSON object with the median.
 //!
@@ -80,7 +80,7 @@ enum Figure {
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
     },
-    /// RSS per idle session of process PID with SESSIONS sessions open.
+    /// Memory per idle session of process PID (and its children) with SESSIONS sessions open.
     Idle {
         #[command(flatten)]
         to: To,
@@ -236,13 +236,52 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks / 100.0)
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS")
+/// Resident memory of PID and every process under it, as proportional set size: a page
+/// shared by forked processes (socat, websockify) counts once, split among them, and a
+/// single process's private memory counts as its RSS does.
+fn memory_kib(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for p in process_tree(pid)? {
+        // A child may have exited since it was listed.
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) else {
+            continue;
+        };
+        total += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    anyhow::ensure!(total > 0, "no memory figures for process {pid}");
+    Ok(total)
+}
+
+/// PID and its descendants.
+fn process_tree(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let Some(p) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The fields after the command (which may hold spaces) are: state, ppid, ...
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    Ok(tree)
 }
 
 async fn echo(port: u16) -> anyhow::Result<()> {
@@ -271,7 +310,7 @@ async fn throughput_once(to: &To, conns: usize, size: usize, seconds: f64) -> an
             let counted = AtomicU64::new(0);
             match conn {
                 Conn::Ws { ws, base64 } => {
-                    let (mut sink, mut stream) = ws.split();
+                    let (mut sink, mut stream) = (*ws).split();
                     let message = if base64 {
                         Message::Text(
                             base64::engine::general_purpose::STANDARD
@@ -479,13 +518,13 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
             Ok(())
         }
         Figure::Idle { to, pid, sessions } => {
-            let before = rss_kib(pid)?;
+            let before = memory_kib(pid)?;
             let mut open = Vec::with_capacity(sessions);
             for _ in 0..sessions {
                 open.push(Conn::open(&to).await?);
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let after = rss_kib(pid)?;
+            let after = memory_kib(pid)?;
             let per = (after.saturating_sub(before)) as f64 / sessions as f64;
             print(
                 "idle",
