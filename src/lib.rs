@@ -7,12 +7,13 @@
 //!   connection from request head to log line; `server::tracker` counts connections.
 //! - [`http`]: the request head, read with bounded size and time, and plain answers.
 //! - [`ws`]: is it an upgrade, which version; `ws::handshake` checks HyBi requests and writes
-//!   the 101; `ws::hybi` frames through tokio-tungstenite.
+//!   the 101; `ws::frame` and `ws::hybi` are RFC 6455 framing on the hot path; `ws::hixie`
+//!   the drafts.
 //! - [`session`]: the protocol-neutral client session the relay drives.
 //! - [`record`]: `--record`, each session's traffic in websockify's recording format.
 //! - [`target`]: where a session goes and how we connect there.
 //! - [`relay`]: bytes both ways with backpressure, then the right close.
-//! - [`stream`]: one type over TCP and unix sockets.
+//! - [`stream`]: one type over TCP, unix and TLS sockets, and the relay's halves of them.
 //! - [`config`]: defaults < file < environment < command line, validated into [`config::Config`].
 //! - [`cli`]: the websockify-compatible command line (clap).
 //! - [`addr`]: `[host:]port` parsing as websockify does it.

@@ -19,7 +19,6 @@
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
@@ -215,8 +214,8 @@ impl HybiRx {
             Subprotocol::Base64 => {
                 message.text.unsplit(piece);
                 if last {
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(&message.text)
+                    let decoded = base64_simd::STANDARD
+                        .decode_to_vec(&message.text)
                         .map_err(|_| {
                             protocol_error(close_code::INVALID_PAYLOAD, "Invalid base64 payload")
                         })?;
@@ -385,7 +384,7 @@ impl ClientTx for HybiTx {
         let result = match self.encoding {
             Subprotocol::Binary => writer.frame(OpCode::Binary, &data).await,
             Subprotocol::Base64 => {
-                let text = base64::engine::general_purpose::STANDARD.encode(&data);
+                let text = base64_simd::STANDARD.encode_to_string(&data);
                 writer.frame(OpCode::Text, text.as_bytes()).await
             }
         };
