@@ -214,11 +214,15 @@ impl HybiRx {
             Subprotocol::Base64 => {
                 message.text.unsplit(piece);
                 if last {
-                    let decoded = base64_simd::STANDARD
-                        .decode_to_vec(&message.text)
-                        .map_err(|_| {
-                            protocol_error(close_code::INVALID_PAYLOAD, "Invalid base64 payload")
-                        })?;
+                    let decoded =
+                        base64_simd::STANDARD
+                            .decode_to_vec(&message.text)
+                            .map_err(|_| {
+                                protocol_error(
+                                    close_code::INVALID_PAYLOAD,
+                                    "Invalid base64 payload",
+                                )
+                            })?;
                     Payload::Bytes(decoded.into(), true)
                 } else {
                     Payload::Nothing

@@ -260,7 +260,11 @@ fn memory_kib(pid: u32) -> anyhow::Result<u64> {
 fn process_tree(pid: u32) -> anyhow::Result<Vec<u32>> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc")? {
-        let Some(p) = entry?.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(p) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
@@ -278,7 +282,12 @@ fn process_tree(pid: u32) -> anyhow::Result<Vec<u32>> {
     let mut i = 0;
     while i < tree.len() {
         let parent = tree[i];
-        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
         i += 1;
     }
     Ok(tree)
