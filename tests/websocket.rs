@@ -680,3 +680,51 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let payload = buf.get(start..start + len)?;
     Some((buf[0] & 0x0f, payload.to_vec(), start + len))
 }
+
+#[tokio::test]
+async fn on_one_cpu_the_single_thread_runtime_relays_everything() {
+    // Pinned to one CPU the proxy runs tokio's current-thread scheduler (see main.rs): many
+    // concurrent sessions, a big message and the close handshake must work there too.
+    ensure_installed(&["taskset"], "util-linux");
+    let echo = echo_target().await;
+    let mut cmd = std::process::Command::new("taskset");
+    cmd.args([
+        "-c",
+        "0",
+        binary(),
+        "-v",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("WEBSOCKIFY_") {
+            cmd.env_remove(name);
+        }
+    }
+    let proxy = Proxy::start_cmd(cmd);
+    assert!(proxy.log().contains("runtime: 1 thread"), "{}", proxy.log());
+    let mut clients = Vec::new();
+    for i in 0..20u8 {
+        let url = proxy.url();
+        clients.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            let data = vec![i; 300_000];
+            ws.send(Message::Binary(data.clone().into())).await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < data.len() {
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Binary(b) => got.extend_from_slice(&b),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(got == data);
+            ws.close(None).await.unwrap();
+        }));
+    }
+    for c in clients {
+        tokio::time::timeout(Duration::from_secs(20), c)
+            .await
+            .expect("a session stalled")
+            .unwrap();
+    }
+}
