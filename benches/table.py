@@ -68,9 +68,9 @@ def figure_row(label):
     b64 = get(label, "throughput", conns=1, size=65536, base64=True)
     cells.append(fmt(b64["mb_per_s"], b64["mb_per_s"] / small["mb_per_s"]) if b64 and small else "—")
     idle = get(label, "idle")
-    cells.append(fmt(idle["kib_per_session"]) if idle else "—")
+    cells.append(f"{idle['kib_per_session']:.1f} at {idle['sessions']:,}" if idle else "—")
     cpu = get(label + "-cpu", "throughput") or get(label, "throughput", conns=1, size=65536, base64=False)
-    cells.append(fmt(cpu["cpu_s_per_gb"]) if cpu and cpu.get("cpu_s_per_gb") is not None else "—")
+    cells.append(f"{cpu['cpu_s_per_gb']:.2f}" if cpu and cpu.get("cpu_s_per_gb") is not None else "—")
     return cells
 
 
@@ -89,7 +89,8 @@ out.append(f"{'Smoke run (tiny durations, debug build, not a measurement)' if sh
            f"Linux {platform.release()}: `{command}`\n")
 out.append(f"Ratios are to direct TCP in the same run (for the 16 MiB and base64 columns: to the same "
            f"proxy's 64 KiB binary throughput). Throughput in MB/s echoed, latency in µs, idle in KiB "
-           f"RSS per session, CPU in proxy seconds per GB echoed.\n")
+           f"per session at that many sessions (PSS of the proxy's process tree), CPU in proxy "
+           f"seconds per GB echoed (children included).\n")
 header = ["", "MB/s, 1 conn", f"MB/s, {big} conns", "p50 µs", "p99 µs", "msgs/s, 50 conns",
           "conns/s", "16 MiB msgs", "base64", "idle KiB/session", "CPU s/GB"]
 out.append("| " + " | ".join(header) + " |")
