@@ -12,6 +12,7 @@ use clap::{ArgAction, CommandFactory, Parser};
 
 use crate::addr::ListenAddr;
 use crate::config::{FileMode, LogFormat, SslVersion, WrapMode};
+use crate::limits::{AllowList, ByteSize};
 
 const USAGE: &str = "\
 websockify [options] [source_addr:]source_port target_addr:target_port
@@ -219,6 +220,37 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "websockify-rs options")]
     pub shutdown_grace: Option<u64>,
 
+    /// Serve at most N requests at once, sessions included; over it, 503 with Retry-After
+    /// (default 0: from the descriptor limit, two descriptors per session)
+    #[arg(long, value_name = "N", value_parser = parse_count, help_heading = "Limits")]
+    pub max_connections: Option<u64>,
+
+    /// Serve at most N requests at once from one client address (default 0: no limit)
+    #[arg(long, value_name = "N", value_parser = parse_count, help_heading = "Limits")]
+    pub max_connections_per_ip: Option<u64>,
+
+    /// Close a client's session with 1009 when it announces a larger message (default 64MiB)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, help_heading = "Limits")]
+    pub max_message_size: Option<ByteSize>,
+
+    /// Cut off a client whose request head is not complete after this long (default 10)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "Limits")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Give up on a target that has not accepted after this long (default 10)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "Limits")]
+    pub connect_timeout: Option<u64>,
+
+    /// Close a session with 1001 after this long without data either way (default 0: never)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, help_heading = "Limits")]
+    pub session_idle_timeout: Option<u64>,
+
+    /// Only reach targets these rules allow: CIDR, CIDR:PORT, [IPV6-CIDR]:PORT, HOST:PORT,
+    /// HOST:* or unix:PATH (a PORT may be a range, 5900-5999); repeat the flag or separate
+    /// with commas (default: any target)
+    #[arg(long, value_name = "RULE,...", value_parser = parse_allow, help_heading = "Limits")]
+    pub allow_target: Vec<AllowList>,
+
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub rebind_lib: Option<PathBuf>,
@@ -237,6 +269,21 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
     s.trim()
         .parse()
         .map_err(|_| "expected a whole number of seconds, e.g. 30 (0 turns it off)".to_string())
+}
+
+/// A whole number; the message states the accepted form.
+fn parse_count(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected a whole number, e.g. 1000 (0: no limit)".to_string())
+}
+
+fn parse_size(s: &str) -> Result<ByteSize, String> {
+    s.parse()
+}
+
+fn parse_allow(s: &str) -> Result<AllowList, String> {
+    s.parse()
 }
 
 fn parse_mode(s: &str) -> Result<FileMode, String> {

@@ -4,7 +4,10 @@
 //!
 //! - [`server`]: the accept loop and lifecycle (`--run-once`, `--timeout`, `--idle-timeout`,
 //!   signals); `server::listen` binds TCP, unix and inetd sockets; `server::handler` takes one
-//!   connection from request head to log line; `server::tracker` counts connections.
+//!   connection from request head to log line; `server::tracker` counts connections;
+//!   `server::admission` applies the connection limits (503 over them).
+//! - [`limits`]: the limits' settings and types: connections, message size, timeouts, and
+//!   the `--allow-target` rules.
 //! - [`http`]: the request head, read with bounded size and time, and plain answers.
 //! - [`ws`]: is it an upgrade, which version; `ws::handshake` checks HyBi requests and writes
 //!   the 101; `ws::frame` and `ws::hybi` are RFC 6455 framing on the hot path; `ws::hixie`
@@ -30,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;

@@ -76,6 +76,10 @@ pub enum HandshakeFailure {
     PluginFailed,
     /// The Hixie handshake's key bytes never came or were unusable.
     Hixie,
+    /// `--max-connections` refused the request (503).
+    MaxConnections,
+    /// `--max-connections-per-ip` refused the request (503).
+    MaxConnectionsPerIp,
 }
 
 impl HandshakeFailure {
@@ -92,6 +96,8 @@ impl HandshakeFailure {
             HandshakeFailure::TokenRefused => "token_refused",
             HandshakeFailure::PluginFailed => "plugin_failed",
             HandshakeFailure::Hixie => "hixie",
+            HandshakeFailure::MaxConnections => "max_connections",
+            HandshakeFailure::MaxConnectionsPerIp => "max_connections_per_ip",
         }
     }
 }

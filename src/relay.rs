@@ -29,6 +29,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct RelayOptions {
     /// Ping an idle client this often.
     pub heartbeat: Option<Duration>,
+    /// `--session-idle-timeout`: end the session after this long without data either way.
+    pub idle_timeout: Option<Duration>,
     /// Log each message's size and direction.
     pub traffic: bool,
     /// `--record`: this session's recording.
@@ -52,6 +54,10 @@ pub enum Ending {
     Shutdown,
     /// The target could not be connected; we sent 1011 as websockify does.
     TargetUnreachable(String),
+    /// `--allow-target` does not allow the target; we sent 1008.
+    TargetNotAllowed(String),
+    /// No data either way for `--session-idle-timeout`; we sent 1001.
+    IdleTimeout(Duration),
 }
 
 impl Ending {
@@ -63,7 +69,8 @@ impl Ending {
             Ending::TargetClosed => close_code::NORMAL,
             Ending::TargetError(_) | Ending::TargetUnreachable(_) => close_code::INTERNAL_ERROR,
             Ending::ClientGone(_) => close_code::ABNORMAL,
-            Ending::Shutdown => close_code::GOING_AWAY,
+            Ending::Shutdown | Ending::IdleTimeout(_) => close_code::GOING_AWAY,
+            Ending::TargetNotAllowed(_) => close_code::POLICY_VIOLATION,
         }
     }
 
@@ -77,6 +84,8 @@ impl Ending {
             Ending::ClientGone(_) => "client_gone",
             Ending::Shutdown => "shutdown",
             Ending::TargetUnreachable(_) => "target_unreachable",
+            Ending::TargetNotAllowed(_) => "target_not_allowed",
+            Ending::IdleTimeout(_) => "idle_timeout",
         }
     }
 }
@@ -92,6 +101,14 @@ impl std::fmt::Display for Ending {
             Ending::ClientGone(e) => write!(f, "client gone: {e}"),
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::TargetUnreachable(e) => write!(f, "target unreachable: {e}"),
+            Ending::TargetNotAllowed(e) => write!(f, "target refused: {e}"),
+            Ending::IdleTimeout(after) => {
+                write!(
+                    f,
+                    "no data either way for {}s (--session-idle-timeout)",
+                    after.as_secs()
+                )
+            }
         }
     }
 }
@@ -116,11 +133,13 @@ enum Downstream {
     TargetRead(std::io::Error),
     ClientGone(String),
     Shutdown,
+    Idle(Duration),
 }
 
 pub const TARGET_CLOSED: Close = Close::new(close_code::NORMAL, "Target closed");
 pub const TARGET_ERROR: Close = Close::new(close_code::INTERNAL_ERROR, "Target connection error");
 pub const GOING_AWAY: Close = Close::new(close_code::GOING_AWAY, "Going away");
+pub const IDLE: Close = Close::new(close_code::GOING_AWAY, "Session idle timeout");
 
 /// Relays until either side ends, closes the client side as websockify does, and reports how.
 pub async fn relay<R: ClientRx, T: ClientTx>(
@@ -133,8 +152,10 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
 ) -> Ending {
     let (target_r, target_w) = target.into_split();
     let started = Instant::now();
-    // Milliseconds since `started` of the last frame either way, for the heartbeat.
+    // Milliseconds since `started` of the last frame either way (pings included), for the
+    // heartbeat, and of the last data either way, for the idle timeout.
     let last_activity = AtomicU64::new(0);
+    let last_data = AtomicU64::new(0);
 
     let up = upstream(
         rx,
@@ -142,7 +163,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         options.traffic,
         options.record.as_ref(),
         traffic,
-        &last_activity,
+        [&last_activity, &last_data],
         started,
     );
     tokio::pin!(up);
@@ -153,7 +174,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
             &mut tx,
             options,
             traffic,
-            &last_activity,
+            [&last_activity, &last_data],
             started,
             &mut shutdown,
         );
@@ -183,6 +204,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
             let (close, ending) = match down {
                 Downstream::TargetEof => (TARGET_CLOSED, Ending::TargetClosed),
                 Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
+                Downstream::Idle(after) => (IDLE, Ending::IdleTimeout(after)),
                 _ => (GOING_AWAY, Ending::Shutdown),
             };
             if tx.close(&close).await.is_ok() {
@@ -205,7 +227,7 @@ async fn upstream<R: ClientRx>(
     log_traffic: bool,
     record: Option<&Recorder>,
     traffic: &Traffic,
-    last_activity: &AtomicU64,
+    activity: [&AtomicU64; 2],
     started: Instant,
 ) -> Upstream {
     let metrics = crate::metrics::get();
@@ -219,7 +241,10 @@ async fn upstream<R: ClientRx>(
             }
             Err(e) => return Upstream::Error(e),
         };
-        last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+        let now = elapsed_ms(started);
+        activity
+            .iter()
+            .for_each(|a| a.store(now, Ordering::Relaxed));
         if log_traffic {
             tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
         }
@@ -246,21 +271,33 @@ async fn downstream<T: ClientTx>(
     tx: &mut T,
     options: &RelayOptions,
     traffic: &Traffic,
-    last_activity: &AtomicU64,
+    activity: [&AtomicU64; 2],
     started: Instant,
     shutdown: &mut Shutdown,
 ) -> Downstream {
+    let [last_activity, last_data] = activity;
+    let after = |last: &AtomicU64, wait: Option<Duration>| {
+        wait.map(|wait| {
+            let last = Duration::from_millis(last.load(Ordering::Relaxed));
+            tokio::time::Instant::from_std(started + last + wait)
+        })
+    };
     let metrics = crate::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
     let mut buf = BytesMut::new();
     loop {
-        let idle_deadline = options.heartbeat.map(|every| {
-            let last = Duration::from_millis(last_activity.load(Ordering::Relaxed));
-            tokio::time::Instant::from_std(started + last + every)
-        });
+        let ping_at = after(last_activity, options.heartbeat);
+        let idle_at = after(last_data, options.idle_timeout);
         let read = tokio::select! {
             read = target.read_lazily(&mut buf, TARGET_READ_SIZE) => read,
-            _ = sleep_until(idle_deadline) => {
+            _ = sleep_until(idle_at) => {
+                // The client's data may have come while we slept: only a real silence ends it.
+                if after(last_data, options.idle_timeout).is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    return Downstream::Idle(options.idle_timeout.unwrap_or_default());
+                }
+                continue;
+            }
+            _ = sleep_until(ping_at) => {
                 last_activity.store(elapsed_ms(started), Ordering::Relaxed);
                 if let Err(e) = tx.ping().await {
                     return Downstream::ClientGone(e.0);
@@ -272,7 +309,10 @@ async fn downstream<T: ClientTx>(
         match read {
             Ok(0) => return Downstream::TargetEof,
             Ok(n) => {
-                last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+                let now = elapsed_ms(started);
+                activity
+                    .iter()
+                    .for_each(|a| a.store(now, Ordering::Relaxed));
                 if options.traffic {
                     tracing::info!(target: "websockify::traffic", bytes = n, "target -> client");
                 }

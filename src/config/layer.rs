@@ -79,14 +79,19 @@ impl Layer {
                 put(key, Value::from(true));
             }
         }
-        for (key, secs) in [
+        for (key, number) in [
             ("timeout", cli.timeout),
             ("idle_timeout", cli.idle_timeout),
             ("heartbeat", cli.heartbeat),
             ("shutdown_grace", cli.shutdown_grace),
+            ("handshake_timeout", cli.handshake_timeout),
+            ("connect_timeout", cli.connect_timeout),
+            ("session_idle_timeout", cli.session_idle_timeout),
+            ("max_connections", cli.max_connections),
+            ("max_connections_per_ip", cli.max_connections_per_ip),
         ] {
-            if let Some(secs) = secs {
-                put(key, Value::from(secs));
+            if let Some(number) = number {
+                put(key, Value::from(number));
             }
         }
         for (key, file) in [
@@ -134,6 +139,14 @@ impl Layer {
         }
         if let Some(addr) = &cli.metrics_listen {
             put("metrics_listen", Value::from(addr.to_string()));
+        }
+        if let Some(size) = cli.max_message_size {
+            put("max_message_size", Value::from(size.to_string()));
+        }
+        if !cli.allow_target.is_empty() {
+            let rules = cli.allow_target.iter().flat_map(|l| l.0.iter());
+            let rules = rules.map(|r| Value::from(r.to_string()));
+            put("allow_target", Value::from(rules.collect::<Vec<_>>()));
         }
         if let Some(mode) = cli.unix_listen_mode {
             put("unix_listen_mode", Value::from(mode.to_string()));

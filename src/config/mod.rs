@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
+use crate::limits::{
+    AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE, Limits,
+};
 use crate::target::Target;
 
 use layer::Layer;
@@ -114,6 +118,21 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[serde(deserialize_with = "de::seconds")]
     pub shutdown_grace: u64,
+    /// `--max-connections` (0: from the descriptor limit).
+    #[serde(deserialize_with = "de::count")]
+    pub max_connections: u64,
+    /// `--max-connections-per-ip` (0: no limit).
+    #[serde(deserialize_with = "de::count")]
+    pub max_connections_per_ip: u64,
+    pub max_message_size: ByteSize,
+    #[serde(deserialize_with = "de::seconds")]
+    pub handshake_timeout: u64,
+    #[serde(deserialize_with = "de::seconds")]
+    pub connect_timeout: u64,
+    #[serde(deserialize_with = "de::seconds")]
+    pub session_idle_timeout: u64,
+    #[serde(skip_serializing_if = "AllowList::is_empty")]
+    pub allow_target: AllowList,
     /// `-- COMMAND ARGS...`: the program to wrap (a list, or one shell-quoted string).
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -308,6 +327,13 @@ impl Default for Settings {
             metrics_listen: None,
             log_format: LogFormat::Text,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_connections: 0,
+            max_connections_per_ip: 0,
+            max_message_size: ByteSize(DEFAULT_MAX_MESSAGE_SIZE),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            session_idle_timeout: 0,
+            allow_target: AllowList::default(),
             wrap_command: None,
             wrap_mode: None,
             rebind_lib: None,
@@ -357,6 +383,13 @@ pub const SETTING_NAMES: &[&str] = &[
     "metrics_listen",
     "log_format",
     "shutdown_grace",
+    "max_connections",
+    "max_connections_per_ip",
+    "max_message_size",
+    "handshake_timeout",
+    "connect_timeout",
+    "session_idle_timeout",
+    "allow_target",
     "wrap_command",
     "wrap_mode",
     "rebind_lib",
@@ -475,6 +508,8 @@ pub struct Config {
     pub daemon: bool,
     /// `--syslog SERVER` and whether `--legacy-syslog` asked for RFC 3164.
     pub syslog: Option<(String, bool)>,
+    /// Connection, message, time and target limits.
+    pub limits: Limits,
 }
 
 /// `--auth-plugin` and its settings.
@@ -879,6 +914,7 @@ impl Loaded {
             metrics_listen: s.metrics_listen.clone(),
             log_format: s.log_format,
             shutdown_grace: Duration::from_secs(s.shutdown_grace),
+            limits: self.limits()?,
             record: s.record.as_deref().map(absolute),
             daemon: s.daemon,
             syslog: match (&s.syslog, s.legacy_syslog) {
@@ -901,6 +937,30 @@ impl Loaded {
                 }
                 (false, None) => None,
             },
+        })
+    }
+
+    /// The limits; sizes and counts that cannot work are refused here, not at the first session.
+    fn limits(&self) -> Result<Limits, ConfigError> {
+        let s = &self.settings;
+        let secs = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+        let count = |n: u64| (n > 0).then(|| usize::try_from(n).unwrap_or(usize::MAX));
+        let smallest = ByteSize(1024);
+        if s.max_message_size < smallest {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {}: a message limit under {smallest} would refuse ordinary frames",
+                self.source_of("max_message_size"),
+                s.max_message_size
+            )));
+        }
+        Ok(Limits {
+            max_connections: count(s.max_connections),
+            max_connections_per_ip: count(s.max_connections_per_ip),
+            max_message_size: usize::try_from(s.max_message_size.0).unwrap_or(usize::MAX),
+            handshake_timeout: secs(s.handshake_timeout),
+            connect_timeout: secs(s.connect_timeout),
+            session_idle_timeout: secs(s.session_idle_timeout),
+            allow_target: (!s.allow_target.is_empty()).then(|| s.allow_target.clone()),
         })
     }
 

@@ -301,6 +301,7 @@ fn setting_names_match_the_struct() {
         rebind_lib: Some("/r.so".into()),
         record: Some("/rec".into()),
         syslog: Some("/dev/log".into()),
+        allow_target: "10.0.0.0/8".parse().unwrap(),
         ..Settings::default()
     })
     .unwrap();
@@ -410,6 +411,20 @@ fn every_setting_is_a_flag_and_a_variable() {
         "json",
         "--shutdown-grace",
         "7",
+        "--max-connections",
+        "100",
+        "--max-connections-per-ip",
+        "10",
+        "--max-message-size",
+        "1MiB",
+        "--handshake-timeout",
+        "4",
+        "--connect-timeout",
+        "4",
+        "--session-idle-timeout",
+        "60",
+        "--allow-target",
+        "10.0.0.0/8",
         "--wrap-mode",
         "respawn",
         "--rebind-lib",
@@ -437,7 +452,17 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "target" => "h:1",
                 "unix_listen_mode" => "0640",
                 "ssl_version" => "tlsv1_3",
-                "timeout" | "idle_timeout" | "heartbeat" | "shutdown_grace" => "5",
+                "timeout"
+                | "idle_timeout"
+                | "heartbeat"
+                | "shutdown_grace"
+                | "handshake_timeout"
+                | "connect_timeout"
+                | "session_idle_timeout"
+                | "max_connections"
+                | "max_connections_per_ip" => "5",
+                "max_message_size" => "1MiB",
+                "allow_target" => "10.0.0.0/8,vnc:5900",
                 "metrics_listen" => "9100",
                 "log_format" => "json",
                 "wrap_mode" => "ignore",

@@ -16,9 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// cookies while keeping a hostile client's cost per connection small.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// How long a client may take to send its whole head. A slow client that trickles bytes is cut
-/// off here, not after a minute (slowloris).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its whole head by default (`--handshake-timeout`). A
+/// slow client that trickles bytes is cut off here, not after a minute (slowloris).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(crate::limits::DEFAULT_HANDSHAKE_TIMEOUT);
 
 /// More headers than any browser sends; httparse needs a fixed slot count.
 const MAX_HEADERS: usize = 100;
@@ -32,8 +32,8 @@ const LINGER: Duration = Duration::from_secs(1);
 pub enum HeadError {
     #[error("request head larger than {MAX_HEAD_BYTES} bytes")]
     TooLarge,
-    #[error("no complete request head within {}s", HEAD_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no complete request head within {}s", .0.as_secs())]
+    Timeout(Duration),
     #[error("malformed request head: {0}")]
     Malformed(String),
     #[error("connection closed before the request head was complete")]
@@ -47,7 +47,7 @@ impl HeadError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             HeadError::TooLarge => Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
-            HeadError::Timeout => Some(StatusCode::REQUEST_TIMEOUT),
+            HeadError::Timeout(_) => Some(StatusCode::REQUEST_TIMEOUT),
             HeadError::Malformed(_) => Some(StatusCode::BAD_REQUEST),
             HeadError::Closed | HeadError::Io(_) => None,
         }
@@ -63,9 +63,20 @@ pub struct Head {
 
 /// Reads one request head, at most [`MAX_HEAD_BYTES`], within [`HEAD_TIMEOUT`].
 pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {
-    tokio::time::timeout(HEAD_TIMEOUT, read_head_untimed(stream))
-        .await
-        .unwrap_or(Err(HeadError::Timeout))
+    read_head_within(stream, Some(HEAD_TIMEOUT)).await
+}
+
+/// Reads one request head, at most [`MAX_HEAD_BYTES`], within `timeout` (`None`: no limit).
+pub async fn read_head_within<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Option<Duration>,
+) -> Result<Head, HeadError> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, read_head_untimed(stream))
+            .await
+            .unwrap_or(Err(HeadError::Timeout(limit))),
+        None => read_head_untimed(stream).await,
+    }
 }
 
 async fn read_head_untimed<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {

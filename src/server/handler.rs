@@ -8,12 +8,13 @@ use http::StatusCode;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use super::admission::{Admission, Refused};
 use super::listen::ClientAddr;
 use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use super::tracker::Tracker;
 use crate::config::Config;
 use crate::config::Route;
-use crate::http::{HeadError, answer_and_close, close_gracefully, read_head, response};
+use crate::http::{HeadError, answer_and_close, close_gracefully, read_head_within, response};
 use crate::logging::SPAN_TARGET;
 use crate::metrics::{self, HandshakeFailure, PluginResult};
 use crate::plugin::{self, Answer, CallError, Reloadable};
@@ -21,7 +22,7 @@ use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::shutdown::Shutdown;
 use crate::stream::{ClientIo, ClientStream};
-use crate::target::Target;
+use crate::target::{ConnectError, ConnectOptions, Target};
 use crate::tls::{HANDSHAKE_TIMEOUT, ServerTls};
 use crate::token;
 use crate::web::WebRoot;
@@ -32,6 +33,9 @@ const CONNECT_FAILED: Close = Close::new(
     close_code::INTERNAL_ERROR,
     "Failed to connect to downstream server",
 );
+
+/// Sent when `--allow-target` does not allow the session's target: a policy, not a fault.
+const NOT_ALLOWED: Close = Close::new(close_code::POLICY_VIOLATION, "Target not allowed");
 
 /// A refusal of our own (not a plugin's).
 fn failed(status: StatusCode, reason: &str) -> plugin::Refusal {
@@ -66,6 +70,8 @@ pub struct Handler {
     pub auth: Option<Arc<Reloadable>>,
     /// Counts this connection and, once upgraded, its session.
     pub tracker: Tracker,
+    /// `--max-connections` and `--max-connections-per-ip`.
+    pub admission: Admission,
     pub shutdown: Shutdown,
     /// Numbers connections from 1 in accept order, as websockify numbers them.
     pub id: u64,
@@ -105,7 +111,7 @@ impl Handler {
         };
         tracing::Span::current().record("tls", facts.secure);
         let read = Box::pin(
-            read_head(&mut stream)
+            read_head_within(&mut stream, self.config.limits.handshake_timeout)
                 .instrument(tracing::info_span!(target: SPAN_TARGET, "handshake")),
         )
         .await;
@@ -115,7 +121,7 @@ impl Handler {
                 tracing::debug!(id = self.id, client = %self.client, "{e}");
                 let reason = match e {
                     HeadError::TooLarge => HandshakeFailure::HeadTooLarge,
-                    HeadError::Timeout => HandshakeFailure::HeadTimeout,
+                    HeadError::Timeout(_) => HandshakeFailure::HeadTimeout,
                     HeadError::Malformed(_) => HandshakeFailure::MalformedHead,
                     HeadError::Closed | HeadError::Io(_) => HandshakeFailure::ClosedEarly,
                 };
@@ -124,7 +130,7 @@ impl Handler {
                     let body = e.to_string();
                     answer_and_close(&mut stream, &response(status, &[], &body)).await;
                 }
-                if matches!(e, HeadError::Timeout | HeadError::TooLarge) {
+                if matches!(e, HeadError::Timeout(_) | HeadError::TooLarge) {
                     tracing::info!(id = self.id, client = %self.client, "request refused: {e}");
                 }
                 return;
@@ -132,6 +138,32 @@ impl Handler {
         };
         let path = head.request.uri().path().to_string();
         tracing::Span::current().record("path", path.as_str());
+        // Held until the connection closes: a session holds its place for its whole life.
+        let _permit = match self.admission.admit(self.client.ip()) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                let reason = match refused {
+                    Refused::Total { .. } => HandshakeFailure::MaxConnections,
+                    Refused::PerIp { .. } => HandshakeFailure::MaxConnectionsPerIp,
+                };
+                m.handshake_failed(reason, Some(StatusCode::SERVICE_UNAVAILABLE));
+                tracing::Span::current().record("status", 503);
+                tracing::warn!(
+                    id = self.id,
+                    client = %self.client,
+                    "{} {path}: 503, over the limit of {refused}",
+                    head.request.method()
+                );
+                let retry = crate::limits::RETRY_AFTER.to_string();
+                let answer = response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &[("Retry-After", retry.as_str())],
+                    "too many connections, try again later",
+                );
+                answer_and_close(&mut stream, &answer).await;
+                return;
+            }
+        };
         match ws::decide(&head.request) {
             Decision::Http => match &self.web {
                 Some(web) => {
@@ -216,7 +248,13 @@ impl Handler {
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
                 self.started(&protocol, "hybi", began);
-                let (rx, tx) = ws::hybi::session(stream, head.rest, hs.protocol).await;
+                let (rx, tx) = ws::hybi::session(
+                    stream,
+                    head.rest,
+                    hs.protocol,
+                    self.config.limits.max_message_size,
+                )
+                .await;
                 Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await;
             }
             Decision::Hixie(hs) => {
@@ -228,8 +266,14 @@ impl Handler {
                 else {
                     return;
                 };
-                let accepted =
-                    Box::pin(ws::hixie::accept(&hs, stream, head.rest, facts.secure)).await;
+                let accepted = Box::pin(ws::hixie::accept(
+                    &hs,
+                    stream,
+                    head.rest,
+                    facts.secure,
+                    self.config.limits.max_message_size,
+                ))
+                .await;
                 let (rx, tx) = match accepted {
                     Ok(halves) => halves,
                     Err(e) => {
@@ -506,8 +550,15 @@ impl Handler {
         };
         let m = metrics::get();
         let connecting = Instant::now();
+        let limits = &self.config.limits;
+        let options = ConnectOptions {
+            prefer_ipv6: self.config.prefer_ipv6,
+            timeout: limits.connect_timeout,
+            tls: self.target_tls.as_ref(),
+            allow: limits.allow_target.as_ref(),
+        };
         let connected = target
-            .connect(self.config.prefer_ipv6, self.target_tls.as_ref())
+            .connect(&options)
             .instrument(tracing::info_span!(target: SPAN_TARGET, "target_connect", %target))
             .await;
         m.target_connect_duration
@@ -516,6 +567,7 @@ impl Handler {
             Ok(stream) => {
                 let options = RelayOptions {
                     heartbeat: self.config.heartbeat,
+                    idle_timeout: limits.session_idle_timeout,
                     traffic: self.config.traffic,
                     record,
                 };
@@ -524,14 +576,24 @@ impl Handler {
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
                 m.target_connect_failures.inc();
-                if tx.close(&CONNECT_FAILED).await.is_ok() {
+                let refused = matches!(e, ConnectError::NotAllowed { .. });
+                let close = if refused {
+                    &NOT_ALLOWED
+                } else {
+                    &CONNECT_FAILED
+                };
+                if tx.close(close).await.is_ok() {
                     // Wait briefly for the client's answer so that it sees a clean close.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         while let Ok(Inbound::Data(_) | Inbound::Part(_)) = rx.recv().await {}
                     })
                     .await;
                 }
-                Ending::TargetUnreachable(e.to_string())
+                if refused {
+                    Ending::TargetNotAllowed(e.to_string())
+                } else {
+                    Ending::TargetUnreachable(e.to_string())
+                }
             }
         };
         let from_client = traffic

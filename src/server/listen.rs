@@ -49,6 +49,16 @@ pub enum ClientAddr {
     Unix,
 }
 
+impl ClientAddr {
+    /// The client's IP address (none for a unix socket client).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            ClientAddr::Tcp(a) => Some(a.ip()),
+            ClientAddr::Unix => None,
+        }
+    }
+}
+
 impl fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

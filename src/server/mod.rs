@@ -12,6 +12,7 @@
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tracker`: live connection and session counts the lifecycle rules watch.
 
+pub mod admission;
 pub mod handler;
 pub mod listen;
 pub mod ops;
@@ -179,6 +180,21 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         _ => None,
     };
     let config = Arc::new(config);
+    let admission = admission::Admission::new(
+        config.limits.max_connections.unwrap_or_else(|| {
+            let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
+            crate::limits::connections_for_fd_limit(soft)
+        }),
+        config.limits.max_connections_per_ip,
+    );
+    tracing::info!(
+        "serving at most {} connections at once{}",
+        admission.max_total(),
+        match config.limits.max_connections_per_ip {
+            Some(n) => format!(", {n} per client address"),
+            None => String::new(),
+        }
+    );
     let tracker = Tracker::new();
     let shutdown = Trigger::new();
     let where_ = listener.describe();
@@ -228,6 +244,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                             resolver: resolver.clone(),
                             auth: auth.clone(),
                             tracker: tracker.clone(),
+                            admission: admission.clone(),
                             shutdown: shutdown.subscribe(),
                             id: next_id,
                             client,

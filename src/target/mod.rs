@@ -15,11 +15,24 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::addr::HostPort;
+use crate::limits::AllowList;
 use crate::stream::TargetStream;
 
-/// How long a target may take to accept a connection before the session fails. Long enough for
-/// a slow VNC host on a WAN, short enough that a browser is not left waiting on a dead address.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a target may take to accept a connection by default (`--connect-timeout`).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::limits::DEFAULT_CONNECT_TIMEOUT);
+
+/// How sessions connect their targets: the settings they all share.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions<'a> {
+    /// `-6`: IPv6 addresses first.
+    pub prefer_ipv6: bool,
+    /// `--connect-timeout` (`None`: the operating system's).
+    pub timeout: Option<Duration>,
+    /// `--ssl-target`: TLS toward the target, verified for its name.
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+    /// `--allow-target` (`None`: any target).
+    pub allow: Option<&'a AllowList>,
+}
 
 /// A place the proxy relays a session to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,8 +61,10 @@ pub enum ConnectError {
     Resolve { host: String, source: io::Error },
     #[error("{host} resolves to no address")]
     NoAddress { host: String },
-    #[error("connecting to {target} timed out after {}s", CONNECT_TIMEOUT.as_secs())]
-    Timeout { target: String },
+    #[error("connecting to {target} timed out after {}s", after.as_secs())]
+    Timeout { target: String, after: Duration },
+    #[error("{target} is not an allowed target (--allow-target){detail}")]
+    NotAllowed { target: String, detail: String },
     #[error("connecting to {target}: {source}")]
     Io { target: String, source: io::Error },
     #[error("TLS to {target}: {reason}")]
@@ -57,25 +72,29 @@ pub enum ConnectError {
 }
 
 impl Target {
-    /// Connects with [`CONNECT_TIMEOUT`], trying each resolved address in turn (IPv6 first when
-    /// `prefer_ipv6`), with TCP_NODELAY and SO_KEEPALIVE set as websockify sets them; with
-    /// `tls`, completes a TLS handshake that verifies the target's certificate for its name.
+    /// Connects within the options' timeout, trying each resolved address in turn (IPv6 first
+    /// with `prefer_ipv6`) that the allow-list permits, with TCP_NODELAY and SO_KEEPALIVE set
+    /// as websockify sets them; with `tls`, completes a TLS handshake that verifies the
+    /// target's certificate for its name.
     pub async fn connect(
         &self,
-        prefer_ipv6: bool,
-        tls: Option<&Arc<rustls::ClientConfig>>,
+        options: &ConnectOptions<'_>,
     ) -> Result<TargetStream, ConnectError> {
         let connect = async {
-            let stream = self.connect_inner(prefer_ipv6).await?;
-            match tls {
+            let stream = self.connect_inner(options).await?;
+            match options.tls {
                 Some(config) => self.tls_handshake(stream, config).await,
                 None => Ok(stream),
             }
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        let Some(after) = options.timeout else {
+            return connect.await;
+        };
+        match tokio::time::timeout(after, connect).await {
             Ok(result) => result,
             Err(_) => Err(ConnectError::Timeout {
                 target: self.to_string(),
+                after,
             }),
         }
     }
@@ -103,8 +122,19 @@ impl Target {
         Ok(TargetStream::Tls(Box::new(tls)))
     }
 
-    async fn connect_inner(&self, prefer_ipv6: bool) -> Result<TargetStream, ConnectError> {
+    async fn connect_inner(
+        &self,
+        options: &ConnectOptions<'_>,
+    ) -> Result<TargetStream, ConnectError> {
+        let prefer_ipv6 = options.prefer_ipv6;
+        let not_allowed = |detail: String| ConnectError::NotAllowed {
+            target: self.to_string(),
+            detail,
+        };
         match self {
+            Target::Unix(path) if options.allow.is_some_and(|a| !a.covers_unix(path)) => {
+                Err(not_allowed(String::new()))
+            }
             Target::Unix(path) => UnixStream::connect(path)
                 .await
                 .map(TargetStream::Unix)
@@ -112,6 +142,8 @@ impl Target {
                     target: self.to_string(),
                     source,
                 }),
+            // The operator's own wrapped program: the allow-list is for targets that come
+            // from requests.
             Target::Loopback(port) => {
                 let mut addrs = vec![
                     SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, *port)),
@@ -121,7 +153,20 @@ impl Target {
                 self.connect_any(addrs).await
             }
             Target::Tcp(hp) => {
-                let addrs = resolve(hp, prefer_ipv6).await?;
+                let mut addrs = resolve(hp, prefer_ipv6).await?;
+                // A rule naming the target allows it wherever it resolves; otherwise only the
+                // addresses a network rule covers are tried, so a name that resolves to a
+                // forbidden address (the cloud metadata service, say) gets nowhere.
+                if let Some(allow) = options.allow
+                    && !allow.names(&hp.host, hp.port)
+                {
+                    let resolved = addrs.clone();
+                    addrs.retain(|a| allow.covers(*a));
+                    if addrs.is_empty() {
+                        let list: Vec<String> = resolved.iter().map(ToString::to_string).collect();
+                        return Err(not_allowed(format!(": resolves to {}", list.join(", "))));
+                    }
+                }
                 self.connect_any(addrs).await
             }
         }
@@ -196,7 +241,8 @@ mod tests {
             host: "127.0.0.1".to_string(),
             port: listener.local_addr().unwrap().port(),
         });
-        let TargetStream::Tcp(stream) = target.connect(false, None).await.unwrap() else {
+        let TargetStream::Tcp(stream) = target.connect(&ConnectOptions::default()).await.unwrap()
+        else {
             panic!("a TCP target gives a TCP stream");
         };
         assert!(stream.nodelay().unwrap());
@@ -223,6 +269,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_allow_list_is_checked_on_resolved_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let by_name = Target::Tcp(HostPort {
+            host: "localhost".to_string(),
+            port,
+        });
+        let by_ip = Target::Tcp(HostPort {
+            host: "127.0.0.1".to_string(),
+            port,
+        });
+        let try_with = |rules: &str, target: &Target| {
+            let allow: AllowList = rules.parse().unwrap();
+            let target = target.clone();
+            async move {
+                let options = ConnectOptions {
+                    allow: Some(&allow),
+                    ..ConnectOptions::default()
+                };
+                target.connect(&options).await.map(|_| ())
+            }
+        };
+        for (rules, target) in [
+            ("127.0.0.0/8", &by_ip),
+            ("127.0.0.0/8", &by_name),
+            (&format!("127.0.0.1:{port}") as &str, &by_ip),
+            (&format!("LOCALHOST:{port}"), &by_name),
+            ("localhost:*", &by_name),
+        ] {
+            try_with(rules, target)
+                .await
+                .unwrap_or_else(|e| panic!("{rules} should allow {target}: {e}"));
+        }
+        for (rules, target) in [
+            ("10.0.0.0/8", &by_ip),
+            ("10.0.0.0/8,localhost:1", &by_name),
+            (
+                &format!("127.0.0.1:{}", port.wrapping_add(1).max(1)) as &str,
+                &by_ip,
+            ),
+            ("unix:/run/", &by_ip),
+        ] {
+            let e = try_with(rules, target).await.unwrap_err();
+            assert!(matches!(e, ConnectError::NotAllowed { .. }), "{rules}: {e}");
+            assert!(e.to_string().contains("--allow-target"), "{e}");
+        }
+        let unix = Target::Unix("/run/vnc/a.sock".into());
+        let e = try_with("10.0.0.0/8", &unix).await.unwrap_err();
+        assert!(matches!(e, ConnectError::NotAllowed { .. }), "{e}");
+    }
+
+    #[tokio::test]
     async fn unreachable_and_unresolvable_targets_are_errors() {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = dead.local_addr().unwrap().port();
@@ -232,7 +330,7 @@ mod tests {
             port,
         });
         assert!(matches!(
-            target.connect(false, None).await,
+            target.connect(&ConnectOptions::default()).await,
             Err(ConnectError::Io { .. })
         ));
         let target = Target::Tcp(HostPort {
@@ -240,12 +338,12 @@ mod tests {
             port: 1,
         });
         assert!(matches!(
-            target.connect(false, None).await,
+            target.connect(&ConnectOptions::default()).await,
             Err(ConnectError::Resolve { .. })
         ));
         let target = Target::Unix("/nonexistent/socket".into());
         assert!(matches!(
-            target.connect(false, None).await,
+            target.connect(&ConnectOptions::default()).await,
             Err(ConnectError::Io { .. })
         ));
     }

@@ -212,6 +212,7 @@ pub async fn accept<S>(
     mut stream: S,
     mut rest: BytesMut,
     secure: bool,
+    max_message: usize,
 ) -> io::Result<(HixieRx<S>, HixieTx<S>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -239,7 +240,7 @@ where
     stream.write_all(&answer).await?;
     stream.flush().await?;
     let (reader, writer) = tokio::io::split(stream);
-    let mut decoder = Decoder::new();
+    let mut decoder = Decoder::with_limit(max_message);
     decoder.feed(&rest);
     Ok((
         HixieRx { reader, decoder },
@@ -276,8 +277,8 @@ pub enum Decoded {
 pub enum FrameError {
     #[error("unsupported Hixie frame type 0x{0:02x}")]
     BadType(u8),
-    #[error("Hixie frame longer than {MAX_FRAME} bytes")]
-    TooLong,
+    #[error("Hixie frame longer than {0} bytes")]
+    TooLong(usize),
     #[error("invalid base64 in a Hixie frame")]
     BadBase64,
 }
@@ -286,7 +287,7 @@ impl FrameError {
     fn close(&self) -> Close {
         let code = match self {
             FrameError::BadType(_) => close_code::PROTOCOL_ERROR,
-            FrameError::TooLong => close_code::MESSAGE_TOO_BIG,
+            FrameError::TooLong(_) => close_code::MESSAGE_TOO_BIG,
             FrameError::BadBase64 => close_code::INVALID_PAYLOAD,
         };
         Close {
@@ -297,17 +298,35 @@ impl FrameError {
 }
 
 /// An incremental frame decoder: input may arrive split anywhere.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoder {
     buf: BytesMut,
     /// How far the current frame was already searched for its end, so that a long frame
     /// arriving in pieces is scanned once, not once per piece.
     scanned: usize,
+    /// The longest frame accepted, in bytes as sent (base64 text).
+    limit: usize,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::with_limit(MAX_FRAME)
+    }
 }
 
 impl Decoder {
     pub fn new() -> Decoder {
         Decoder::default()
+    }
+
+    /// A decoder refusing frames longer than `limit` bytes as sent (`--max-message-size`
+    /// applies to Hixie frames so: a frame is one message).
+    pub fn with_limit(limit: usize) -> Decoder {
+        Decoder {
+            buf: BytesMut::new(),
+            scanned: 0,
+            limit,
+        }
     }
 
     pub fn feed(&mut self, data: &[u8]) {
@@ -326,7 +345,7 @@ impl Decoder {
                     // The limit holds however the input was split: a frame whose end came
                     // in the same read as its start is no more acceptable than one that
                     // trickled in.
-                    Some(i) if from + i - 1 > MAX_FRAME => Err(FrameError::TooLong),
+                    Some(i) if from + i - 1 > self.limit => Err(FrameError::TooLong(self.limit)),
                     Some(i) => {
                         let end = from + i;
                         let frame = self.buf.split_to(end + 1);
@@ -336,7 +355,7 @@ impl Decoder {
                             .map(|data| Some(Decoded::Message(data)))
                             .map_err(|_| FrameError::BadBase64)
                     }
-                    None if self.buf.len() - 1 > MAX_FRAME => Err(FrameError::TooLong),
+                    None if self.buf.len() - 1 > self.limit => Err(FrameError::TooLong(self.limit)),
                     None => {
                         self.scanned = self.buf.len();
                         Ok(None)
@@ -653,7 +672,7 @@ mod tests {
             fed += chunk.len();
             match d.next_frame() {
                 Ok(None) => assert!(fed <= MAX_FRAME, "accepted {fed} bytes"),
-                Err(FrameError::TooLong) => break,
+                Err(FrameError::TooLong(_)) => break,
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -667,7 +686,7 @@ mod tests {
         frame.resize(MAX_FRAME + 1, b'A');
         frame.extend_from_slice(b"AAA=\xff");
         d.feed(&frame);
-        assert_eq!(d.next_frame(), Err(FrameError::TooLong));
+        assert_eq!(d.next_frame(), Err(FrameError::TooLong(MAX_FRAME)));
         // Exactly at the limit is accepted.
         let mut d = Decoder::new();
         let mut frame = vec![0x00];
@@ -684,7 +703,7 @@ mod tests {
     fn frame_errors_map_to_close_codes() {
         assert_eq!(FrameError::BadType(0x80).close().code, 1002);
         assert_eq!(FrameError::BadBase64.close().code, 1007);
-        assert_eq!(FrameError::TooLong.close().code, 1009);
+        assert_eq!(FrameError::TooLong(MAX_FRAME).close().code, 1009);
     }
 
     proptest! {

@@ -28,10 +28,10 @@ use super::frame::{self, FrameError, HeaderBytes, OpCode};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
 use crate::stream::{ClientReader, ClientStream, ClientWriter};
 
-/// The largest message a client may send. websockify has no limit; 64 MiB bounds what one
-/// `base64` session can make us hold (binary messages are passed on in pieces) while staying
-/// far above any VNC update.
-pub const MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// The largest message a client may send unless `--max-message-size` says otherwise.
+/// websockify has no limit; 64 MiB bounds what one `base64` session can make us hold (binary
+/// messages are passed on in pieces) while staying far above any VNC update.
+pub const MAX_MESSAGE_SIZE: usize = crate::limits::DEFAULT_MAX_MESSAGE_SIZE as usize;
 
 /// How much room a read from the client asks for.
 const READ_CHUNK: usize = 64 * 1024;
@@ -41,10 +41,13 @@ const READ_CHUNK: usize = 64 * 1024;
 pub const PIECE: usize = 256 * 1024;
 
 /// Takes over an upgraded connection; `rest` holds the bytes the client sent after its head.
+/// A message announced larger than `max_message` is answered with 1009 from its frame header,
+/// before any of its payload is read.
 pub async fn session(
     stream: ClientStream,
     rest: BytesMut,
     protocol: Option<Subprotocol>,
+    max_message: usize,
 ) -> (HybiRx, HybiTx) {
     let (replay, reader, writer) = stream.into_split();
     let mut buf = BytesMut::new();
@@ -64,6 +67,7 @@ pub async fn session(
         encoding,
         frame: None,
         message: None,
+        max_message: max_message as u64,
         writer: writer.clone(),
     };
     (rx, HybiTx { writer, encoding })
@@ -146,6 +150,8 @@ pub struct HybiRx {
     encoding: Subprotocol,
     frame: Option<InFrame>,
     message: Option<InMessage>,
+    /// `--max-message-size`.
+    max_message: u64,
     writer: Arc<Mutex<Writer>>,
 }
 
@@ -281,7 +287,7 @@ impl HybiRx {
         }
         let so_far = self.message.as_ref().map_or(0, |m| m.len);
         let len = so_far.saturating_add(h.payload_len);
-        if len > MAX_MESSAGE_SIZE as u64 {
+        if len > self.max_message {
             return Err(too_big());
         }
         self.message.get_or_insert_with(InMessage::default).len = len;
