@@ -251,6 +251,15 @@ pub struct Cli {
     #[arg(long, value_name = "RULE,...", value_parser = parse_allow, help_heading = "Limits")]
     pub allow_target: Vec<AllowList>,
 
+    /// Every connection starts with a PROXY protocol header (v1 or v2, from a load balancer);
+    /// its client address is the one logged, limited and given to plugins
+    #[arg(long, help_heading = "Load balancers")]
+    pub proxy_protocol: bool,
+
+    /// Send targets a PROXY protocol header (v1 or v2) naming the real client
+    #[arg(long, value_name = "VERSION", value_parser = parse_pp_version, help_heading = "Load balancers")]
+    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub rebind_lib: Option<PathBuf>,
@@ -283,6 +292,10 @@ fn parse_size(s: &str) -> Result<ByteSize, String> {
 }
 
 fn parse_allow(s: &str) -> Result<AllowList, String> {
+    s.parse()
+}
+
+fn parse_pp_version(s: &str) -> Result<crate::proxy_protocol::Version, String> {
     s.parse()
 }
 

@@ -12,6 +12,8 @@
 //! - [`ws`]: is it an upgrade, which version; `ws::handshake` checks HyBi requests and writes
 //!   the 101; `ws::frame` and `ws::hybi` are RFC 6455 framing on the hot path; `ws::hixie`
 //!   the drafts.
+//! - [`proxy_protocol`]: PROXY protocol v1/v2 headers: the real client's address from a load
+//!   balancer in front (`--proxy-protocol`), and to a target behind (`--target-proxy-protocol`).
 //! - [`session`]: the protocol-neutral client session the relay drives.
 //! - [`record`]: `--record`, each session's traffic in websockify's recording format.
 //! - [`target`]: where a session goes and how we connect there.
@@ -37,6 +39,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod plugin;
+pub mod proxy_protocol;
 pub mod record;
 pub mod relay;
 pub mod server;

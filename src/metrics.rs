@@ -80,6 +80,8 @@ pub enum HandshakeFailure {
     MaxConnections,
     /// `--max-connections-per-ip` refused the request (503).
     MaxConnectionsPerIp,
+    /// `--proxy-protocol` and no valid PROXY protocol header.
+    ProxyProtocol,
 }
 
 impl HandshakeFailure {
@@ -98,6 +100,7 @@ impl HandshakeFailure {
             HandshakeFailure::Hixie => "hixie",
             HandshakeFailure::MaxConnections => "max_connections",
             HandshakeFailure::MaxConnectionsPerIp => "max_connections_per_ip",
+            HandshakeFailure::ProxyProtocol => "proxy_protocol",
         }
     }
 }

@@ -99,6 +99,14 @@ impl ClientStream {
         }
     }
 
+    /// The address the client connected to (TCP only; before TLS is set up).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.io {
+            ClientIo::Tcp(s) => s.local_addr().ok(),
+            _ => None,
+        }
+    }
+
     /// Puts `bytes` in front of what is read next.
     pub fn unread(&mut self, bytes: Bytes) {
         if self.replay.is_empty() {

@@ -74,6 +74,7 @@ impl Layer {
             ("web_auth", cli.web_auth),
             ("daemon", cli.daemon),
             ("legacy_syslog", cli.legacy_syslog),
+            ("proxy_protocol", cli.proxy_protocol),
         ] {
             if on {
                 put(key, Value::from(true));
@@ -139,6 +140,9 @@ impl Layer {
         }
         if let Some(addr) = &cli.metrics_listen {
             put("metrics_listen", Value::from(addr.to_string()));
+        }
+        if let Some(version) = cli.target_proxy_protocol {
+            put("target_proxy_protocol", Value::from(version.to_string()));
         }
         if let Some(size) = cli.max_message_size {
             put("max_message_size", Value::from(size.to_string()));

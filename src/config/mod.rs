@@ -133,6 +133,12 @@ pub struct Settings {
     pub session_idle_timeout: u64,
     #[serde(skip_serializing_if = "AllowList::is_empty")]
     pub allow_target: AllowList,
+    /// `--proxy-protocol`: every connection starts with a PROXY protocol header.
+    #[serde(deserialize_with = "de::flag")]
+    pub proxy_protocol: bool,
+    /// `--target-proxy-protocol`: send a PROXY protocol header to targets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// `-- COMMAND ARGS...`: the program to wrap (a list, or one shell-quoted string).
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -334,6 +340,8 @@ impl Default for Settings {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             session_idle_timeout: 0,
             allow_target: AllowList::default(),
+            proxy_protocol: false,
+            target_proxy_protocol: None,
             wrap_command: None,
             wrap_mode: None,
             rebind_lib: None,
@@ -390,6 +398,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "connect_timeout",
     "session_idle_timeout",
     "allow_target",
+    "proxy_protocol",
+    "target_proxy_protocol",
     "wrap_command",
     "wrap_mode",
     "rebind_lib",
@@ -510,6 +520,10 @@ pub struct Config {
     pub syslog: Option<(String, bool)>,
     /// Connection, message, time and target limits.
     pub limits: Limits,
+    /// `--proxy-protocol`: read the client's address from a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// `--target-proxy-protocol`: tell targets the client's address so.
+    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 /// `--auth-plugin` and its settings.
@@ -915,6 +929,8 @@ impl Loaded {
             log_format: s.log_format,
             shutdown_grace: Duration::from_secs(s.shutdown_grace),
             limits: self.limits()?,
+            proxy_protocol: s.proxy_protocol,
+            target_proxy_protocol: s.target_proxy_protocol,
             record: s.record.as_deref().map(absolute),
             daemon: s.daemon,
             syslog: match (&s.syslog, s.legacy_syslog) {

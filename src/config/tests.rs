@@ -302,6 +302,8 @@ fn setting_names_match_the_struct() {
         record: Some("/rec".into()),
         syslog: Some("/dev/log".into()),
         allow_target: "10.0.0.0/8".parse().unwrap(),
+        proxy_protocol: true,
+        target_proxy_protocol: Some(crate::proxy_protocol::Version::V1),
         ..Settings::default()
     })
     .unwrap();
@@ -425,6 +427,9 @@ fn every_setting_is_a_flag_and_a_variable() {
         "60",
         "--allow-target",
         "10.0.0.0/8",
+        "--proxy-protocol",
+        "--target-proxy-protocol",
+        "v2",
         "--wrap-mode",
         "respawn",
         "--rebind-lib",
@@ -463,12 +468,13 @@ fn every_setting_is_a_flag_and_a_variable() {
                 | "max_connections_per_ip" => "5",
                 "max_message_size" => "1MiB",
                 "allow_target" => "10.0.0.0/8,vnc:5900",
+                "target_proxy_protocol" => "v1",
                 "metrics_listen" => "9100",
                 "log_format" => "json",
                 "wrap_mode" => "ignore",
                 "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
                 | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth"
-                | "daemon" | "legacy_syslog" => "true",
+                | "daemon" | "legacy_syslog" | "proxy_protocol" => "true",
                 _ => "/some/value",
             };
             (layer::env_name(k), value.to_string())

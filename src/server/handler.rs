@@ -75,12 +75,15 @@ pub struct Handler {
     pub shutdown: Shutdown,
     /// Numbers connections from 1 in accept order, as websockify numbers them.
     pub id: u64,
+    /// The client: the peer, or the address a PROXY protocol header named.
     pub client: ClientAddr,
+    /// The address the client connected to (TCP), or the one a PROXY protocol header named.
+    pub local: Option<std::net::SocketAddr>,
 }
 
 impl Handler {
     /// Handles the connection inside its `session` span (see [`crate::logging`]).
-    pub async fn run(self, stream: ClientStream) {
+    pub async fn run(mut self, mut stream: ClientStream) {
         let span = tracing::info_span!(
             target: SPAN_TARGET,
             "session",
@@ -96,7 +99,42 @@ impl Handler {
             from_client = Empty,
             to_client = Empty,
         );
-        self.handle(stream).instrument(span).await
+        async move {
+            if self.config.proxy_protocol && !Box::pin(self.proxy_header(&mut stream)).await {
+                return;
+            }
+            self.handle(stream).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// `--proxy-protocol`: reads the header a load balancer sends first, and takes the client
+    /// (and server) address it names. A connection without a valid one is refused and logged.
+    async fn proxy_header(&mut self, stream: &mut ClientStream) -> bool {
+        match crate::proxy_protocol::read(stream).await {
+            Ok((header, rest)) => {
+                stream.unread(rest.freeze());
+                // UNKNOWN and LOCAL (a balancer's health check) keep the connection's own.
+                if let Some((client, server)) = header.addresses {
+                    tracing::debug!(
+                        id = self.id,
+                        peer = %self.client,
+                        "PROXY {} header: client {client}",
+                        header.version
+                    );
+                    self.client = ClientAddr::Tcp(client);
+                    self.local = Some(server);
+                    tracing::Span::current().record("client", tracing::field::display(client));
+                }
+                true
+            }
+            Err(e) => {
+                metrics::get().handshake_failed(HandshakeFailure::ProxyProtocol, None);
+                tracing::info!(id = self.id, client = %self.client, "refused: {e}");
+                false
+            }
+        }
     }
 
     /// Every phase that is not the relay is awaited boxed: a future is as large as its largest
@@ -551,11 +589,19 @@ impl Handler {
         let m = metrics::get();
         let connecting = Instant::now();
         let limits = &self.config.limits;
+        let proxy_header = self.config.target_proxy_protocol.map(|version| {
+            let addresses = match (self.client, self.local) {
+                (ClientAddr::Tcp(client), Some(server)) => Some((client, server)),
+                _ => None,
+            };
+            crate::proxy_protocol::encode(version, addresses)
+        });
         let options = ConnectOptions {
             prefer_ipv6: self.config.prefer_ipv6,
             timeout: limits.connect_timeout,
             tls: self.target_tls.as_ref(),
             allow: limits.allow_target.as_ref(),
+            proxy_header: proxy_header.as_deref(),
         };
         let connected = target
             .connect(&options)

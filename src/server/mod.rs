@@ -248,6 +248,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                             shutdown: shutdown.subscribe(),
                             id: next_id,
                             client,
+                            local: stream.local_addr(),
                         };
                         tokio::spawn(handler.run(stream));
                     }

@@ -32,6 +32,8 @@ pub struct ConnectOptions<'a> {
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
     /// `--allow-target` (`None`: any target).
     pub allow: Option<&'a AllowList>,
+    /// `--target-proxy-protocol`: a PROXY protocol header sent first (before TLS).
+    pub proxy_header: Option<&'a [u8]>,
 }
 
 /// A place the proxy relays a session to.
@@ -81,7 +83,17 @@ impl Target {
         options: &ConnectOptions<'_>,
     ) -> Result<TargetStream, ConnectError> {
         let connect = async {
-            let stream = self.connect_inner(options).await?;
+            let mut stream = self.connect_inner(options).await?;
+            if let Some(header) = options.proxy_header {
+                use tokio::io::AsyncWriteExt;
+                stream
+                    .write_all(header)
+                    .await
+                    .map_err(|source| ConnectError::Io {
+                        target: self.to_string(),
+                        source,
+                    })?;
+            }
             match options.tls {
                 Some(config) => self.tls_handshake(stream, config).await,
                 None => Ok(stream),
