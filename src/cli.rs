@@ -260,6 +260,11 @@ pub struct Cli {
     #[arg(long, value_name = "VERSION", value_parser = parse_pp_version, help_heading = "Load balancers")]
     pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
 
+    /// Believe Forwarded / X-Forwarded-For / X-Forwarded-Proto only from these networks
+    /// (an ingress or reverse proxy in front); from anyone else they are ignored
+    #[arg(long, value_name = "CIDR,...", value_parser = parse_trusted, help_heading = "Load balancers")]
+    pub trusted_proxies: Vec<crate::forwarded::TrustedProxies>,
+
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
     pub rebind_lib: Option<PathBuf>,
@@ -292,6 +297,10 @@ fn parse_size(s: &str) -> Result<ByteSize, String> {
 }
 
 fn parse_allow(s: &str) -> Result<AllowList, String> {
+    s.parse()
+}
+
+fn parse_trusted(s: &str) -> Result<crate::forwarded::TrustedProxies, String> {
     s.parse()
 }
 

@@ -12,6 +12,8 @@
 //! - [`ws`]: is it an upgrade, which version; `ws::handshake` checks HyBi requests and writes
 //!   the 101; `ws::frame` and `ws::hybi` are RFC 6455 framing on the hot path; `ws::hixie`
 //!   the drafts.
+//! - [`forwarded`]: `--trusted-proxies`: the client and scheme from `Forwarded` /
+//!   `X-Forwarded-*`, believed only from trusted peers.
 //! - [`proxy_protocol`]: PROXY protocol v1/v2 headers: the real client's address from a load
 //!   balancer in front (`--proxy-protocol`), and to a target behind (`--target-proxy-protocol`).
 //! - [`session`]: the protocol-neutral client session the relay drives.
@@ -34,6 +36,7 @@ pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod forwarded;
 pub mod http;
 pub mod limits;
 pub mod logging;

@@ -141,6 +141,11 @@ impl Layer {
         if let Some(addr) = &cli.metrics_listen {
             put("metrics_listen", Value::from(addr.to_string()));
         }
+        if !cli.trusted_proxies.is_empty() {
+            let nets = cli.trusted_proxies.iter().flat_map(|l| l.0.iter());
+            let nets = nets.map(|n| Value::from(n.to_string()));
+            put("trusted_proxies", Value::from(nets.collect::<Vec<_>>()));
+        }
         if let Some(version) = cli.target_proxy_protocol {
             put("target_proxy_protocol", Value::from(version.to_string()));
         }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
+use crate::forwarded::TrustedProxies;
 use crate::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE, Limits,
@@ -139,6 +140,9 @@ pub struct Settings {
     /// `--target-proxy-protocol`: send a PROXY protocol header to targets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// `--trusted-proxies`: believe forwarded headers from these networks.
+    #[serde(skip_serializing_if = "TrustedProxies::is_empty")]
+    pub trusted_proxies: TrustedProxies,
     /// `-- COMMAND ARGS...`: the program to wrap (a list, or one shell-quoted string).
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -342,6 +346,7 @@ impl Default for Settings {
             allow_target: AllowList::default(),
             proxy_protocol: false,
             target_proxy_protocol: None,
+            trusted_proxies: TrustedProxies::default(),
             wrap_command: None,
             wrap_mode: None,
             rebind_lib: None,
@@ -400,6 +405,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "allow_target",
     "proxy_protocol",
     "target_proxy_protocol",
+    "trusted_proxies",
     "wrap_command",
     "wrap_mode",
     "rebind_lib",
@@ -524,6 +530,8 @@ pub struct Config {
     pub proxy_protocol: bool,
     /// `--target-proxy-protocol`: tell targets the client's address so.
     pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    /// `--trusted-proxies`: whose `Forwarded`/`X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Option<TrustedProxies>,
 }
 
 /// `--auth-plugin` and its settings.
@@ -931,6 +939,7 @@ impl Loaded {
             limits: self.limits()?,
             proxy_protocol: s.proxy_protocol,
             target_proxy_protocol: s.target_proxy_protocol,
+            trusted_proxies: (!s.trusted_proxies.is_empty()).then(|| s.trusted_proxies.clone()),
             record: s.record.as_deref().map(absolute),
             daemon: s.daemon,
             syslog: match (&s.syslog, s.legacy_syslog) {

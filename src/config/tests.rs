@@ -304,6 +304,7 @@ fn setting_names_match_the_struct() {
         allow_target: "10.0.0.0/8".parse().unwrap(),
         proxy_protocol: true,
         target_proxy_protocol: Some(crate::proxy_protocol::Version::V1),
+        trusted_proxies: "10.0.0.0/8".parse().unwrap(),
         ..Settings::default()
     })
     .unwrap();
@@ -430,6 +431,8 @@ fn every_setting_is_a_flag_and_a_variable() {
         "--proxy-protocol",
         "--target-proxy-protocol",
         "v2",
+        "--trusted-proxies",
+        "10.0.0.0/8",
         "--wrap-mode",
         "respawn",
         "--rebind-lib",
@@ -469,6 +472,7 @@ fn every_setting_is_a_flag_and_a_variable() {
                 "max_message_size" => "1MiB",
                 "allow_target" => "10.0.0.0/8,vnc:5900",
                 "target_proxy_protocol" => "v1",
+                "trusted_proxies" => "10.0.0.0/8",
                 "metrics_listen" => "9100",
                 "log_format" => "json",
                 "wrap_mode" => "ignore",

@@ -140,11 +140,11 @@ impl Handler {
     /// Every phase that is not the relay is awaited boxed: a future is as large as its largest
     /// state, and this one lives as long as the session, so inline phases (TLS, plugins,
     /// static files) would make every idle session pay for them.
-    async fn handle(self, stream: ClientStream) {
+    async fn handle(mut self, stream: ClientStream) {
         let _connection = self.tracker.connection();
         let began = Instant::now();
         let m = metrics::get();
-        let Some((mut stream, facts)) = Box::pin(self.establish(stream)).await else {
+        let Some((mut stream, mut facts)) = Box::pin(self.establish(stream)).await else {
             return;
         };
         tracing::Span::current().record("tls", facts.secure);
@@ -176,6 +176,21 @@ impl Handler {
         };
         let path = head.request.uri().path().to_string();
         tracing::Span::current().record("path", path.as_str());
+        // Before the limits, which count the real client.
+        if let Some(trusted) = &self.config.trusted_proxies
+            && let Some(peer) = self.client.ip()
+        {
+            let forwarded = crate::forwarded::resolve(head.request.headers(), peer, trusted);
+            if let Some(client) = forwarded.client {
+                tracing::debug!(id = self.id, peer = %self.client, "forwarded for {client}");
+                self.client = ClientAddr::Tcp(client);
+                tracing::Span::current().record("client", tracing::field::display(self.client));
+            }
+            if let Some(secure) = forwarded.secure {
+                facts.secure = secure;
+                tracing::Span::current().record("tls", secure);
+            }
+        }
         // Held until the connection closes: a session holds its place for its whole life.
         let _permit = match self.admission.admit(self.client.ip()) {
             Ok(permit) => permit,

@@ -62,6 +62,8 @@ impl ClientAddr {
 impl fmt::Display for ClientAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // Port 0: an address learned from X-Forwarded-For, which carries none.
+            ClientAddr::Tcp(a) if a.port() == 0 => write!(f, "{}", a.ip()),
             ClientAddr::Tcp(a) => write!(f, "{a}"),
             ClientAddr::Unix => f.write_str("unix-socket"),
         }
