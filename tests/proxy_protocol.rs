@@ -211,3 +211,55 @@ fn bad_versions_are_refused_naming_the_flag() {
         "{err}"
     );
 }
+
+/// A real HAProxy in front, sending PROXY v2 (`send-proxy-v2`), as a cloud balancer would.
+#[tokio::test]
+async fn a_real_haproxy_in_front_sending_proxy_v2() {
+    ensure_installed(&["haproxy"], "haproxy");
+    let proxy = echo_proxy_with(&["--proxy-protocol"]).await;
+    let front = dead_port();
+    let dir = std::env::temp_dir().join(format!("pp-haproxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend fe\n  bind 127.0.0.1:{front}\n  default_backend be\n\
+             backend be\n  server ws 127.0.0.1:{} send-proxy-v2\n",
+            proxy.port
+        ),
+    )
+    .unwrap();
+    let mut haproxy = std::process::Command::new("haproxy")
+        .args(["-db", "-f", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start haproxy");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", front))
+        .await
+        .is_err()
+    {
+        if std::time::Instant::now() > deadline || haproxy.try_wait().ok().flatten().is_some() {
+            let _ = haproxy.kill();
+            let out = haproxy.wait_with_output().unwrap();
+            panic!(
+                "haproxy did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Through HAProxy: the proxy must log this client's own port, not HAProxy's.
+    let (mut raw, status) = session_after(front, b"").await;
+    assert_eq!(status, 101);
+    let me = raw.stream.local_addr().unwrap();
+    raw.send_close(1000, "").await;
+    raw.read_close().await;
+    proxy.wait_log(&format!("client={me} target="), Duration::from_secs(5));
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
