@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use http::HeaderMap;
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The networks whose forwarded headers are believed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,35 +55,6 @@ impl fmt::Display for TrustedProxies {
 impl Serialize for TrustedProxies {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(ToString::to_string))
-    }
-}
-
-impl<'d> Deserialize<'d> for TrustedProxies {
-    fn deserialize<D: serde::Deserializer<'d>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'d> serde::de::Visitor<'d> for Visitor {
-            type Value = TrustedProxies;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "networks: a list of strings, or one string of comma-separated networks",
-                )
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TrustedProxies, E> {
-                v.parse().map_err(E::custom)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'d>>(
-                self,
-                mut seq: A,
-            ) -> Result<TrustedProxies, A::Error> {
-                let mut nets = Vec::new();
-                while let Some(n) = seq.next_element::<String>()? {
-                    let more: TrustedProxies = n.parse().map_err(serde::de::Error::custom)?;
-                    nets.extend(more.0);
-                }
-                Ok(TrustedProxies(nets))
-            }
-        }
-        d.deserialize_any(Visitor)
     }
 }
 

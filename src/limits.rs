@@ -333,38 +333,6 @@ impl Serialize for AllowList {
     }
 }
 
-impl<'d> Deserialize<'d> for AllowList {
-    fn deserialize<D: serde::Deserializer<'d>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'d> serde::de::Visitor<'d> for Visitor {
-            type Value = AllowList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "target rules: a list of strings, or one string of comma-separated rules",
-                )
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AllowList, E> {
-                v.parse().map_err(E::custom)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'d>>(
-                self,
-                mut seq: A,
-            ) -> Result<AllowList, A::Error> {
-                let mut rules = Vec::new();
-                while let Some(rule) = seq.next_element::<String>()? {
-                    rules.extend(
-                        rule.parse::<AllowList>()
-                            .map_err(serde::de::Error::custom)?
-                            .0,
-                    );
-                }
-                Ok(AllowList(rules))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

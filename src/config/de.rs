@@ -117,6 +117,33 @@ pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(Visitor)
 }
 
+/// A list of rules or networks: a TOML list of strings, or one string of comma-separated
+/// items (an environment variable); either way parsed by the type's `FromStr`.
+pub fn comma_list<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    struct Visitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: std::str::FromStr<Err = String>> de::Visitor<'de> for Visitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of strings, or one string of comma-separated items")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            v.parse().map_err(E::custom)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            items.join(",").parse().map_err(de::Error::custom)
+        }
+    }
+    d.deserialize_any(Visitor(std::marker::PhantomData))
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

@@ -132,7 +132,10 @@ pub struct Settings {
     pub connect_timeout: u64,
     #[serde(deserialize_with = "de::seconds")]
     pub session_idle_timeout: u64,
-    #[serde(skip_serializing_if = "AllowList::is_empty")]
+    #[serde(
+        skip_serializing_if = "AllowList::is_empty",
+        deserialize_with = "de::comma_list"
+    )]
     pub allow_target: AllowList,
     /// `--proxy-protocol`: every connection starts with a PROXY protocol header.
     #[serde(deserialize_with = "de::flag")]
@@ -141,7 +144,10 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
     /// `--trusted-proxies`: believe forwarded headers from these networks.
-    #[serde(skip_serializing_if = "TrustedProxies::is_empty")]
+    #[serde(
+        skip_serializing_if = "TrustedProxies::is_empty",
+        deserialize_with = "de::comma_list"
+    )]
     pub trusted_proxies: TrustedProxies,
     /// `-- COMMAND ARGS...`: the program to wrap (a list, or one shell-quoted string).
     #[serde(

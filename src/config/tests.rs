@@ -127,6 +127,45 @@ fn config_file_named_by_environment() {
 }
 
 #[test]
+fn limits_and_lists_from_a_file() {
+    let file = toml_file(
+        "listen = 6080\ntarget = \"h:1\"\nmax_message_size = \"2MiB\"\nmax_connections = 50\n\
+         allow_target = [\"10.0.0.0/8:5900-5999\", \"vnc:*, unix:/run/vnc/\"]\n\
+         trusted_proxies = \"10.0.0.0/8 fd00::/8\"\nproxy_protocol = true\n\
+         target_proxy_protocol = \"v2\"\n",
+    );
+    let loaded = load(
+        &cli(&[]),
+        &env(&[("WEBSOCKIFY_CONFIG", file.path.to_str().unwrap())]),
+    )
+    .unwrap();
+    let config = loaded.validate().unwrap();
+    assert_eq!(config.limits.max_message_size, 2 << 20);
+    assert_eq!(config.limits.max_connections, Some(50));
+    let allow = config.limits.allow_target.unwrap();
+    assert_eq!(allow.0.len(), 3);
+    assert_eq!(
+        allow.to_string(),
+        "10.0.0.0/8:5900-5999,vnc:*,unix:/run/vnc/"
+    );
+    assert_eq!(config.trusted_proxies.unwrap().0.len(), 2);
+    assert!(config.proxy_protocol);
+    assert_eq!(
+        config.target_proxy_protocol,
+        Some(crate::proxy_protocol::Version::V2)
+    );
+    let file = toml_file("listen = 6080\ntarget = \"h:1\"\nallow_target = [\"nowhere\"]\n");
+    let msg = invalid(load(
+        &cli(&[]),
+        &env(&[("WEBSOCKIFY_CONFIG", file.path.to_str().unwrap())]),
+    ));
+    assert!(
+        msg.contains("allow_target") && msg.contains("`nowhere`"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn unknown_names_are_refused_with_a_suggestion() {
     let msg = invalid(load(&cli(&[]), &env(&[("WEBSOCKIFY_IDLE_TIMOUT", "3")])));
     assert_eq!(
