@@ -22,13 +22,19 @@ pub fn binary() -> &'static str {
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(binary());
     cmd.args(args);
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// Keeps the caller's `WEBSOCKIFY_*` and `RUST_LOG` variables from a command that runs the
+/// proxy (directly or through a wrapper such as `sh -c '... exec "$0" "$@"'`).
+pub fn clean_env(cmd: &mut Command) {
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("WEBSOCKIFY_") {
             cmd.env_remove(name);
         }
     }
     cmd.env_remove("RUST_LOG");
-    cmd
 }
 
 /// Runs `websockify args` to its end, asserts its exit status, and returns its standard error.
@@ -161,6 +167,14 @@ impl Proxy {
 
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// The log's lines that are JSON objects (`--log-format json`), in order.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 }
 
@@ -606,4 +620,30 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Open file descriptors of a process, from /proc; with their targets (`socket:[..]`,
+/// `anon_inode:[eventpoll]`, paths) for messages that name what is left over.
+pub fn open_fds(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|entry| {
+        let entry = entry.ok()?;
+        let link = std::fs::read_link(entry.path()).ok();
+        Some(format!(
+            "{} -> {}",
+            entry.file_name().to_string_lossy(),
+            link.map(|l| l.display().to_string()).unwrap_or_default()
+        ))
+    })
+    .collect()
+}
+
+/// Ends a TCP connection with a reset (RST) instead of a FIN: SO_LINGER 0, then close.
+pub fn abort(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
+    drop(stream);
 }
