@@ -22,17 +22,6 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-/// The port of the `--metrics-listen 127.0.0.1:0` listener, from the start-up log.
-fn metrics_port(proxy: &Proxy) -> u16 {
-    let log = proxy.wait_log("/readyz on ", Duration::from_secs(10));
-    log.split("/readyz on ")
-        .nth(1)
-        .and_then(|rest| rest.split(['"', '\n']).next())
-        .and_then(|addr| addr.trim().rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics port in\n{log}"))
-}
-
 /// The value of the series written exactly as `series` on the `/metrics` page.
 fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines().find_map(|l| {

@@ -13,16 +13,6 @@ const TOKEN: &str = "tok-SECRET-4f9a";
 const WRONG_TOKEN: &str = "nope-SECRET-0000";
 const PASSWORD: &str = "pw-SECRET-77";
 
-fn metrics_port(proxy: &Proxy) -> u16 {
-    let log = proxy.wait_log("/readyz on ", Duration::from_secs(10));
-    log.split("/readyz on ")
-        .nth(1)
-        .and_then(|rest| rest.split(['"', '\n']).next())
-        .and_then(|addr| addr.trim().rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no metrics port in\n{log}"))
-}
-
 async fn attempt(port: u16, target: &str, headers: &[&str]) -> (Raw, Answer) {
     let head = upgrade_request(headers).replacen("GET /websockify", &format!("GET {target}"), 1);
     let mut raw = Raw::connect(port).await;

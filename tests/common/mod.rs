@@ -647,3 +647,14 @@ pub fn abort(stream: TcpStream) {
         .expect("SO_LINGER");
     drop(stream);
 }
+
+/// The port of a `--metrics-listen 127.0.0.1:0` listener, from the proxy's start-up log.
+pub fn metrics_port(proxy: &Proxy) -> u16 {
+    let log = proxy.wait_log("/readyz on ", Duration::from_secs(10));
+    log.split("/readyz on ")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', '\n']).next())
+        .and_then(|addr| addr.trim().rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no metrics port in\n{log}"))
+}
