@@ -374,7 +374,10 @@ mod tests {
         let e = Endpoint::parse("ws://127.0.0.1:6080/").unwrap();
         assert_eq!((e.addr.as_str(), e.path.as_str()), ("127.0.0.1:6080", "/"));
         let e = Endpoint::parse("ws://localhost:1/a?b=c").unwrap();
-        assert_eq!((e.addr.as_str(), e.path.as_str()), ("localhost:1", "/a?b=c"));
+        assert_eq!(
+            (e.addr.as_str(), e.path.as_str()),
+            ("localhost:1", "/a?b=c")
+        );
         let e = Endpoint::parse("ws://[::1]:9").unwrap();
         assert_eq!((e.addr.as_str(), e.path.as_str()), ("[::1]:9", "/"));
         assert_eq!(Endpoint::parse("ws://h").unwrap().addr, "h:80");
@@ -397,6 +400,20 @@ mod tests {
     #[test]
     fn masking() {
         let f = frame(0x82, b"abcd", Some([1, 2, 3, 4]));
-        assert_eq!(f, [0x82, 0x84, 1, 2, 3, 4, b'a' ^ 1, b'b' ^ 2, b'c' ^ 3, b'd' ^ 4]);
+        assert_eq!(
+            f,
+            [
+                0x82,
+                0x84,
+                1,
+                2,
+                3,
+                4,
+                b'a' ^ 1,
+                b'b' ^ 2,
+                b'c' ^ 3,
+                b'd' ^ 4
+            ]
+        );
     }
 }

@@ -155,6 +155,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         slots.spawn(slot(ctx.clone(), rng.fork(), stop_rx.clone(), delay));
     }
     let injector = tokio::spawn(inject(ctx.clone(), rng.fork(), stop_rx.clone()));
+    let lag = tokio::spawn(watch_lag(ctx.clone()));
 
     let mut next = started + interval;
     let mut proxy_gone = false;
@@ -190,6 +191,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         slots.abort_all();
     }
     let _ = injector.await;
+    lag.abort();
     let mut drained = Sample::take(started.elapsed().as_secs_f64(), args.pid, &ctx.stats);
     drained.phase = "drained";
     progress(&drained);
@@ -225,14 +227,15 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
 }
 
 fn progress(s: &Sample) {
-    let (rss, fds) = s
-        .probe
-        .map_or(("gone".into(), "gone".into()), |p| {
-            (format!("{:.1}", p.rss_kib as f64 / 1024.0), p.fds.to_string())
-        });
+    let (rss, fds) = s.probe.map_or(("gone".into(), "gone".into()), |p| {
+        (
+            format!("{:.1}", p.rss_kib as f64 / 1024.0),
+            p.fds.to_string(),
+        )
+    });
     eprintln!(
         "soak: {:>6.0}s rss {rss} MiB, fds {fds}, live {}, opened {}, closed {}, faults {}, \
-         {:.0} MB echoed, errors {} (fatal {})",
+         {:.0} MB echoed, errors {} (fatal {}), wsload lag {} ms",
         s.t_s,
         s.live,
         s.opened,
@@ -240,8 +243,23 @@ fn progress(s: &Sample) {
         s.faults,
         s.bytes_echoed as f64 / 1e6,
         s.errors,
-        s.fatal
+        s.fatal,
+        s.lag_ms
     );
+}
+
+/// Measures how late a 100 ms timer fires in the load generator's runtime, the worst since
+/// the last sample: seconds of lag mean the load generator, not the proxy, is the bottleneck.
+async fn watch_lag(ctx: Arc<Ctx>) {
+    const TICK: Duration = Duration::from_millis(100);
+    loop {
+        let t = Instant::now();
+        sleep(TICK).await;
+        let late = t.elapsed().saturating_sub(TICK).as_millis() as u64;
+        ctx.stats
+            .lag_ms
+            .fetch_max(late, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// One of the `--sessions` slots: a well-behaved session after another until the end.

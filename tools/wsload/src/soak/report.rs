@@ -163,9 +163,12 @@ pub fn markdown(
     let _ = writeln!(
         out,
         "| time | proxy RSS MiB | proxy fds | sessions live | opened | closed | faults | \
-         MB echoed | errors (fatal) |"
+         MB echoed | errors (fatal) | wsload lag ms |"
     );
-    let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        out,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for s in rows(samples) {
         let (rss, fds) = s.probe.map_or(("gone".into(), "gone".into()), |p| {
             (
@@ -179,7 +182,7 @@ pub fn markdown(
         };
         let _ = writeln!(
             out,
-            "| {time} | {rss} | {fds} | {} | {} | {} | {} | {} | {} ({}) |",
+            "| {time} | {rss} | {fds} | {} | {} | {} | {} | {} | {} ({}) | {} |",
             thousands(s.live),
             thousands(s.opened),
             thousands(s.closed),
@@ -187,6 +190,7 @@ pub fn markdown(
             thousands(s.bytes_echoed / 1_000_000),
             thousands(s.errors),
             thousands(s.fatal),
+            thousands(s.lag_ms),
         );
     }
 
@@ -374,6 +378,7 @@ mod tests {
             messages: 0,
             errors: 0,
             fatal: 0,
+            lag_ms: 0,
         }
     }
 
@@ -387,7 +392,10 @@ mod tests {
         assert_eq!(rows[0].t_s, 0.0);
         let n = rows.len();
         assert_eq!(rows[n - 3].t_s, 1800.0);
-        assert_eq!((rows[n - 2].phase, rows[n - 1].phase), ("drained", "settled"));
+        assert_eq!(
+            (rows[n - 2].phase, rows[n - 1].phase),
+            ("drained", "settled")
+        );
         let few: Vec<Sample> = (0..3).map(|i| sample(f64::from(i), "run")).collect();
         assert_eq!(super::rows(&few).len(), 3);
     }

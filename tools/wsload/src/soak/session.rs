@@ -290,4 +290,3 @@ fn ended(what: String, missing: u64, received: u64) -> Failure {
         Failure::Aborted(what)
     }
 }
-

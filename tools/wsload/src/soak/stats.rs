@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// How many error descriptions are kept for the report (the counts are kept for all).
-const EXAMPLES: usize = 40;
+/// How many error descriptions are kept for the report, in all and of each kind (the counts
+/// are kept for all).
+const EXAMPLES: usize = 50;
+const EXAMPLES_PER_KIND: usize = 5;
 
 /// Counters shared by every session task.
 #[derive(Default)]
@@ -29,6 +31,9 @@ pub struct Stats {
     pub fatal: AtomicU64,
     /// Of those, lost or corrupted data.
     pub data_errors: AtomicU64,
+    /// The longest the load generator's own timer fired late since the last sample, in ms: a
+    /// starved load generator (not the proxy) makes sessions slow, and this says so.
+    pub lag_ms: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<BTreeMap<&'static str, FaultTally>>,
     examples: Mutex<Vec<String>>,
@@ -51,7 +56,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Stats {
     /// Counts an error of `kind`; `fatal` ones fail the run.
     pub fn error(&self, kind: &str, detail: &str, fatal: bool) {
-        *lock(&self.errors).entry(kind.to_owned()).or_default() += 1;
+        let seen = {
+            let mut errors = lock(&self.errors);
+            let n = errors.entry(kind.to_owned()).or_default();
+            *n += 1;
+            *n
+        };
         if fatal {
             self.fatal.fetch_add(1, Ordering::Relaxed);
             if kind.starts_with("data_") {
@@ -59,7 +69,7 @@ impl Stats {
             }
         }
         let mut examples = lock(&self.examples);
-        if examples.len() < EXAMPLES {
+        if examples.len() < EXAMPLES && seen as usize <= EXAMPLES_PER_KIND {
             examples.push(format!("{kind}: {detail}"));
         }
     }
@@ -167,6 +177,8 @@ pub struct Sample {
     /// All errors so far, fatal or not.
     pub errors: u64,
     pub fatal: u64,
+    /// The load generator's worst timer lag since the previous sample, ms.
+    pub lag_ms: u64,
 }
 
 impl Sample {
@@ -188,6 +200,7 @@ impl Sample {
             messages: Stats::get(&stats.messages),
             errors: stats.errors().values().sum(),
             fatal: Stats::get(&stats.fatal),
+            lag_ms: stats.lag_ms.swap(0, Ordering::Relaxed),
         }
     }
 
@@ -208,6 +221,7 @@ impl Sample {
             "messages": self.messages,
             "errors": self.errors,
             "fatal_errors": self.fatal,
+            "wsload_lag_ms": self.lag_ms,
         })
     }
 }
