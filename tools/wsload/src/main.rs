@@ -7,6 +7,9 @@
 //!   `idle` (memory per idle session of `--pid` and its children), and `throughput --pid` adds the proxy's CPU
 //!   seconds per GB.
 //! - Each figure runs `--repeat` times and prints one JSON object with the median.
+//! - `wsload soak --url ws://HOST:PORT/ --pid PID`: the reliability soak (`benches/soak.sh`):
+//!   thousands of checksummed sessions in a rolling mix with faults injected, the proxy's RSS
+//!   and descriptors sampled from /proc; see `soak/mod.rs`.
 //!
 //! Echoed data comes back as a byte stream (a proxy may split or merge messages), so replies
 //! are counted in bytes, never in messages.
@@ -22,6 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+mod soak;
 
 #[derive(Parser)]
 #[command(about = "Load generator and echo target for the websockify-rs benchmark")]
@@ -89,6 +94,9 @@ enum Figure {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
     },
+    /// The reliability soak: sessions in a rolling mix with faults, for --minutes; exits
+    /// non-zero if a well-behaved session lost data or the proxy kept descriptors.
+    Soak(soak::SoakArgs),
 }
 
 /// Where to measure.
@@ -399,6 +407,7 @@ async fn until(
 async fn run(figure: Figure) -> anyhow::Result<()> {
     match figure {
         Figure::Echo { port } => echo(port).await,
+        Figure::Soak(args) => soak::run(args).await,
         Figure::Throughput {
             to,
             conns,

@@ -1,0 +1,419 @@
+//! Injected faults: clients that misbehave, spoken byte by byte over raw TCP (a WebSocket
+//! library would refuse to send most of them). Each is one short-lived connection; the proxy
+//! must end it alone, and where it owes an answer (a close code, a status) the answer is
+//! checked. The slow reader is the exception: a proper session whose echo must all arrive.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, timeout};
+
+use super::pattern::{self, Rng};
+use super::session::{self, Plan, Sizes};
+use super::stats::Stats;
+
+/// How long the proxy has to answer a fault that it must answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// A request head this large is over the proxy's 16 KiB limit (431).
+const OVERSIZE_HEAD: usize = 20 << 10;
+/// What an oversize frame header announces: far over the 64 MiB message limit (1009).
+const OVERSIZE_FRAME: u64 = 1 << 40;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Upgrade, send a message and half of the next, then reset the connection (SO_LINGER 0).
+    Rst,
+    /// Upgrade, send a message and half of the next, never read, fall silent for 10-60 s,
+    /// then go away without a close frame.
+    Vanish,
+    /// Upgrade, then a frame RFC 6455 forbids: answered with close 1002.
+    Garbage,
+    /// A request head over 16 KiB: answered with 431.
+    OversizeHead,
+    /// A frame header announcing 1 TiB: answered with close 1009 at once.
+    OversizeFrame,
+    /// A checksummed session that sends 4 MiB at once and reads the echo late and slowly
+    /// (backpressure all the way to the target); every byte must still arrive.
+    SlowReader,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 6] = [
+        Fault::Rst,
+        Fault::Vanish,
+        Fault::Garbage,
+        Fault::OversizeHead,
+        Fault::OversizeFrame,
+        Fault::SlowReader,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Rst => "rst",
+            Fault::Vanish => "vanish",
+            Fault::Garbage => "garbage",
+            Fault::OversizeHead => "oversize_head",
+            Fault::OversizeFrame => "oversize_frame",
+            Fault::SlowReader => "slow_reader",
+        }
+    }
+}
+
+/// Where the proxy listens, from a `ws://HOST:PORT/PATH` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    /// HOST:PORT to connect to.
+    pub addr: String,
+    pub host: String,
+    pub path: String,
+}
+
+impl Endpoint {
+    pub fn parse(url: &str) -> anyhow::Result<Endpoint> {
+        let rest = url
+            .strip_prefix("ws://")
+            .context("the soak speaks plain ws:// only")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            bail!("no host in {url}");
+        }
+        let addr = if authority.rsplit_once(':').is_some_and(|(_, p)| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !authority.ends_with(']')
+        }) {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Endpoint {
+            url: url.to_owned(),
+            addr,
+            host: authority.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Runs one fault and records how it ended.
+pub async fn run(
+    fault: Fault,
+    endpoint: &Endpoint,
+    mut rng: Rng,
+    stats: &Stats,
+    stop: &watch::Receiver<bool>,
+) {
+    stats.fault_started(fault.name());
+    let outcome = match fault {
+        Fault::Rst => rst(endpoint, &mut rng).await,
+        Fault::Vanish => vanish(endpoint, &mut rng, stop).await,
+        Fault::Garbage => garbage(endpoint, &mut rng).await,
+        Fault::OversizeHead => oversize_head(endpoint).await,
+        Fault::OversizeFrame => oversize_frame(endpoint, &mut rng).await,
+        Fault::SlowReader => return slow_reader(endpoint, rng, stats, stop).await,
+    };
+    stats.fault_ended(fault.name(), outcome.map_err(|e| format!("{e:#}")));
+}
+
+async fn rst(endpoint: &Endpoint, rng: &mut Rng) -> anyhow::Result<()> {
+    let mut s = upgrade(endpoint).await?;
+    s.write_all(&message_and_a_half(rng)).await?;
+    s.set_zero_linger()?;
+    drop(s);
+    Ok(())
+}
+
+async fn vanish(
+    endpoint: &Endpoint,
+    rng: &mut Rng,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut s = upgrade(endpoint).await?;
+    s.write_all(&message_and_a_half(rng)).await?;
+    let silent = Duration::from_secs(rng.between(10, 60));
+    let mut stop = stop.clone();
+    tokio::select! {
+        () = sleep(silent) => {}
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    drop(s);
+    Ok(())
+}
+
+async fn garbage(endpoint: &Endpoint, rng: &mut Rng) -> anyhow::Result<()> {
+    let mut s = upgrade(endpoint).await?;
+    let mask = (rng.next_u64() as u32).to_be_bytes();
+    let (what, bytes) = match rng.between(0, 3) {
+        0 => ("reserved opcode 0x3", frame(0x83, b"junk", Some(mask))),
+        1 => ("RSV1 set", frame(0xC2, b"junk", Some(mask))),
+        2 => ("an unmasked frame", frame(0x82, b"junk", None)),
+        _ => ("a fragmented ping", frame(0x09, b"junk", Some(mask))),
+    };
+    s.write_all(&bytes).await?;
+    expect_close(&mut s, 1002).await.context(what)
+}
+
+async fn oversize_head(endpoint: &Endpoint) -> anyhow::Result<()> {
+    let mut s = connect(endpoint).await?;
+    let pad = "a".repeat(OVERSIZE_HEAD);
+    let head = format!("{}X-Pad: {pad}\r\n\r\n", request_lines(endpoint));
+    s.write_all(head.as_bytes()).await?;
+    // Our side is done: the proxy's discarding read after its answer ends at once.
+    s.shutdown().await?;
+    let status = timeout(ANSWER_TIMEOUT, read_status(&mut s))
+        .await
+        .context("no answer")??;
+    if status != 431 {
+        bail!("answered {status}, expected 431");
+    }
+    Ok(())
+}
+
+async fn oversize_frame(endpoint: &Endpoint, rng: &mut Rng) -> anyhow::Result<()> {
+    let mut s = upgrade(endpoint).await?;
+    let mask = (rng.next_u64() as u32).to_be_bytes();
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&OVERSIZE_FRAME.to_be_bytes());
+    header.extend_from_slice(&mask);
+    s.write_all(&header).await?;
+    expect_close(&mut s, 1009).await
+}
+
+async fn slow_reader(
+    endpoint: &Endpoint,
+    mut rng: Rng,
+    stats: &Stats,
+    stop: &watch::Receiver<bool>,
+) {
+    let plan = Plan {
+        seed: rng.next_u64(),
+        sizes: Sizes::Fixed {
+            size: 256 << 10,
+            count: 16,
+        },
+        think: Duration::ZERO,
+        until: Instant::now() + Duration::from_secs(24 * 3600),
+        read_pause: Duration::from_secs(rng.between(5, 15)),
+        read_delay: Duration::from_millis(20),
+    };
+    let result = session::run(&endpoint.url, plan, rng, stats, stop).await;
+    let outcome = match result {
+        Ok(()) => Ok(()),
+        Err(f) => {
+            // Losing a slow reader's data is as bad as losing anyone's.
+            if matches!(f, session::Failure::Mismatch(_) | session::Failure::Lost(_)) {
+                stats.error(f.kind(), &format!("slow reader: {}", f.detail()), true);
+            }
+            Err(format!("{}: {}", f.kind(), f.detail()))
+        }
+    };
+    stats.fault_ended(Fault::SlowReader.name(), outcome);
+}
+
+async fn connect(endpoint: &Endpoint) -> anyhow::Result<TcpStream> {
+    let s = timeout(session::CONNECT_TIMEOUT, TcpStream::connect(&endpoint.addr))
+        .await
+        .context("connect timed out")?
+        .with_context(|| format!("connecting {}", endpoint.addr))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+fn request_lines(endpoint: &Endpoint) -> String {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: binary\r\n",
+        endpoint.path, endpoint.host
+    )
+}
+
+/// Connects and completes the opening handshake; the 101 must be all the proxy sent so far
+/// (it sends nothing else until the client does).
+async fn upgrade(endpoint: &Endpoint) -> anyhow::Result<TcpStream> {
+    let mut s = connect(endpoint).await?;
+    s.write_all(format!("{}\r\n", request_lines(endpoint)).as_bytes())
+        .await?;
+    let status = timeout(session::CONNECT_TIMEOUT, read_status(&mut s))
+        .await
+        .context("no handshake answer")??;
+    if status != 101 {
+        bail!("handshake answered {status}");
+    }
+    Ok(s)
+}
+
+/// Reads a response head byte by byte (so nothing after it is consumed) and returns its status.
+async fn read_status(s: &mut TcpStream) -> anyhow::Result<u16> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 << 10 {
+            bail!("response head over 16 KiB");
+        }
+        let mut byte = [0u8];
+        if s.read(&mut byte).await? == 0 {
+            bail!(
+                "connection ended in the response head: {:?}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {text:?}"))
+}
+
+/// A client frame: `b0` (FIN, RSV, opcode) as given, the payload masked when `mask` is given.
+fn frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![b0];
+    let bit = if mask.is_some() { 0x80 } else { 0 };
+    let len = payload.len() as u64;
+    if len < 126 {
+        out.push(bit | len as u8);
+    } else if len <= u64::from(u16::MAX) {
+        out.push(bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(bit | 127);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    match mask {
+        Some(m) => {
+            out.extend_from_slice(&m);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
+
+/// A whole binary message of up to 256 KiB, then a frame of 64 KiB cut off after 1000 bytes.
+fn message_and_a_half(rng: &mut Rng) -> Vec<u8> {
+    let mask = (rng.next_u64() as u32).to_be_bytes();
+    let mut payload = vec![0u8; rng.between(1, 256 << 10) as usize];
+    pattern::fill(rng.next_u64(), 0, &mut payload);
+    let mut out = frame(0x82, &payload, Some(mask));
+    let half = frame(0x82, &[0x55; 64 << 10], Some(mask));
+    out.extend_from_slice(&half[..1000]);
+    out
+}
+
+/// Reads server frames (data the proxy relayed may come first) until a close frame, which
+/// must carry `code`.
+async fn expect_close(s: &mut TcpStream, code: u16) -> anyhow::Result<()> {
+    let read = async {
+        let mut buf = Vec::new();
+        loop {
+            while let Some((opcode, payload, used)) = server_frame(&buf)? {
+                if opcode == 0x8 {
+                    let got = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                    return match got {
+                        Some(c) if c == code => Ok(()),
+                        other => Err(anyhow::anyhow!("closed with {other:?}, expected {code}")),
+                    };
+                }
+                buf.drain(..used);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.context("reading for the close")?;
+            if n == 0 {
+                bail!("connection ended without a close frame (expected {code})");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    timeout(ANSWER_TIMEOUT, read)
+        .await
+        .with_context(|| format!("no close frame within {}s", ANSWER_TIMEOUT.as_secs()))?
+}
+
+/// One unmasked frame at the start of `buf`: opcode, payload, bytes used; `None` if incomplete.
+fn server_frame(buf: &[u8]) -> anyhow::Result<Option<(u8, Vec<u8>, usize)>> {
+    let [b0, b1, ..] = *buf else {
+        return Ok(None);
+    };
+    if b1 & 0x80 != 0 {
+        bail!("a masked frame from the server");
+    }
+    let (len, header): (u64, usize) = match b1 & 0x7F {
+        126 => match buf.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(b) => {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(b);
+                (u64::from_be_bytes(be), 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    let len = usize::try_from(len).context("frame length")?;
+    let Some(payload) = buf.get(header..header.saturating_add(len)) else {
+        return Ok(None);
+    };
+    Ok(Some((b0 & 0x0F, payload.to_vec(), header + len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let e = Endpoint::parse("ws://127.0.0.1:6080/").unwrap();
+        assert_eq!((e.addr.as_str(), e.path.as_str()), ("127.0.0.1:6080", "/"));
+        let e = Endpoint::parse("ws://localhost:1/a?b=c").unwrap();
+        assert_eq!(
+            (e.addr.as_str(), e.path.as_str()),
+            ("localhost:1", "/a?b=c")
+        );
+        let e = Endpoint::parse("ws://[::1]:9").unwrap();
+        assert_eq!((e.addr.as_str(), e.path.as_str()), ("[::1]:9", "/"));
+        assert_eq!(Endpoint::parse("ws://h").unwrap().addr, "h:80");
+        assert!(Endpoint::parse("wss://h:1/").is_err());
+        assert!(Endpoint::parse("ws:///").is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_through_the_server_parser() {
+        for len in [0usize, 5, 125, 126, 65535, 65536] {
+            let payload = vec![7u8; len];
+            let bytes = frame(0x88, &payload, None);
+            let (op, got, used) = server_frame(&bytes).unwrap().unwrap();
+            assert_eq!((op, got.len(), used), (0x8, len, bytes.len()));
+            assert_eq!(server_frame(&bytes[..bytes.len() - 1]).unwrap(), None);
+        }
+        assert!(server_frame(&frame(0x82, b"x", Some([1, 2, 3, 4]))).is_err());
+    }
+
+    #[test]
+    fn masking() {
+        let f = frame(0x82, b"abcd", Some([1, 2, 3, 4]));
+        assert_eq!(
+            f,
+            [
+                0x82,
+                0x84,
+                1,
+                2,
+                3,
+                4,
+                b'a' ^ 1,
+                b'b' ^ 2,
+                b'c' ^ 3,
+                b'd' ^ 4
+            ]
+        );
+    }
+}
