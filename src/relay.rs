@@ -143,7 +143,7 @@ pub const IDLE: Close = Close::new(close_code::GOING_AWAY, "Session idle timeout
 
 /// Relays until either side ends, closes the client side as websockify does, and reports how.
 pub async fn relay<R: ClientRx, T: ClientTx>(
-    rx: R,
+    mut rx: R,
     mut tx: T,
     target: TargetStream,
     options: &RelayOptions,
@@ -157,16 +157,16 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
     let last_activity = AtomicU64::new(0);
     let last_data = AtomicU64::new(0);
 
-    let up = upstream(
-        rx,
+    // Boxed so that it can be dropped early, giving `rx` back to drain the client.
+    let mut up = Box::pin(upstream(
+        &mut rx,
         target_w,
         options.traffic,
         options.record.as_ref(),
         traffic,
         [&last_activity, &last_data],
         started,
-    );
-    tokio::pin!(up);
+    ));
 
     let first = {
         let down = downstream(
@@ -196,7 +196,10 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         }
         Ok(Upstream::Error(RecvError::Gone(why))) => Ending::ClientGone(why),
         Ok(Upstream::TargetWrite(e)) => {
-            let _ = tx.close(&TARGET_ERROR).await;
+            drop(up);
+            if tx.close(&TARGET_ERROR).await.is_ok() {
+                drain_until_close(&mut rx, tokio::time::Instant::now() + CLOSE_TIMEOUT).await;
+            }
             Ending::TargetError(e.to_string())
         }
         Err(Downstream::ClientGone(why)) => Ending::ClientGone(why),
@@ -209,11 +212,28 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
             };
             if tx.close(&close).await.is_ok() {
                 // Keep delivering what the client sends until its close answers ours.
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut up).await;
+                let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+                let delivered = tokio::time::timeout_at(deadline, &mut up).await;
+                if let Ok(Upstream::TargetWrite(_)) = delivered {
+                    // The target is gone too: the rest of the client's bytes go nowhere.
+                    drop(up);
+                    drain_until_close(&mut rx, deadline).await;
+                }
             }
             ending
         }
     }
+}
+
+/// After our close, reads (and drops) what the client still sends until its close answers
+/// ours. Closing with the client's bytes unread would reset the connection, and a reset can
+/// destroy our close frame before the client reads it (a client busy sending a large message
+/// reads late).
+async fn drain_until_close<R: ClientRx>(rx: &mut R, deadline: tokio::time::Instant) {
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Ok(Inbound::Data(_) | Inbound::Part(_)) = rx.recv().await {}
+    })
+    .await;
 }
 
 fn elapsed_ms(started: Instant) -> u64 {
@@ -222,7 +242,7 @@ fn elapsed_ms(started: Instant) -> u64 {
 
 /// Client to target: each message's payload written whole before the next is read.
 async fn upstream<R: ClientRx>(
-    mut rx: R,
+    rx: &mut R,
     mut target: TargetWriter,
     log_traffic: bool,
     record: Option<&Recorder>,

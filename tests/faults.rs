@@ -1326,3 +1326,58 @@ async fn churn_with_random_faults_loses_no_byte_and_leaks_nothing() {
         );
     }
 }
+
+/// The target resets while the client is in the middle of a large message: the client still
+/// gets the 1011 close frame. Closing the client's connection with its bytes unread would
+/// reset it too, and a reset can destroy the close frame on its way; so the proxy reads and
+/// drops the rest of the client's message until the client answers the close.
+#[tokio::test]
+async fn a_target_reset_during_a_large_client_message_still_closes_the_client_with_1011() {
+    let port = target(|mut s| async move {
+        let mut first = [0u8; 4096];
+        let _ = s.read(&mut first).await;
+        abort(s);
+    })
+    .await;
+    let target_addr = format!("127.0.0.1:{port}");
+    let proxy = Proxy::start(&["127.0.0.1:0", &target_addr]);
+    let (raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    let (mut r, mut w) = raw.stream.into_split();
+    // 16 MiB in one frame, written whole before reading anything, as a busy client does: the
+    // proxy's close waits unread meanwhile.
+    let frame = encode_frame(true, 2, &vec![5u8; 16 << 20], Some([9, 8, 7, 6]));
+    let wrote = tokio::time::timeout(Duration::from_secs(30), w.write_all(&frame)).await;
+    assert!(wrote.is_ok(), "the proxy stopped reading the client");
+    assert!(wrote.unwrap().is_ok(), "the proxy reset the connection");
+    let mut buf = Vec::new();
+    let close = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some((frame, used)) = decode_frame(&buf) {
+                buf.drain(..used);
+                if frame.opcode == 8 {
+                    return Some(frame.close());
+                }
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            match r.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .expect("no close within 30 s");
+    let (code, reason) = close.expect("the connection ended without a close frame");
+    assert_eq!((code, reason.as_str()), (1011, "Target connection error"));
+    // Answer the close, as a client does; the proxy then ends the connection.
+    let _ = w
+        .write_all(&encode_frame(
+            true,
+            8,
+            &1011u16.to_be_bytes(),
+            Some([1, 2, 3, 4]),
+        ))
+        .await;
+    proxy.wait_log("close_code=1011", Duration::from_secs(10));
+}
