@@ -12,8 +12,9 @@
 //! when a case fails that [`NOT_APPLICABLE`] does not list, or when a listed case fails in a
 //! way its reason does not explain (a text case must have been refused with 1003, and so on),
 //! or when the tool cannot be installed. The one exception is the signature of a reported
-//! proxy bug ([`known_bug`], reproduced by the ignored `close_survives_frames_after_the_clients_close`):
-//! counted as failed in the summary, tolerated here until the fix, then to be deleted.
+//! proxy bug ([`known_bug`], reproduced by the ignored test
+//! `close_survives_frames_after_the_clients_close`): counted as failed in the summary,
+//! tolerated here until the fix, then to be deleted.
 
 mod common;
 
