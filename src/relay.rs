@@ -24,6 +24,11 @@ pub const TARGET_READ_SIZE: usize = 64 * 1024;
 /// How long we wait for the client to answer our close frame before dropping the connection.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long, after the closing handshake and our FIN, we read and drop what the client still
+/// sends (frames it sent before it saw our close) before dropping the connection; a client
+/// that closes its side ends this at once.
+pub const LINGER: Duration = Duration::from_secs(2);
+
 /// What the relay needs besides the two ends.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
@@ -187,7 +192,10 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
 
     match first {
         Ok(Upstream::Close(close)) => {
-            let _ = tx.finish().await;
+            drop(up);
+            if tx.finish().await.is_ok() {
+                rx.linger(tokio::time::Instant::now() + LINGER).await;
+            }
             Ending::ClientClosed(close)
         }
         Ok(Upstream::Error(RecvError::Protocol(close))) => {

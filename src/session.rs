@@ -81,6 +81,10 @@ pub struct SendError(pub String);
 pub trait ClientRx: Send {
     /// The next message, skipping control frames (which the protocol layer answers itself).
     fn recv(&mut self) -> impl Future<Output = Result<Inbound, RecvError>> + Send;
+    /// After the closing handshake: reads and drops whatever the client still sends until it
+    /// closes its side or `deadline` passes. Closing our socket with the client's bytes unread
+    /// would reset the connection, and a reset can destroy the close frame we just sent.
+    fn linger(&mut self, deadline: tokio::time::Instant) -> impl Future<Output = ()> + Send;
 }
 
 /// The sending half of a client session.

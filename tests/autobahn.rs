@@ -11,10 +11,7 @@
 //! `tests/autobahn/run.sh` also copies that table to `docs/conformance.md`. The test fails
 //! when a case fails that [`NOT_APPLICABLE`] does not list, or when a listed case fails in a
 //! way its reason does not explain (a text case must have been refused with 1003, and so on),
-//! or when the tool cannot be installed. The one exception is the signature of a reported
-//! proxy bug ([`known_bug`], reproduced by the ignored test
-//! `close_survives_frames_after_the_clients_close`): counted as failed in the summary,
-//! tolerated here until the fix, then to be deleted.
+//! or when the tool cannot be installed.
 
 mod common;
 
@@ -157,21 +154,6 @@ const NOT_APPLICABLE: &[(&str, Reason)] = &[
     ("12.*", Reason::Compression),
     ("13.*", Reason::Compression),
 ];
-
-/// A proxy bug (reported; reproduced by `close_survives_frames_after_the_clients_close`, which
-/// is ignored until it is fixed) that kosoku's large binary echo cases run into: kosoku sends
-/// a close frame for every echo message that arrives after its first close (Autobahn's own
-/// runner sends one), the proxy closes the socket with those frames unread, the kernel resets
-/// the connection and discards what the proxy had queued, its close frame included. Such a
-/// case (on the list for message boundaries) ends UNCLEAN without our close instead of
-/// cleanly; it is counted as failed in the summary but does not fail this test. Delete this
-/// when the bug is fixed.
-fn known_bug(case: &Case) -> bool {
-    not_applicable(&case.id) == Some(Reason::Boundaries)
-        && case.behavior_close == "UNCLEAN"
-        && case.remote_close_code.is_none()
-        && case.close_frames_sent > 1
-}
 
 /// The verdicts that pass, for the message exchange and for the closing handshake alike (as
 /// kosoku and Autobahn's report count them).
@@ -452,8 +434,6 @@ fn read_report(dir: &Path) -> Vec<Case> {
 enum Outcome {
     Passed,
     NotApplicable(Reason),
-    /// Failed with the signature of the reported bug ([`known_bug`]).
-    KnownBug,
     Failed,
 }
 
@@ -463,7 +443,6 @@ fn outcome(case: &Case) -> Outcome {
     }
     match not_applicable(&case.id) {
         Some(reason) if reason.explains(case) => Outcome::NotApplicable(reason),
-        _ if known_bug(case) => Outcome::KnownBug,
         _ => Outcome::Failed,
     }
 }
@@ -474,7 +453,6 @@ struct Counts {
     total: usize,
     passed: usize,
     not_applicable: BTreeMap<Reason, usize>,
-    known_bug: usize,
     failed: usize,
 }
 
@@ -484,7 +462,6 @@ impl Counts {
         match outcome {
             Outcome::Passed => self.passed += 1,
             Outcome::NotApplicable(reason) => *self.not_applicable.entry(reason).or_default() += 1,
-            Outcome::KnownBug => self.known_bug += 1,
             Outcome::Failed => self.failed += 1,
         }
     }
@@ -502,10 +479,7 @@ impl Counts {
     }
 
     fn failed_cell(&self) -> String {
-        match self.known_bug {
-            0 => self.failed.to_string(),
-            n => format!("{} ({n} known bug)", self.failed + n),
-        }
+        self.failed.to_string()
     }
 }
 
@@ -549,7 +523,7 @@ fn summary(cases: &[Case], run: &RunFacts) -> String {
          - Command: `{}`\n\
          - Run time: {} s for the whole case list (one case, 9.8.1, waits out its 60 s \
          timeout).\n\
-         - Totals: {} cases: {} passed, {} not applicable, {} failed{}.\n",
+         - Totals: {} cases: {} passed, {} not applicable, {} failed.\n",
         run.tool,
         totals.total,
         run.command,
@@ -557,12 +531,7 @@ fn summary(cases: &[Case], run: &RunFacts) -> String {
         totals.total,
         totals.passed,
         totals.not_applicable.values().sum::<usize>(),
-        totals.failed + totals.known_bug,
-        if totals.known_bug > 0 {
-            format!(" ({} of them the known bug below)", totals.known_bug)
-        } else {
-            String::new()
-        },
+        totals.failed,
     );
     let _ = writeln!(
         out,
@@ -619,28 +588,6 @@ fn summary(cases: &[Case], run: &RunFacts) -> String {
             reason.why()
         );
     }
-    let bugs: Vec<&str> = cases
-        .iter()
-        .filter(|c| outcome(c) == Outcome::KnownBug)
-        .map(|c| c.id.as_str())
-        .collect();
-    let _ = writeln!(
-        out,
-        "\n## Known bug\n\n\
-         In this run: {}. The proxy closes its socket right after the closing handshake; \
-         when the client has sent anything after its close frame, the kernel answers with a \
-         reset and throws away what the proxy had queued, its close frame included. kosoku \
-         sends a close frame for every echo message that arrives after its first one (the \
-         Autobahn TestSuite's own runner sends one), so the large binary echo cases, which \
-         have megabytes of echo still queued, end UNCLEAN without our close. \
-         `close_survives_frames_after_the_clients_close` in `tests/autobahn.rs` reproduces \
-         it deterministically and is ignored until it is fixed.\n",
-        if bugs.is_empty() {
-            "no case".to_string()
-        } else {
-            bugs.join(", ")
-        }
-    );
     let _ = writeln!(out, "{CROSS_CHECK}");
     out
 }
@@ -657,8 +604,11 @@ of the 517 cases, in each of two runs. The 8 differences: 1.2.1 (no echo of an e
 `wstest` closes with 1001 after its timeout and we echo 1001, kosoku drops the connection) and \
 9.8.1 (1000 empty messages: the same timeout, a different close code reported), not \
 applicable either way; and six large binary echo cases of 9.2, 9.4 and 9.6 (which six varies \
-from run to run), clean under `wstest` (message boundaries only) and UNCLEAN under kosoku: the \
-known bug above, which only a client that sends after its close frame triggers.";
+from run to run), clean under `wstest` (message boundaries only) and UNCLEAN under kosoku, which sends a \
+close frame for every echo message after its first: the proxy then closed its socket with \
+those frames unread and the reset destroyed its close frame. Fixed since: after the closing \
+handshake the proxy reads and drops what the client still sends until the client closes \
+(`close_survives_frames_after_the_clients_close`).";
 
 /// The proxy under test, its echo target and the report directory.
 struct Bench {
@@ -745,19 +695,6 @@ async fn autobahn_server_cases() {
             "NOT_APPLICABLE lists {pattern}, which names no case of the suite"
         );
     }
-    let bugs: Vec<&str> = cases
-        .iter()
-        .filter(|c| outcome(c) == Outcome::KnownBug)
-        .map(|c| c.id.as_str())
-        .collect();
-    if !bugs.is_empty() {
-        eprintln!(
-            "WARNING: {} case(s) failed with the known bug (reset after the closing \
-             handshake): {}",
-            bugs.len(),
-            bugs.join(", ")
-        );
-    }
     let failures: Vec<String> = cases
         .iter()
         .filter(|c| outcome(c) == Outcome::Failed)
@@ -799,7 +736,6 @@ async fn autobahn_server_cases() {
 /// reads (and drops) what still comes until the client's end or a short timeout (a lingering
 /// close) delivers both.
 #[tokio::test]
-#[ignore = "BUG: after the client's close the proxy closes its socket with unread client bytes; the reset discards its queued echo and close frame"]
 async fn close_survives_frames_after_the_clients_close() {
     let echo = echo_target().await;
     let target = format!("127.0.0.1:{echo}");

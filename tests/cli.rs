@@ -458,8 +458,16 @@ async fn log_file_verbose_and_traffic() {
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
     raw.send_close(1000, "").await;
     raw.read_close().await;
-    std::thread::sleep(Duration::from_millis(300));
-    let text = std::fs::read_to_string(&quiet).unwrap();
+    // As a client does once the proxy's side is closed (the proxy lingers until then).
+    drop(raw);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&quiet).unwrap_or_default();
+        if text.contains("session ended") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(
         text.contains("session ended") && !text.contains("DEBUG"),
         "{text}"

@@ -390,6 +390,18 @@ pub struct HixieTx<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Send> ClientRx for HixieRx<S> {
+    async fn linger(&mut self, deadline: tokio::time::Instant) {
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            while let Ok(n) = self.reader.read(&mut scratch).await {
+                if n == 0 {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+    }
+
     async fn recv(&mut self) -> Result<Inbound, RecvError> {
         loop {
             match self.decoder.next_frame() {

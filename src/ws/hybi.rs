@@ -355,6 +355,21 @@ fn parse_close(payload: &[u8]) -> Result<Option<Close>, RecvError> {
 }
 
 impl ClientRx for HybiRx {
+    async fn linger(&mut self, deadline: tokio::time::Instant) {
+        self.buf = BytesMut::new();
+        let drain = async {
+            let mut scratch = BytesMut::new();
+            loop {
+                scratch.clear();
+                match self.reader.read_lazily(&mut scratch, 4096).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
+    }
+
     async fn recv(&mut self) -> Result<Inbound, RecvError> {
         loop {
             if self.frame.is_some() {
