@@ -628,10 +628,19 @@ async fn hybi_session(
         }
         let _ = peer_tx.shutdown().await;
     };
-    // Our end stays open until the sender is done (so it never writes into a closed socket),
-    // and is then closed so that reading what it wrote back ends.
+    // Once the session has ended, the rest of the input would never be read: the sender stops
+    // (small writes to a unix socket nobody reads fill its buffer long before their bytes
+    // do). Our end is closed only after that, so the sender never writes into a closed
+    // socket, and closing it ends the reading of what it wrote back.
     let session = async {
-        let (events, ()) = tokio::join!(drain(&mut rx), sending);
+        let events = {
+            let receiving = drain(&mut rx);
+            tokio::pin!(receiving, sending);
+            tokio::select! {
+                events = &mut receiving => events,
+                () = &mut sending => receiving.await,
+            }
+        };
         drop(rx);
         drop(tx);
         events
