@@ -31,12 +31,17 @@
 //! - [`wrap`]: wrap mode: the reserved port, the wrapped program and its supervision; the
 //!   rebind shim itself is `plugins/rebind`.
 //! - [`shutdown`]: the "has shutdown begun?" signal every task watches.
+//! - `fuzzing` (hidden): the fuzz targets, one per parser of outside bytes, shared by `fuzz/`
+//!   and the corpus replay in `tests/fuzz_corpus.rs` (`docs/fuzzing.md`).
 
 pub mod addr;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod forwarded;
+// Fuzz targets for `fuzz/` and `tests/fuzz_corpus.rs`; not part of the proxy's API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod logging;
