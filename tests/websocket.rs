@@ -567,10 +567,10 @@ async fn record_writes_one_file_per_session_and_never_stops_one() {
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
     raw.send_binary(b"still here").await;
     assert_eq!(raw.read_data(10).await, b"still here");
-    assert!(
-        proxy
-            .log()
-            .contains("not recording to /nonexistent/dir/rec.1")
+    // The log is read by another thread: wait for the line rather than race it.
+    proxy.wait_log(
+        "not recording to /nonexistent/dir/rec.1",
+        Duration::from_secs(10),
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
