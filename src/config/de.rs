@@ -73,48 +73,36 @@ pub fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D
 
 /// A whole number of seconds, as a number or a string of digits; 0 means "off".
 pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    struct Visitor;
-    impl de::Visitor<'_> for Visitor {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a whole number of seconds, e.g. 30 (0 turns it off)")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            v.trim()
-                .parse()
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-        }
-    }
-    d.deserialize_any(Visitor)
+    d.deserialize_any(WholeNumber(
+        "a whole number of seconds, e.g. 30 (0 turns it off)",
+    ))
 }
 
 /// A whole number, as a number or a string of digits; 0 means "no limit" or "automatic".
 pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    struct Visitor;
-    impl de::Visitor<'_> for Visitor {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a whole number, e.g. 1000 (0: no limit)")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            v.trim()
-                .parse()
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-        }
+    d.deserialize_any(WholeNumber("a whole number, e.g. 1000 (0: no limit)"))
+}
+
+/// A non-negative integer from TOML or from an environment variable's digits; the text says
+/// what the setting expects.
+struct WholeNumber(&'static str);
+
+impl de::Visitor<'_> for WholeNumber {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
-    d.deserialize_any(Visitor)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+        v.trim()
+            .parse()
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
 }
 
 /// A list of rules or networks: a TOML list of strings, or one string of comma-separated
