@@ -7,7 +7,9 @@
 #   benches/compare.sh --short   a smoke run: ours and direct only, tiny durations (CI)
 #
 # Peers it installs or builds when it can, and skips with the reason when it cannot:
-# socat (apt), websockify 0.13 with numpy (PyPI, in a venv), websocat (crates.io).
+# socat (apt), websockify 0.13 with numpy (PyPI, in a venv), websocat (crates.io). Beside
+# them, `floor`: `wsload relay`, a raw TCP relay with nothing but the relaying in it, placed
+# like the proxies; what it reaches bounds what any proxy can reach on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,6 +121,7 @@ measure() {
 start_proxy() { # NAME PORT
   local name=$1 port=$2
   case "$name" in
+    floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ours) "${PIN_PROXY[@]}" "$BIN/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
     socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,backlog=4096,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
     websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
@@ -129,13 +132,13 @@ start_proxy() { # NAME PORT
 }
 
 measure direct tcp "127.0.0.1:$TARGET_PORT"
-for name in ours "${PEERS[@]}"; do
+for name in floor ours "${PEERS[@]}"; do
   port=$(free_port)
   start_proxy "$name" "$port"
-  if [[ "$name" == socat ]]; then
+  if [[ "$name" == socat || "$name" == floor ]]; then
     # socat forks per connection: its CPU counts its children once they are reaped, and its
     # memory is the proportional set size of the whole process tree.
-    measure socat tcp "127.0.0.1:$port" "$PROXY_PID"
+    measure "$name" tcp "127.0.0.1:$port" "$PROXY_PID"
   else
     measure "$name" url "ws://127.0.0.1:$port/" "$PROXY_PID"
   fi

@@ -1,6 +1,8 @@
 //! `wsload`: the benchmark's load generator and echo target (`benches/compare.sh` drives it).
 //!
 //! - `wsload echo`: the TCP echo target every proxy relays to.
+//! - `wsload relay --to HOST:PORT`: the relay floor, a raw TCP relay with nothing but the
+//!   relaying in it (`relay.rs`), measured like a proxy to bound what any proxy can reach.
 //! - `wsload <figure> --url ws://HOST:PORT/` measures through a WebSocket proxy;
 //!   `--tcp HOST:PORT` measures over raw TCP instead (the echo target itself for the
 //!   physical baseline, or socat). Figures: `throughput`, `latency`, `messages`, `connections`,
@@ -26,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod relay;
 mod soak;
 
 #[derive(Parser)]
@@ -41,6 +44,14 @@ enum Figure {
     Echo {
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// Run the relay floor on PORT (0: any) to TO and print the port: a raw TCP relay doing
+    /// only the relaying, which bounds what any proxy can reach here.
+    Relay {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long)]
+        to: std::net::SocketAddr,
     },
     /// MB/s echoed with CONNS connections sending SIZE-byte messages.
     Throughput {
@@ -407,6 +418,7 @@ async fn until(
 async fn run(figure: Figure) -> anyhow::Result<()> {
     match figure {
         Figure::Echo { port } => echo(port).await,
+        Figure::Relay { port, to } => relay::run(port, to),
         Figure::Soak(args) => soak::run(args).await,
         Figure::Throughput {
             to,
