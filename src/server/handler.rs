@@ -8,10 +8,10 @@ use http::StatusCode;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::admission::{Admission, Refused};
+use super::admission::{Admission, Permit, Refused};
 use super::listen::ClientAddr;
 use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
-use super::tracker::Tracker;
+use super::tracker::{Guard, Tracker};
 use crate::config::Config;
 use crate::config::Route;
 use crate::http::{HeadError, answer_and_close, close_gracefully, read_head_within, response};
@@ -26,6 +26,8 @@ use crate::target::{ConnectError, ConnectOptions, Target};
 use crate::tls::{HANDSHAKE_TIMEOUT, ServerTls};
 use crate::token;
 use crate::web::WebRoot;
+use crate::ws::hixie::{HixieRx, HixieTx};
+use crate::ws::hybi::{HybiRx, HybiTx};
 use crate::ws::{self, Decision};
 
 /// What websockify 0.13 sends when the target cannot be reached after the upgrade.
@@ -53,6 +55,25 @@ pub struct Facts {
     pub secure: bool,
     /// The common name of the client's verified certificate (`--verify-client`).
     pub client_cert_cn: Option<String>,
+}
+
+/// An accepted upgrade: what its session needs, and nothing of the handshake.
+struct Upgraded {
+    halves: Halves,
+    target: Target,
+    path: String,
+    protocol: String,
+    facts: Facts,
+    /// The session's place under `--max-connections`, held for its whole life.
+    permit: Permit,
+    /// Counts it among the live sessions.
+    session: Guard,
+}
+
+/// The client's two halves, by protocol family.
+enum Halves {
+    Hybi(HybiRx, HybiTx),
+    Hixie(HixieRx<ClientStream>, HixieTx<ClientStream>),
 }
 
 /// The per-connection state.
@@ -137,16 +158,42 @@ impl Handler {
         }
     }
 
-    /// Every phase that is not the relay is awaited boxed: a future is as large as its largest
-    /// state, and this one lives as long as the session, so inline phases (TLS, plugins,
-    /// static files) would make every idle session pay for them.
+    /// The connection, in two phases, each awaited boxed: the handshake (TLS, head, limits,
+    /// plugins, the upgrade) and the session. A future is as large as its largest state and a
+    /// task keeps its future for the connection's whole life, so the task itself stays a few
+    /// hundred bytes, the handshake's state (the request head, a TLS handshake, plugin calls)
+    /// is freed when the upgrade is done, and an idle session keeps only what its relay needs.
     async fn handle(mut self, stream: ClientStream) {
         let _connection = self.tracker.connection();
-        let began = Instant::now();
-        let m = metrics::get();
-        let Some((mut stream, mut facts)) = Box::pin(self.establish(stream)).await else {
+        let Some(upgraded) = Box::pin(self.upgrade(stream)).await else {
             return;
         };
+        let Upgraded {
+            halves,
+            target,
+            path,
+            protocol,
+            facts,
+            permit: _permit,
+            session: _session,
+        } = upgraded;
+        match halves {
+            Halves::Hybi(rx, tx) => {
+                Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await
+            }
+            Halves::Hixie(rx, tx) => {
+                Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await
+            }
+        }
+    }
+
+    /// Everything up to an accepted upgrade; `None` when the connection was answered (a web
+    /// request, a refusal) or failed, each logged where it happened. Every phase in it is
+    /// awaited boxed too, so that this future stays small while it waits for the client.
+    async fn upgrade(&mut self, stream: ClientStream) -> Option<Upgraded> {
+        let began = Instant::now();
+        let m = metrics::get();
+        let (mut stream, mut facts) = Box::pin(self.establish(stream)).await?;
         tracing::Span::current().record("tls", facts.secure);
         let read = Box::pin(
             read_head_within(&mut stream, self.config.limits.handshake_timeout)
@@ -171,7 +218,7 @@ impl Handler {
                 if matches!(e, HeadError::Timeout(_) | HeadError::TooLarge) {
                     tracing::info!(id = self.id, client = %self.client, "request refused: {e}");
                 }
-                return;
+                return None;
             }
         };
         let path = head.request.uri().path().to_string();
@@ -214,53 +261,56 @@ impl Handler {
                     "too many connections, try again later",
                 );
                 answer_and_close(&mut stream, &answer).await;
-                return;
+                return None;
             }
         };
         match ws::decide(&head.request) {
-            Decision::Http => match &self.web {
-                Some(web) => {
-                    let guarded = self.config.auth.as_ref().is_some_and(|a| a.web);
-                    if guarded
-                        && !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await
-                    {
-                        return;
+            Decision::Http => {
+                match &self.web {
+                    Some(web) => {
+                        let guarded = self.config.auth.as_ref().is_some_and(|a| a.web);
+                        if guarded
+                            && !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await
+                        {
+                            return None;
+                        }
+                        match Box::pin(web.serve(&head.request, &mut stream)).await {
+                            Ok(status) => {
+                                m.web_request(status);
+                                tracing::Span::current().record("status", status.as_u16());
+                                tracing::info!(
+                                id = self.id,
+                                client = %self.client,
+                                status = status.as_u16(),
+                                "{} {path}",
+                                head.request.method()
+                                )
+                            }
+                            Err(e) => {
+                                tracing::info!(id = self.id, client = %self.client, "{path}: {e}")
+                            }
+                        }
+                        close_gracefully(&mut stream).await;
                     }
-                    match Box::pin(web.serve(&head.request, &mut stream)).await {
-                        Ok(status) => {
-                            m.web_request(status);
-                            tracing::Span::current().record("status", status.as_u16());
-                            tracing::info!(
+                    None => {
+                        tracing::info!(
                             id = self.id,
                             client = %self.client,
-                            status = status.as_u16(),
-                            "{} {path}",
+                            "{} {path}: 405, no web directory is served here",
                             head.request.method()
-                            )
-                        }
-                        Err(e) => {
-                            tracing::info!(id = self.id, client = %self.client, "{path}: {e}")
-                        }
+                        );
+                        m.web_request(StatusCode::METHOD_NOT_ALLOWED);
+                        tracing::Span::current().record("status", 405);
+                        let answer = response(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            &[("Allow", "")],
+                            "this port serves WebSocket upgrades only",
+                        );
+                        answer_and_close(&mut stream, &answer).await;
                     }
-                    close_gracefully(&mut stream).await;
                 }
-                None => {
-                    tracing::info!(
-                        id = self.id,
-                        client = %self.client,
-                        "{} {path}: 405, no web directory is served here",
-                        head.request.method()
-                    );
-                    m.web_request(StatusCode::METHOD_NOT_ALLOWED);
-                    tracing::Span::current().record("status", 405);
-                    let answer = response(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        &[("Allow", "")],
-                        "this port serves WebSocket upgrades only",
-                    );
-                    answer_and_close(&mut stream, &answer).await;
-                }
-            },
+                None
+            }
             Decision::Refuse(rejection) => {
                 m.handshake_failed(HandshakeFailure::BadUpgrade, Some(rejection.status));
                 tracing::Span::current().record("status", rejection.status.as_u16());
@@ -272,17 +322,14 @@ impl Handler {
                     rejection.reason
                 );
                 answer_and_close(&mut stream, &rejection.response()).await;
+                None
             }
             Decision::Hybi(hs) => {
                 use tokio::io::AsyncWriteExt;
                 if !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await {
-                    return;
+                    return None;
                 }
-                let Some(target) =
-                    Box::pin(self.target_for(&head.request, &facts, &mut stream)).await
-                else {
-                    return;
-                };
+                let target = Box::pin(self.target_for(&head.request, &facts, &mut stream)).await?;
                 // Flushed: under TLS the answer would otherwise wait in the session's buffer
                 // until the first frame, and a client waits for it before sending anything.
                 let written = async {
@@ -292,7 +339,7 @@ impl Handler {
                 if let Err(e) = written.await {
                     tracing::debug!(id = self.id, client = %self.client, "writing 101: {e}");
                     m.handshake_failed(HandshakeFailure::ClosedEarly, None);
-                    return;
+                    return None;
                 }
                 let _session = self.tracker.session();
                 let protocol = format!(
@@ -308,17 +355,21 @@ impl Handler {
                     self.config.limits.max_message_size,
                 )
                 .await;
-                Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await;
+                Some(Upgraded {
+                    halves: Halves::Hybi(rx, tx),
+                    target,
+                    path,
+                    protocol,
+                    facts,
+                    permit: _permit,
+                    session: _session,
+                })
             }
             Decision::Hixie(hs) => {
                 if !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await {
-                    return;
+                    return None;
                 }
-                let Some(target) =
-                    Box::pin(self.target_for(&head.request, &facts, &mut stream)).await
-                else {
-                    return;
-                };
+                let target = Box::pin(self.target_for(&head.request, &facts, &mut stream)).await?;
                 let accepted = Box::pin(ws::hixie::accept(
                     &hs,
                     stream,
@@ -332,13 +383,21 @@ impl Handler {
                     Err(e) => {
                         tracing::info!(id = self.id, client = %self.client, "Hixie handshake: {e}");
                         m.handshake_failed(HandshakeFailure::Hixie, None);
-                        return;
+                        return None;
                     }
                 };
                 let _session = self.tracker.session();
                 let protocol = format!("{}/base64", hs.draft().name());
                 self.started(&protocol, "hixie", began);
-                Box::pin(self.serve(rx, tx, target, &path, &protocol, &facts)).await;
+                Some(Upgraded {
+                    halves: Halves::Hixie(rx, tx),
+                    target,
+                    path,
+                    protocol,
+                    facts,
+                    permit: _permit,
+                    session: _session,
+                })
             }
         }
     }
