@@ -7,6 +7,13 @@ use clap::Parser;
 use websockify::cli::Cli;
 use websockify::config::{self, ConfigError};
 
+/// jemalloc rather than glibc's malloc: after a burst of busy sessions glibc kept ~200 MiB of
+/// freed buffers in its arenas for good (docs/reliability.md); jemalloc's background thread
+/// returns them to the system within seconds.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = match config::process_env() {
