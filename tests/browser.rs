@@ -69,6 +69,14 @@ fn screenshot_dir() -> PathBuf {
 fn setup() {
     static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
     let done = SETUP.get_or_init(|| {
+        // A failure's screenshots from an earlier run would tell of a failure not in this one.
+        if let Ok(entries) = std::fs::read_dir(screenshot_dir()) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("FAILED-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let started = Instant::now();
         let out = Command::new("bash")
             .arg(repo().join("tests/browser/setup.sh"))
