@@ -28,6 +28,9 @@
 //! - [`syslog`]: `--syslog`, log lines as websockify sends them to syslog.
 //! - [`logging`]: the tracing subscriber: text or JSON lines, and OpenTelemetry traces.
 //! - [`metrics`]: the Prometheus series; `server::ops` serves them with health and readiness.
+//! - [`web`]: `--web DIR`, static files on the proxy port, and `/websockify/status.json`
+//!   (`web::status`), the live numbers of the start page in `web/` (the browser side:
+//!   `web/README.md`).
 //! - [`wrap`]: wrap mode: the reserved port, the wrapped program and its supervision; the
 //!   rebind shim itself is `plugins/rebind`.
 //! - [`shutdown`]: the "has shutdown begun?" signal every task watches.

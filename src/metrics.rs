@@ -126,6 +126,19 @@ impl PluginResult {
     }
 }
 
+/// Process-wide sums of a few series: no label, nothing about any one client or target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// WebSocket sessions in progress.
+    pub sessions_active: u64,
+    /// WebSocket sessions upgraded since the start, every protocol.
+    pub sessions_started: u64,
+    /// Payload bytes relayed from clients to targets.
+    pub from_client: u64,
+    /// Payload bytes relayed from targets to clients.
+    pub to_client: u64,
+}
+
 /// Every series. Fields are public so that each event is counted where it happens.
 pub struct Metrics {
     registry: Registry,
@@ -346,6 +359,27 @@ impl Metrics {
         out
     }
 
+    /// The aggregate numbers the landing page shows (`web::status`), read from the series
+    /// themselves so that they always agree with `/metrics`.
+    pub fn totals(&self) -> Totals {
+        let sessions_started = self
+            .sessions_started
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>();
+        Totals {
+            // The gauge is decremented by the guard that incremented it, so it is never
+            // negative; 0 is the honest answer if it ever were.
+            sessions_active: u64::try_from(self.sessions_active.get()).unwrap_or(0),
+            // A counter's value is a whole number held in an f64: exact up to 2^53.
+            sessions_started: sessions_started as u64,
+            from_client: self.relayed_bytes[Direction::FromClient as usize].get(),
+            to_client: self.relayed_bytes[Direction::ToClient as usize].get(),
+        }
+    }
+
     /// A whole message (or the last piece of one) relayed.
     pub fn relayed(&self, direction: Direction, bytes: usize) {
         self.relayed_bytes(direction, bytes);
@@ -460,6 +494,19 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert!(text.contains("websockify_build_info{commit="), "{text}");
+        m.session_started("hybi-13/binary");
+        m.session_started("hybi-13/base64");
+        m.relayed(Direction::FromClient, 3);
+        m.sessions_active.inc();
+        assert_eq!(
+            m.totals(),
+            Totals {
+                sessions_active: 1,
+                sessions_started: 2,
+                from_client: 3,
+                to_client: 10,
+            }
+        );
         assert!(text.contains("process_resident_memory_bytes"), "{text}");
     }
 

@@ -212,3 +212,85 @@ fn a_missing_web_directory_is_a_startup_error() {
     );
     assert!(err.contains("--web /nonexistent/www"), "{err}");
 }
+
+/// The landing page's live numbers: aggregates from the metrics, moving with real sessions,
+/// never cached, and nothing that names a client, a target or a token.
+#[tokio::test]
+async fn status_json_counts_sessions_and_bytes() {
+    let (_base, root) = site("status");
+    let tokens = root.parent().unwrap().join("tokens.cfg");
+    let echo = echo_target().await;
+    std::fs::write(&tokens, format!("sekrit-token: 127.0.0.1:{echo}\n")).unwrap();
+    let proxy = Proxy::start(&[
+        "--web",
+        root.to_str().unwrap(),
+        "--token-plugin",
+        "TokenFile",
+        "--token-source",
+        tokens.to_str().unwrap(),
+        "127.0.0.1:0",
+    ]);
+    let status = |port| async move {
+        let (answer, body) = get(port, "/websockify/status.json", "").await;
+        assert_eq!(answer.status, 200, "{}", answer.head);
+        assert_eq!(
+            answer.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        assert_eq!(answer.header("cache-control").as_deref(), Some("no-store"));
+        let text = String::from_utf8(body).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (json, text)
+    };
+    let (before, _) = status(proxy.port).await;
+    assert_eq!(before["sessions_active"], 0);
+    assert_eq!(before["sessions_total"], 0);
+    assert_eq!(before["version"], env!("CARGO_PKG_VERSION"));
+    assert!(before["uptime_seconds"].as_u64().unwrap() < 60, "{before}");
+
+    let mut raw = Raw::connect(proxy.port).await;
+    let answer = raw.request(&upgrade_request(&[])).await;
+    assert_eq!(answer.status, 404, "no token: refused, not a session");
+    let head = upgrade_request(&[]).replace("/websockify", "/websockify?token=sekrit-token");
+    let mut raw = Raw::connect(proxy.port).await;
+    assert_eq!(raw.request(&head).await.status, 101);
+    raw.send_binary(&[7u8; 1000]).await;
+    assert_eq!(raw.read_data(1000).await, vec![7u8; 1000]);
+    let (during, text) = status(proxy.port).await;
+    assert_eq!(during["sessions_active"], 1, "{during}");
+    assert_eq!(during["sessions_total"], 1, "{during}");
+    assert_eq!(during["bytes_from_client"], 1000, "{during}");
+    assert_eq!(during["bytes_to_client"], 1000, "{during}");
+    for secret in ["127.0.0.1", "sekrit", &echo.to_string()] {
+        assert!(!text.contains(secret), "{secret} in the status: {text}");
+    }
+    raw.send_close(1000, "").await;
+    raw.read_close().await;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (after, _) = status(proxy.port).await;
+        if after["sessions_active"] == 0 {
+            assert_eq!(after["sessions_total"], 1, "{after}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the session never ended: {after}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (answer, body) = fetch(
+        proxy.port,
+        "HEAD /websockify/status.json HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert!(body.is_empty(), "HEAD has no body");
+}
+
+#[tokio::test]
+async fn no_status_without_web() {
+    let proxy = echo_proxy_with(&[]).await;
+    let (answer, _) = get(proxy.port, "/websockify/status.json", "").await;
+    assert_eq!(answer.status, 405);
+}

@@ -10,12 +10,16 @@
 //!
 //! hyper-staticfile builds the file responses (`Content-Type`, `Last-Modified`, `ETag`,
 //! `If-Modified-Since`, ranges); `If-None-Match` is checked here, since it does not.
+//!
+//! One path is the server's own rather than the directory's: [`status::PATH`], the live
+//! numbers of the landing page.
 
 mod listing;
+mod status;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -32,6 +36,8 @@ pub struct WebRoot {
     root: PathBuf,
     /// `--file-only`: no directory listings.
     file_only: bool,
+    /// When the server started (it makes the root once, as it starts): the status's uptime.
+    started: Instant,
 }
 
 /// What a request path resolves to, before any file is opened.
@@ -56,7 +62,11 @@ impl WebRoot {
         if !root.is_dir() {
             anyhow::bail!("--web {}: not a directory", dir.display());
         }
-        Ok(WebRoot { root, file_only })
+        Ok(WebRoot {
+            root,
+            file_only,
+            started: Instant::now(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -89,6 +99,9 @@ impl WebRoot {
             return Ok(r);
         }
         let raw_path = req.uri().path();
+        if raw_path == status::PATH {
+            return Ok(status::response(self.started));
+        }
         let target = resolve(&self.root, raw_path).await?;
         match target {
             Target::Redirect(location) => {

@@ -102,3 +102,80 @@ fn missing_root_is_an_error() {
     let err = WebRoot::new(Path::new("/nonexistent/web"), false).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/web"), "{err}");
 }
+
+/// The browser pages load ES modules, which Chromium refuses unless they come with a
+/// JavaScript type; WebAssembly streams only as `application/wasm`.
+#[tokio::test]
+async fn types_for_pages_modules_and_wasm() {
+    let (base, root) = fixture("types");
+    for (file, expected) in [
+        ("page.html", "text/html; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("script.js", "javascript"),
+        ("module.mjs", "javascript"),
+        ("code.wasm", "application/wasm"),
+        ("data.json", "application/json"),
+    ] {
+        std::fs::write(root.join(file), "x").unwrap();
+        let (status, text) = get(&WebRoot::new(&root, false).unwrap(), &format!("/{file}")).await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        let content_type = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        assert!(content_type.contains(expected), "{file}: {content_type}");
+    }
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+#[tokio::test]
+async fn status_is_aggregate_json_and_never_cached() {
+    let (base, root) = fixture("status");
+    let web = WebRoot::new(&root, false).unwrap();
+    let (status, text) = get(&web, status::PATH).await;
+    assert_eq!(status, StatusCode::OK);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/json\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("cache-control: no-store\r\n"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(body).unwrap();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "bytes_from_client",
+            "bytes_to_client",
+            "sessions_active",
+            "sessions_total",
+            "uptime_seconds",
+            "version"
+        ]
+    );
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert!(json["bytes_to_client"].is_u64(), "{json}");
+    // Only the exact path: the directory's own files and listings are untouched around it.
+    assert_eq!(get(&web, "/websockify/").await.0, StatusCode::NOT_FOUND);
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(status::PATH)
+        .body(())
+        .unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        web.serve(&req, &mut out).await.unwrap(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    std::fs::remove_dir_all(base).unwrap();
+}

@@ -1,0 +1,558 @@
+//! The browser side (issue 10) in a real browser: Debian's Chromium, driven by Playwright from
+//! the Node scripts in `tests/browser/`, against the real binary serving `web/` with `--web`.
+//!
+//! - `websock.js` echoes binary and base64 through the proxy to an echo target, byte for byte;
+//! - `wstelnet.html` logs in to a real telnet server (inetutils' telnetd, started here as
+//!   inetd would) and typed keys reach its shell;
+//! - `index.html` shows the server's live numbers;
+//! - noVNC (`@novnc/novnc` from npm, under our `vnc.html`) shows a desktop TigerVNC's Xvnc
+//!   serves, pixel for pixel, and a click and keys made in the page reach the X server; over
+//!   ws, wss, and with a token.
+//!
+//! `tests/browser/setup.sh` installs what is missing (Debian packages, and the npm packages
+//! pinned in `tests/browser/package-lock.json` into `target/browser/node_modules`), so the
+//! first run takes a minute more and later ones find everything in place. When something
+//! cannot be installed the tests fail, naming it; they never skip. Screenshots of every page
+//! go to `target/browser-screenshots/` (and `FAILED-*.png` there when a check fails).
+//!
+//! Only one browser runs at a time: the machine has two cores.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// A Node script's whole run; the script's own deadline (`lib.mjs`) is shorter, so this
+/// only catches a script that hangs outside it.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(200);
+
+/// The account of the scripted login behind the test's telnetd (`tests/browser/login.sh`).
+const TELNET_USER: &str = "guest";
+const TELNET_PASSWORD: &str = "s3cret-pw";
+
+/// The desktop Xvnc serves: small, so that reading it back is quick, and tiled with a
+/// two-colour pattern (`xsetroot -bitmap`) so that every pixel's colour is known.
+const DESKTOP: (u32, u32) = (320, 240);
+const TILE: u32 = 64;
+const FG: (u8, u8, u8) = (0xd0, 0x30, 0x20);
+const BG: (u8, u8, u8) = (0x20, 0x40, 0xc0);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).to_path_buf()
+}
+
+/// Where setup.sh installs the npm packages, and the tests keep their files.
+fn browser_dir() -> PathBuf {
+    target_dir().join("browser")
+}
+
+fn screenshot_dir() -> PathBuf {
+    target_dir().join("browser-screenshots")
+}
+
+/// Runs `tests/browser/setup.sh` once for all the tests of this binary; each test fails with
+/// its output if it failed.
+fn setup() {
+    static SETUP: OnceLock<Result<(), String>> = OnceLock::new();
+    let done = SETUP.get_or_init(|| {
+        // A failure's screenshots from an earlier run would tell of a failure not in this one.
+        if let Ok(entries) = std::fs::read_dir(screenshot_dir()) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("FAILED-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let started = Instant::now();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/browser/setup.sh"))
+            .arg(browser_dir())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run tests/browser/setup.sh: {e}"))?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!(
+            "{log}setup.sh took {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "tests/browser/setup.sh could not install what the browser tests need:\n{log}"
+            ))
+        }
+    });
+    if let Err(e) = done {
+        panic!("{e}");
+    }
+}
+
+/// Runs `tests/browser/<script>` with `config`, one browser at a time, and fails with the
+/// script's output unless every one of its checks passed.
+fn node(script: &str, config: serde_json::Value) {
+    static ONE_BROWSER: Mutex<()> = Mutex::new(());
+    setup();
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let logs = browser_dir().join("logs");
+    std::fs::create_dir_all(&logs).expect("create target/browser/logs");
+    let name = config["name"].as_str().unwrap_or(script).to_string();
+    let log_path = logs.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("create the script's log");
+    let started = Instant::now();
+    let mut child = Command::new("node")
+        .arg(repo().join("tests/browser").join(script))
+        .arg(config.to_string())
+        .env("BROWSER_DIR", browser_dir())
+        .env("SCREENSHOT_DIR", screenshot_dir())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("run node (setup.sh checked it is installed)");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if started.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    eprintln!(
+        "{script} ({name}), {:.1} s:\n{output}",
+        started.elapsed().as_secs_f64()
+    );
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => panic!("{script} ({name}) failed ({s}):\n{output}"),
+        None => panic!("{script} ({name}) did not finish within {SCRIPT_TIMEOUT:?}:\n{output}"),
+    }
+}
+
+fn web_dir() -> String {
+    repo().join("web").to_string_lossy().into_owned()
+}
+
+/// A directory with `web/` and noVNC's library (`core/`, `vendor/` of `@novnc/novnc` from
+/// npm) in `novnc/` beside our `vnc.html`: what the README tells users to assemble. Copied,
+/// not linked: `--web` never follows a link out of its directory.
+fn novnc_site() -> PathBuf {
+    static SITE: OnceLock<PathBuf> = OnceLock::new();
+    setup();
+    SITE.get_or_init(|| {
+        let site = browser_dir().join("novnc-site");
+        let _ = std::fs::remove_dir_all(&site);
+        let novnc = browser_dir().join("node_modules/@novnc/novnc");
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(r#"cp -r "$1/." "$2" && mkdir "$2/novnc" && cp -r "$3/core" "$3/vendor" "$3/LICENSE.txt" "$2/novnc/""#)
+            .arg("sh")
+            .arg(repo().join("web"))
+            .arg(&site)
+            .arg(&novnc)
+            .status()
+            .expect("run cp");
+        assert!(status.success(), "assembling {}", site.display());
+        site
+    })
+    .clone()
+}
+
+/// A telnet server on loopback: inetutils' telnetd, started per connection with the
+/// connection as its standard input and output, as inetd starts it. The login it runs is
+/// `tests/browser/login.sh` (the machine's accounts stay untouched).
+struct TelnetServer {
+    port: u16,
+    children: Arc<Mutex<Vec<Child>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TelnetServer {
+    fn start() -> TelnetServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the telnet port");
+        let port = listener.local_addr().expect("local address").port();
+        let login = repo().join("tests/browser/login.sh");
+        let login = login.to_str().expect("a UTF-8 path").to_string();
+        // telnetd splits its --exec-login at white space.
+        assert!(
+            !login.contains(char::is_whitespace),
+            "the checkout's path has white space, which telnetd --exec-login cannot take: {login}"
+        );
+        let exec_login = format!("{login} {TELNET_USER} {TELNET_PASSWORD}");
+        let children: Arc<Mutex<Vec<Child>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (kids, stopping) = (children.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let Ok(output) = stream.try_clone() else {
+                    continue;
+                };
+                let child = Command::new("/usr/sbin/telnetd")
+                    .args(["--no-hostinfo", "--exec-login", &exec_login])
+                    .stdin(Stdio::from(OwnedFd::from(stream)))
+                    .stdout(Stdio::from(OwnedFd::from(output)))
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start telnetd (setup.sh installed inetutils-telnetd)");
+                kids.lock().unwrap_or_else(|p| p.into_inner()).push(child);
+            }
+        });
+        TelnetServer {
+            port,
+            children,
+            stop,
+        }
+    }
+}
+
+impl Drop for TelnetServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees the stop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        for child in self
+            .children
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter_mut()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An X server that is a VNC server (TigerVNC's Xvnc) on loopback, its desktop tiled with
+/// the test pattern, and xev reporting every key and button event on its root window.
+struct Desktop {
+    rfb_port: u16,
+    xvnc: Child,
+    xev: Child,
+    xev_log: PathBuf,
+}
+
+impl Desktop {
+    fn start(name: &str) -> Desktop {
+        setup();
+        // Display numbers from 40 up, one per desktop of this process, skipping any in use.
+        static NEXT: AtomicU32 = AtomicU32::new(40);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (display, rfb_port, xvnc) = loop {
+            assert!(Instant::now() < deadline, "Xvnc did not start");
+            let n = NEXT.fetch_add(1, Ordering::SeqCst);
+            assert!(n < 100, "no free X display number between 40 and 99");
+            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            {
+                continue;
+            }
+            let rfb_port = dead_port();
+            let (w, h) = DESKTOP;
+            let mut xvnc = Command::new("Xvnc")
+                .arg(format!(":{n}"))
+                .args(["-geometry", &format!("{w}x{h}"), "-depth", "24"])
+                .args(["-rfbport", &rfb_port.to_string()])
+                .args(["-localhost", "-interface", "127.0.0.1", "-nolisten", "tcp"])
+                // Loopback only, and no password: noVNC's security handshake is not what
+                // this tests.
+                .args(["-SecurityTypes", "None", "-AlwaysShared"])
+                .args(["-desktop", &format!("websockify-rs {name}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start Xvnc (setup.sh installed tigervnc-standalone-server)");
+            let up = Instant::now() + Duration::from_secs(10);
+            let listening = loop {
+                if TcpStream::connect(("127.0.0.1", rfb_port)).is_ok() {
+                    break true;
+                }
+                if Instant::now() > up || xvnc.try_wait().ok().flatten().is_some() {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if listening {
+                break (n, rfb_port, xvnc);
+            }
+            // Another X server took the number, or the port was taken: the next one.
+            let _ = xvnc.kill();
+            let _ = xvnc.wait();
+        };
+        let display = format!(":{display}");
+        let dir = browser_dir().join("x");
+        std::fs::create_dir_all(&dir).expect("create target/browser/x");
+        let bitmap = dir.join("pattern.xbm");
+        std::fs::write(&bitmap, pattern_xbm()).expect("write the pattern");
+        let hex = |(r, g, b): (u8, u8, u8)| format!("#{r:02x}{g:02x}{b:02x}");
+        let status = Command::new("xsetroot")
+            .args(["-display", &display, "-bitmap"])
+            .arg(&bitmap)
+            .args(["-fg", &hex(FG), "-bg", &hex(BG)])
+            .status()
+            .expect("run xsetroot");
+        assert!(status.success(), "xsetroot failed on {display}");
+        let xev_log = dir.join(format!("xev-{name}.log"));
+        let log = std::fs::File::create(&xev_log).expect("create xev's log");
+        // Line-buffered: the script reads the log while xev runs.
+        let xev = Command::new("stdbuf")
+            .args(["-oL", "xev", "-display", &display, "-root"])
+            .args(["-event", "keyboard", "-event", "button"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start xev (setup.sh installed x11-utils)");
+        Desktop {
+            rfb_port,
+            xvnc,
+            xev,
+            xev_log,
+        }
+    }
+
+    /// The script's configuration for this desktop.
+    fn config(&self, name: &str, page_url: &str, ignore_https_errors: bool) -> serde_json::Value {
+        let rgb = |(r, g, b): (u8, u8, u8)| json!([r, g, b]);
+        json!({
+            "name": name,
+            "pageUrl": page_url,
+            "ignoreHTTPSErrors": ignore_https_errors,
+            "xevLog": self.xev_log,
+            "width": DESKTOP.0,
+            "height": DESKTOP.1,
+            "pattern": { "tile": TILE, "fg": rgb(FG), "bg": rgb(BG) },
+        })
+    }
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for child in [&mut self.xev, &mut self.xvnc] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An XBM bitmap of one tile: set (foreground) in its top-left and bottom-right quarters.
+fn pattern_xbm() -> String {
+    let mut rows = Vec::new();
+    for y in 0..TILE {
+        let mut bytes = Vec::new();
+        for byte in 0..TILE / 8 {
+            let mut v = 0u8;
+            for bit in 0..8 {
+                let x = byte * 8 + bit;
+                if (x < TILE / 2) == (y < TILE / 2) {
+                    // XBM stores the leftmost pixel in the lowest bit.
+                    v |= 1 << bit;
+                }
+            }
+            bytes.push(format!("0x{v:02x}"));
+        }
+        rows.push(bytes.join(", "));
+    }
+    format!(
+        "#define tile_width {TILE}\n#define tile_height {TILE}\nstatic unsigned char tile_bits[] = {{\n{}}};\n",
+        rows.join(",\n")
+    )
+}
+
+/// The proxy serving `dir` (`--web`) on loopback, with `extra` flags and `target` (if any).
+fn web_proxy(dir: &str, extra: &[&str], target: Option<&str>) -> Proxy {
+    let mut args = vec!["--web", dir];
+    args.extend_from_slice(extra);
+    args.push("127.0.0.1:0");
+    args.extend(target);
+    Proxy::start(&args)
+}
+
+/// A token file under target/browser naming `tokens` (token, target).
+fn token_file(name: &str, tokens: &[(&str, String)]) -> String {
+    let file = browser_dir().join(format!("tokens-{name}.cfg"));
+    let text: String = tokens
+        .iter()
+        .map(|(token, target)| format!("{token}: {target}\n"))
+        .collect();
+    std::fs::create_dir_all(browser_dir()).expect("create target/browser");
+    std::fs::write(&file, text).expect("write the token file");
+    file.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websock_echoes_binary_and_base64_byte_for_byte() {
+    let echo = echo_target().await;
+    let target = format!("127.0.0.1:{echo}");
+    let proxy = web_proxy(&web_dir(), &[], Some(&target));
+    let tokens = token_file("echo", &[("echo-token", target.clone())]);
+    let token_proxy = web_proxy(
+        &web_dir(),
+        &["--token-plugin", "TokenFile", "--token-source", &tokens],
+        None,
+    );
+    let config = json!({
+        "name": "websock",
+        "url": format!("http://127.0.0.1:{}/", proxy.port),
+        "tokenUrl": format!("http://127.0.0.1:{}/", token_proxy.port),
+        "token": "echo-token",
+    });
+    tokio::task::spawn_blocking(move || node("websock.mjs", config))
+        .await
+        .unwrap();
+    proxy.wait_log("session ended", Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wstelnet_logs_in_to_a_real_telnetd() {
+    let telnet = TelnetServer::start();
+    let target = format!("127.0.0.1:{}", telnet.port);
+    let proxy = web_proxy(&web_dir(), &[], Some(&target));
+    let config = json!({
+        "name": "wstelnet",
+        "url": format!("http://127.0.0.1:{}/", proxy.port),
+        "user": TELNET_USER,
+        "password": TELNET_PASSWORD,
+    });
+    tokio::task::spawn_blocking(move || node("wstelnet.mjs", config))
+        .await
+        .unwrap();
+    drop(telnet);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_shows_the_live_status() {
+    let echo = echo_target().await;
+    let proxy = web_proxy(&web_dir(), &[], Some(&format!("127.0.0.1:{echo}")));
+    let config = json!({
+        "name": "index",
+        "url": format!("http://127.0.0.1:{}/", proxy.port),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    tokio::task::spawn_blocking(move || node("index.mjs", config))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn novnc_over_ws() {
+    let desktop = Desktop::start("ws");
+    let site = novnc_site();
+    let target = format!("127.0.0.1:{}", desktop.rfb_port);
+    let proxy = web_proxy(site.to_str().unwrap(), &[], Some(&target));
+    let url = format!("http://127.0.0.1:{}/vnc.html?autoconnect=1", proxy.port);
+    node("novnc.mjs", desktop.config("novnc-ws", &url, false));
+    let log = proxy.wait_log("session ended", Duration::from_secs(10));
+    assert!(log.contains("tls=false"), "{log}");
+}
+
+#[test]
+fn novnc_over_wss() {
+    let desktop = Desktop::start("wss");
+    let site = novnc_site();
+    let (cert, key) = pki::Ca::new("websockify-rs browser test CA").leaf("localhost");
+    let dir = browser_dir();
+    let (cert_file, key_file) = (dir.join("wss-cert.pem"), dir.join("wss-key.pem"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let target = format!("127.0.0.1:{}", desktop.rfb_port);
+    // TLS only: the page and its WebSocket both come over TLS, or not at all.
+    let proxy = web_proxy(
+        site.to_str().unwrap(),
+        &[
+            "--cert",
+            cert_file.to_str().unwrap(),
+            "--key",
+            key_file.to_str().unwrap(),
+            "--ssl-only",
+        ],
+        Some(&target),
+    );
+    let url = format!("https://127.0.0.1:{}/vnc.html?autoconnect=1", proxy.port);
+    // The test's own CA is not one Chromium trusts.
+    node("novnc.mjs", desktop.config("novnc-wss", &url, true));
+    let log = proxy.wait_log("session ended", Duration::from_secs(10));
+    assert!(log.contains("tls=true"), "{log}");
+}
+
+#[test]
+fn novnc_with_a_token() {
+    let desktop = Desktop::start("token");
+    let site = novnc_site();
+    let tokens = token_file(
+        "vnc",
+        &[
+            ("other", format!("127.0.0.1:{}", dead_port())),
+            ("desk-1", format!("127.0.0.1:{}", desktop.rfb_port)),
+        ],
+    );
+    let proxy = web_proxy(
+        site.to_str().unwrap(),
+        &["--token-plugin", "TokenFile", "--token-source", &tokens],
+        None,
+    );
+    let url = format!(
+        "http://127.0.0.1:{}/vnc.html?autoconnect=1&token=desk-1",
+        proxy.port
+    );
+    node("novnc.mjs", desktop.config("novnc-token", &url, false));
+    let log = proxy.wait_log("session ended", Duration::from_secs(10));
+    assert!(!log.contains("desk-1"), "the token reached the log:\n{log}");
+}
+
+/// The committed copy of xterm.js is exactly the pinned npm release (web/vendor.sh made it).
+#[test]
+fn vendored_xterm_is_the_pinned_npm_release() {
+    setup();
+    let package = browser_dir().join("node_modules/@xterm/xterm");
+    let vendored = repo().join("web/vendor/xterm");
+    for (ours, theirs) in [
+        ("xterm.mjs", "lib/xterm.mjs"),
+        ("xterm.css", "css/xterm.css"),
+        ("LICENSE", "LICENSE"),
+    ] {
+        let read = |p: &Path| {
+            let mut v = Vec::new();
+            std::fs::File::open(p)
+                .and_then(|mut f| f.read_to_end(&mut v))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            v
+        };
+        assert!(
+            read(&vendored.join(ours)) == read(&package.join(theirs)),
+            "web/vendor/xterm/{ours} is not @xterm/xterm's {theirs}: run web/vendor.sh"
+        );
+    }
+    let lock = std::fs::read_to_string(repo().join("tests/browser/package-lock.json")).unwrap();
+    let lock: serde_json::Value = serde_json::from_str(&lock).unwrap();
+    let pinned = lock["packages"]["node_modules/@xterm/xterm"]["version"]
+        .as_str()
+        .expect("@xterm/xterm in the lock file");
+    let version = std::fs::read_to_string(vendored.join("VERSION")).unwrap();
+    assert!(
+        version.starts_with(&format!("@xterm/xterm {pinned} ")),
+        "web/vendor/xterm/VERSION says {version:?}, the lock pins {pinned}"
+    );
+}
