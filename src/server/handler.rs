@@ -239,7 +239,7 @@ impl Handler {
             }
         }
         // Held until the connection closes: a session holds its place for its whole life.
-        let _permit = match self.admission.admit(self.client.ip()) {
+        let permit = match self.admission.admit(self.client.ip()) {
             Ok(permit) => permit,
             Err(refused) => {
                 let reason = match refused {
@@ -264,7 +264,7 @@ impl Handler {
                 return None;
             }
         };
-        match ws::decide(&head.request) {
+        let (halves, target, protocol, session) = match ws::decide(&head.request) {
             Decision::Http => {
                 match &self.web {
                     Some(web) => {
@@ -309,7 +309,7 @@ impl Handler {
                         answer_and_close(&mut stream, &answer).await;
                     }
                 }
-                None
+                return None;
             }
             Decision::Refuse(rejection) => {
                 m.handshake_failed(HandshakeFailure::BadUpgrade, Some(rejection.status));
@@ -322,7 +322,7 @@ impl Handler {
                     rejection.reason
                 );
                 answer_and_close(&mut stream, &rejection.response()).await;
-                None
+                return None;
             }
             Decision::Hybi(hs) => {
                 use tokio::io::AsyncWriteExt;
@@ -341,7 +341,7 @@ impl Handler {
                     m.handshake_failed(HandshakeFailure::ClosedEarly, None);
                     return None;
                 }
-                let _session = self.tracker.session();
+                let session = self.tracker.session();
                 let protocol = format!(
                     "hybi-{}/{}",
                     hs.version,
@@ -355,15 +355,7 @@ impl Handler {
                     self.config.limits.max_message_size,
                 )
                 .await;
-                Some(Upgraded {
-                    halves: Halves::Hybi(rx, tx),
-                    target,
-                    path,
-                    protocol,
-                    facts,
-                    permit: _permit,
-                    session: _session,
-                })
+                (Halves::Hybi(rx, tx), target, protocol, session)
             }
             Decision::Hixie(hs) => {
                 if !Box::pin(self.authorize(&head.request, &facts, &mut stream)).await {
@@ -386,20 +378,21 @@ impl Handler {
                         return None;
                     }
                 };
-                let _session = self.tracker.session();
+                let session = self.tracker.session();
                 let protocol = format!("{}/base64", hs.draft().name());
                 self.started(&protocol, "hixie", began);
-                Some(Upgraded {
-                    halves: Halves::Hixie(rx, tx),
-                    target,
-                    path,
-                    protocol,
-                    facts,
-                    permit: _permit,
-                    session: _session,
-                })
+                (Halves::Hixie(rx, tx), target, protocol, session)
             }
-        }
+        };
+        Some(Upgraded {
+            halves,
+            target,
+            path,
+            protocol,
+            facts,
+            permit,
+            session,
+        })
     }
 
     /// Asks the auth plugin, if there is one; a refusal is answered (with the plugin's status,
