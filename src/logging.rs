@@ -31,7 +31,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -60,7 +60,27 @@ impl Drop for Guard {
 /// Installs the global subscriber. Fails if the log file cannot be opened or the
 /// OpenTelemetry variables ask for something we cannot do.
 pub fn init(config: &Config) -> anyhow::Result<Guard> {
-    let filter = filter(config)?;
+    let provider = otel_provider()?;
+    tracing_subscriber::registry()
+        .with(layers(config, provider.as_ref())?)
+        .try_init()
+        .context("installing the log subscriber")?;
+    if provider.is_some() {
+        tracing::info!("sending traces to the OTLP collector named by OTEL_EXPORTER_OTLP_*");
+    }
+    Ok(Guard { provider })
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The layers `config` asks for: log lines, syslog's copy, and the trace exporter when there
+/// is one.
+///
+/// Only the layers that exist are in the list, each with its own filter: a layer that is not
+/// there (an `Option` layer set to `None` counts as one) would have every callsite enabled,
+/// and each session's spans would then be created and entered on every poll of its task for
+/// nobody. With this list a span no layer wants is disabled at its callsite, for free.
+fn layers(config: &Config, traces: Option<&SdkTracerProvider>) -> anyhow::Result<Vec<BoxedLayer>> {
     let (writer, ansi) = match &config.log_file {
         Some(path) => {
             let file = OpenOptions::new()
@@ -80,43 +100,34 @@ pub fn init(config: &Config) -> anyhow::Result<Guard> {
         .with_writer(writer)
         .with_ansi(ansi && config.log_format == LogFormat::Text)
         .with_target(false);
-    let lines = match config.log_format {
-        LogFormat::Text => fmt.with_filter(filter).boxed(),
-        LogFormat::Json => fmt.event_format(JsonLines).with_filter(filter).boxed(),
-    };
-    let syslog = match &config.syslog {
-        Some((server, legacy)) => {
-            let syslog = Syslog::connect(server, *legacy, config.daemon)
-                .with_context(|| format!("--syslog {server}"))?;
-            let layer = tracing_subscriber::fmt::layer()
-                .with_writer(syslog)
-                .without_time()
-                .with_level(false)
-                .with_target(false)
-                .with_ansi(false)
-                .with_filter(self::filter(config)?);
-            Some(layer)
-        }
-        None => None,
-    };
-    let provider = otel_provider()?;
-    let traces = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("websockify"))
+    let mut layers = vec![match config.log_format {
+        LogFormat::Text => fmt.with_filter(filter(config)?).boxed(),
+        LogFormat::Json => fmt
+            .event_format(JsonLines)
+            .with_filter(filter(config)?)
+            .boxed(),
+    }];
+    if let Some((server, legacy)) = &config.syslog {
+        let syslog = Syslog::connect(server, *legacy, config.daemon)
+            .with_context(|| format!("--syslog {server}"))?;
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(syslog)
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .with_ansi(false)
+            .with_filter(filter(config)?);
+        layers.push(layer.boxed());
+    }
+    if let Some(provider) = traces {
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("websockify"))
             // Our spans have a `target` field of their own: the session's target address.
             .with_target(false)
-            .with_filter(Targets::new().with_target("websockify", LevelFilter::INFO))
-    });
-    tracing_subscriber::registry()
-        .with(lines)
-        .with(syslog)
-        .with(traces)
-        .try_init()
-        .context("installing the log subscriber")?;
-    if provider.is_some() {
-        tracing::info!("sending traces to the OTLP collector named by OTEL_EXPORTER_OTLP_*");
+            .with_filter(Targets::new().with_target("websockify", LevelFilter::INFO));
+        layers.push(layer.boxed());
     }
-    Ok(Guard { provider })
+    Ok(layers)
 }
 
 /// Info by default, debug with `-v`, `RUST_LOG` on top; never the spans.
@@ -244,5 +255,51 @@ impl Visit for JsonFields<'_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.0.insert(field.name().into(), value.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use tracing::Level;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn config(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from(["websockify"].iter().chain(args)).unwrap();
+        crate::config::load(&cli, &[]).unwrap().validate().unwrap()
+    }
+
+    /// Without a trace exporter nothing wants our spans: they must be disabled where they are
+    /// made, or every session's task would enter and leave its span on every poll.
+    #[test]
+    fn spans_cost_nothing_without_traces() {
+        let subscriber =
+            tracing_subscriber::registry().with(layers(&config(&["8080", "h:1"]), None).unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            let session = tracing::info_span!(target: SPAN_TARGET, "session", id = 1);
+            assert!(session.is_disabled());
+            assert!(tracing::enabled!(target: "websockify::relay", Level::INFO));
+            assert!(!tracing::enabled!(target: "websockify::relay", Level::DEBUG));
+        });
+        let verbose = tracing_subscriber::registry()
+            .with(layers(&config(&["-v", "8080", "h:1"]), None).unwrap());
+        tracing::subscriber::with_default(verbose, || {
+            assert!(tracing::enabled!(target: "websockify::relay", Level::DEBUG));
+            assert!(tracing::info_span!(target: SPAN_TARGET, "session").is_disabled());
+        });
+    }
+
+    /// With an exporter, the spans exist (and still stay out of the log lines' filter).
+    #[test]
+    fn spans_exist_with_traces() {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(layers(&config(&["8080", "h:1"]), Some(&provider)).unwrap());
+        tracing::subscriber::with_default(subscriber, || {
+            let session = tracing::info_span!(target: SPAN_TARGET, "session", id = 1);
+            assert!(!session.is_disabled());
+        });
     }
 }

@@ -313,11 +313,18 @@ async fn downstream<T: ClientTx>(
     let metrics = crate::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
     let mut buf = BytesMut::new();
+    // One wait for the whole session: made anew for each message, it would join and leave
+    // the shutdown signal's list of waiters (a lock each way) every time.
+    let shutdown = shutdown.recv();
+    tokio::pin!(shutdown);
     loop {
         let ping_at = after(last_activity, options.heartbeat);
         let idle_at = after(last_data, options.idle_timeout);
+        // Biased (polled in this order) rather than a random first branch per wake: the rare
+        // ones come first, so that a target that always has data cannot starve them.
         let read = tokio::select! {
-            read = target.read_lazily(&mut buf, TARGET_READ_SIZE) => read,
+            biased;
+            _ = &mut shutdown => return Downstream::Shutdown,
             _ = sleep_until(idle_at) => {
                 // The client's data may have come while we slept: only a real silence ends it.
                 if after(last_data, options.idle_timeout).is_some_and(|at| at <= tokio::time::Instant::now()) {
@@ -332,7 +339,7 @@ async fn downstream<T: ClientTx>(
                 }
                 continue;
             }
-            _ = shutdown.recv() => return Downstream::Shutdown,
+            read = target.read_lazily(&mut buf, TARGET_READ_SIZE) => read,
         };
         match read {
             Ok(0) => return Downstream::TargetEof,

@@ -184,7 +184,9 @@ pub struct Half<S>(Arc<S>);
 
 /// The socket operations a [`Half`] needs, for TCP and unix sockets alike.
 pub trait Socket: AsFd + Send + Sync {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ready when the socket has something to read. Only one task reads each socket, so the
+    /// reader's own waker slot does (no list of waiters to join and leave per wait).
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is there into `buf`'s room. A read that leaves room has drained the
     /// socket, so it also clears the read readiness the reactor reported, as a read that
     /// would block does: the next read waits instead of failing first.
@@ -197,8 +199,8 @@ pub trait Socket: AsFd + Send + Sync {
 macro_rules! socket {
     ($($ty:ty),+) => {$(
         impl Socket for $ty {
-            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-                <$ty>::readable(self)
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$ty>::poll_read_ready(self, cx)
             }
             fn try_read_drain(&self, buf: &mut BytesMut) -> io::Result<usize> {
                 let room = buf.capacity() - buf.len();
@@ -233,39 +235,81 @@ macro_rules! socket {
 
 socket!(TcpStream, UnixStream);
 
-/// Splits a socket into a reading and a writing [`Half`].
-fn halves<S: Socket>(socket: S) -> (Half<S>, Half<S>) {
+/// Splits a socket into a reading [`Lazy`] and a writing [`Half`].
+fn halves<S: Socket>(socket: S) -> (Lazy<S>, Half<S>) {
     let socket = Arc::new(socket);
-    (Half(socket.clone()), Half(socket))
+    let reader = Lazy {
+        half: Half(socket.clone()),
+        release: None,
+        read: false,
+    };
+    (reader, Half(socket))
 }
 
-/// How long a direction waits for data while holding its read buffer; after that the buffer
-/// is given back and the next read borrows a new one, so an idle session holds none.
+/// How long a direction waits for data while holding its read buffer; after that (and at
+/// most twice that) the buffer is given back and the next read borrows a new one, so an idle
+/// session holds none.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
-impl<S: Socket> Half<S> {
+/// The reading [`Half`] of a socket, which lends its caller's buffer to the socket only while
+/// data flows (see [`Lazy::read_when_ready`]).
+#[derive(Debug)]
+pub struct Lazy<S> {
+    half: Half<S>,
+    /// While a buffer is held: the clock that gives it back, ticking every [`IDLE_RELEASE`].
+    /// One timer per direction, re-armed once a tick at most, rather than one per wait for
+    /// data (a timer wheel insertion and removal per message).
+    release: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Something was read since the clock last ticked.
+    read: bool,
+}
+
+impl<S: Socket> Lazy<S> {
     /// Reads what is there into `buf` (with at least `chunk` bytes of room), waiting for
     /// readiness without a buffer: room is reserved once the socket is readable, and given
-    /// back when nothing came for [`IDLE_RELEASE`] and `buf` holds nothing unconsumed.
-    async fn read_when_ready(&self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+    /// back when `buf` holds nothing unconsumed and nothing came for a whole tick of the
+    /// release clock (between one and two [`IDLE_RELEASE`]s).
+    async fn read_when_ready(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
+        let socket = &*self.half.0;
         loop {
             if buf.capacity() > 0 || !buf.is_empty() {
                 buf.reserve(chunk);
-                match self.0.try_read_drain(buf) {
+                match socket.try_read_drain(buf) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    done => return done,
+                    done => {
+                        self.read = true;
+                        return done;
+                    }
                 }
                 if buf.is_empty() {
-                    if tokio::time::timeout(IDLE_RELEASE, self.0.readable())
-                        .await
-                        .is_ok()
-                    {
-                        continue;
+                    let release = self.release.get_or_insert_with(|| {
+                        Box::pin(tokio::time::sleep(IDLE_RELEASE))
+                    });
+                    let ready = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(r) = socket.poll_read_ready(cx) {
+                            return Poll::Ready(Some(r));
+                        }
+                        release.as_mut().poll(cx).map(|()| None)
+                    })
+                    .await;
+                    match ready {
+                        Some(ready) => {
+                            ready?;
+                            continue;
+                        }
+                        None if std::mem::take(&mut self.read) => {
+                            let next = tokio::time::Instant::now() + IDLE_RELEASE;
+                            release.as_mut().reset(next);
+                            continue;
+                        }
+                        None => {
+                            self.release = None;
+                            *buf = BytesMut::new();
+                        }
                     }
-                    *buf = BytesMut::new();
                 }
             }
-            self.0.readable().await?;
+            std::future::poll_fn(|cx| socket.poll_read_ready(cx)).await?;
             buf.reserve(chunk);
         }
     }
@@ -326,8 +370,8 @@ type ServerTls = Box<tokio_rustls::server::TlsStream<ClientStream>>;
 /// The reading half of a [`ClientStream`], owned by the target-bound direction.
 #[derive(Debug)]
 pub enum ClientReader {
-    Tcp(Half<TcpStream>),
-    Unix(Half<UnixStream>),
+    Tcp(Lazy<TcpStream>),
+    Unix(Lazy<UnixStream>),
     Tls(ReadHalf<ServerTls>),
 }
 
@@ -363,7 +407,7 @@ impl ClientStream {
 }
 
 impl ClientReader {
-    /// Reads what the client sent into `buf`; see [`Half::read_when_ready`].
+    /// Reads what the client sent into `buf`; see [`Lazy::read_when_ready`].
     pub async fn read_lazily(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
             ClientReader::Tcp(r) => r.read_when_ready(buf, chunk).await,
@@ -376,8 +420,8 @@ impl ClientReader {
 /// The reading half of a [`TargetStream`], owned by the client-bound direction of the relay.
 #[derive(Debug)]
 pub enum TargetReader {
-    Tcp(Half<TcpStream>),
-    Unix(Half<UnixStream>),
+    Tcp(Lazy<TcpStream>),
+    Unix(Lazy<UnixStream>),
     Tls(ReadHalf<Box<TargetTls>>),
 }
 
@@ -414,7 +458,7 @@ impl TargetStream {
 }
 
 impl TargetReader {
-    /// Reads what the target sent into `buf`; see [`Half::read_when_ready`].
+    /// Reads what the target sent into `buf`; see [`Lazy::read_when_ready`].
     pub async fn read_lazily(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         match self {
             TargetReader::Tcp(r) => r.read_when_ready(buf, chunk).await,
