@@ -261,7 +261,7 @@ impl Visit for JsonFields<'_> {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
-    use tracing::Level;
+    use tracing::{Dispatch, Level, Metadata};
 
     use super::*;
     use crate::cli::Cli;
@@ -271,35 +271,52 @@ mod tests {
         crate::config::load(&cli, &[]).unwrap().validate().unwrap()
     }
 
+    /// The metadata of a session span and of an event at `level` from the relay (made under
+    /// a subscriber that takes everything, so that they exist).
+    fn callsites(level: Level) -> (&'static Metadata<'static>, &'static Metadata<'static>) {
+        tracing::subscriber::with_default(tracing_subscriber::registry(), || {
+            let span = tracing::info_span!(target: SPAN_TARGET, "session", id = 1);
+            let event = match level {
+                Level::INFO => tracing::info_span!(target: "websockify::relay", "event"),
+                _ => tracing::debug_span!(target: "websockify::relay", "event"),
+            };
+            (span.metadata().unwrap(), event.metadata().unwrap())
+        })
+    }
+
+    /// What `layers` would make of a callsite. Asked of the subscriber itself: the interest
+    /// a callsite caches is shared by every subscriber alive in the process, other tests' too.
+    fn wanted(
+        config: &Config,
+        traces: Option<&SdkTracerProvider>,
+        at: &'static Metadata<'static>,
+    ) -> bool {
+        let subscriber = tracing_subscriber::registry().with(layers(config, traces).unwrap());
+        let dispatch = Dispatch::new(subscriber);
+        let interest = dispatch.register_callsite(at);
+        !interest.is_never() && dispatch.enabled(at)
+    }
+
     /// Without a trace exporter nothing wants our spans: they must be disabled where they are
     /// made, or every session's task would enter and leave its span on every poll.
     #[test]
     fn spans_cost_nothing_without_traces() {
-        let subscriber =
-            tracing_subscriber::registry().with(layers(&config(&["8080", "h:1"]), None).unwrap());
-        tracing::subscriber::with_default(subscriber, || {
-            let session = tracing::info_span!(target: SPAN_TARGET, "session", id = 1);
-            assert!(session.is_disabled());
-            assert!(tracing::enabled!(target: "websockify::relay", Level::INFO));
-            assert!(!tracing::enabled!(target: "websockify::relay", Level::DEBUG));
-        });
-        let verbose = tracing_subscriber::registry()
-            .with(layers(&config(&["-v", "8080", "h:1"]), None).unwrap());
-        tracing::subscriber::with_default(verbose, || {
-            assert!(tracing::enabled!(target: "websockify::relay", Level::DEBUG));
-            assert!(tracing::info_span!(target: SPAN_TARGET, "session").is_disabled());
-        });
+        let (span, info) = callsites(Level::INFO);
+        let (_, debug) = callsites(Level::DEBUG);
+        let plain = config(&["8080", "h:1"]);
+        assert!(!wanted(&plain, None, span));
+        assert!(wanted(&plain, None, info));
+        assert!(!wanted(&plain, None, debug));
+        let verbose = config(&["-v", "8080", "h:1"]);
+        assert!(!wanted(&verbose, None, span));
+        assert!(wanted(&verbose, None, debug));
     }
 
-    /// With an exporter, the spans exist (and still stay out of the log lines' filter).
+    /// With an exporter, the spans exist.
     #[test]
     fn spans_exist_with_traces() {
+        let (span, _) = callsites(Level::INFO);
         let provider = SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(layers(&config(&["8080", "h:1"]), Some(&provider)).unwrap());
-        tracing::subscriber::with_default(subscriber, || {
-            let session = tracing::info_span!(target: SPAN_TARGET, "session", id = 1);
-            assert!(!session.is_disabled());
-        });
+        assert!(wanted(&config(&["8080", "h:1"]), Some(&provider), span));
     }
 }

@@ -282,9 +282,9 @@ impl<S: Socket> Lazy<S> {
                     }
                 }
                 if buf.is_empty() {
-                    let release = self.release.get_or_insert_with(|| {
-                        Box::pin(tokio::time::sleep(IDLE_RELEASE))
-                    });
+                    let release = self
+                        .release
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(IDLE_RELEASE)));
                     let ready = std::future::poll_fn(|cx| {
                         if let Poll::Ready(r) = socket.poll_read_ready(cx) {
                             return Poll::Ready(Some(r));
@@ -464,6 +464,88 @@ impl TargetReader {
             TargetReader::Tcp(r) => r.read_when_ready(buf, chunk).await,
             TargetReader::Unix(r) => r.read_when_ready(buf, chunk).await,
             TargetReader::Tls(r) => read_buffered(r, buf, chunk).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+    use tokio::time::{Duration, timeout};
+
+    use super::*;
+
+    /// A target-side reader and the peer that writes to it.
+    async fn pair() -> (TargetReader, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ours, theirs) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (reader, _writer) = TargetStream::Tcp(ours.unwrap()).into_split();
+        (reader, theirs.unwrap().0)
+    }
+
+    /// A direction gives its read buffer back once a whole tick of the release clock passed
+    /// without a read, and not while data keeps coming.
+    #[tokio::test(start_paused = true)]
+    async fn read_buffer_is_given_back_when_idle() {
+        let (mut reader, mut peer) = pair().await;
+        let mut buf = BytesMut::new();
+        peer.write_all(b"hello").await.unwrap();
+        let n = reader.read_lazily(&mut buf, 4096).await.unwrap();
+        assert_eq!(&buf.split()[..n], b"hello");
+        assert!(buf.capacity() > 0, "the room is kept while data flows");
+
+        // The clock starts with the first wait. At its first tick (1 s) there was a read
+        // since it was armed: it re-arms instead of releasing.
+        assert!(
+            timeout(
+                Duration::from_millis(1500),
+                reader.read_lazily(&mut buf, 4096)
+            )
+            .await
+            .is_err()
+        );
+        assert!(
+            buf.capacity() > 0,
+            "released although a read came within the tick"
+        );
+
+        // At the second tick (2 s) nothing came in the whole tick: released while waiting.
+        assert!(
+            timeout(
+                Duration::from_millis(1000),
+                reader.read_lazily(&mut buf, 4096)
+            )
+            .await
+            .is_err()
+        );
+        assert_eq!(buf.capacity(), 0, "kept a buffer after a silent tick");
+
+        // The next data borrows a buffer again.
+        peer.write_all(b"again").await.unwrap();
+        let n = reader.read_lazily(&mut buf, 4096).await.unwrap();
+        assert_eq!(&buf[..n], b"again");
+    }
+
+    /// Data that keeps coming more often than the clock ticks keeps the buffer.
+    #[tokio::test(start_paused = true)]
+    async fn steady_data_keeps_the_buffer() {
+        let (mut reader, mut peer) = pair().await;
+        let mut buf = BytesMut::new();
+        for _ in 0..6 {
+            peer.write_all(b"x").await.unwrap();
+            reader.read_lazily(&mut buf, 4096).await.unwrap();
+            buf.clear();
+            assert!(
+                timeout(
+                    Duration::from_millis(700),
+                    reader.read_lazily(&mut buf, 4096)
+                )
+                .await
+                .is_err()
+            );
+            assert!(buf.capacity() > 0, "released while data came every 0.7 s");
         }
     }
 }

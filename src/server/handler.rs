@@ -99,6 +99,8 @@ pub struct Handler {
     /// The client: the peer, or the address a PROXY protocol header named.
     pub client: ClientAddr,
     /// The address the client connected to (TCP), or the one a PROXY protocol header named.
+    /// Only the header we send the target (`--target-proxy-protocol`) needs it, so without
+    /// that it is not looked up (a `getsockname` per connection for nothing).
     pub local: Option<std::net::SocketAddr>,
 }
 

@@ -248,7 +248,9 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                             shutdown: shutdown.subscribe(),
                             id: next_id,
                             client,
-                            local: stream.local_addr(),
+                            local: config
+                                .target_proxy_protocol
+                                .and_then(|_| stream.local_addr()),
                         };
                         tokio::spawn(handler.run(stream));
                     }
