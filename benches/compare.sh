@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The benchmark: each proxy in turn, on loopback, against the same echo target, with the
-# same load generator (tools/wsload), in one run on one machine; the results go to
+# The benchmark: every proxy, on loopback, against the same echo target, with the same load
+# generator (tools/wsload), in one run on one machine, the proxies taking turns figure by
+# figure in each of several rounds (medians over the rounds); the results go to
 # docs/performance.md as a table with each figure's ratio to direct TCP from this run.
 #
-#   benches/compare.sh           the full run (several minutes per proxy)
+#   benches/compare.sh           the full run (about 20 minutes with every peer)
 #   benches/compare.sh --short   a smoke run: ours and direct only, tiny durations (CI)
 #
 # Peers it installs or builds when it can, and skips with the reason when it cannot:
@@ -81,7 +82,7 @@ fi
 FORKING_IDLE_SESSIONS=$(( IDLE_SESSIONS < 500 ? IDLE_SESSIONS : 500 ))
 coproc ECHO { exec "${PIN_TARGET[@]}" "$WSLOAD" echo; }
 read -r TARGET_PORT <&"${ECHO[0]}"
-trap 'kill $ECHO_PID 2>/dev/null || true; [[ -n "${PROXY_PID:-}" ]] && kill $PROXY_PID 2>/dev/null || true' EXIT
+trap 'kill $ECHO_PID 2>/dev/null || true' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -93,30 +94,7 @@ wait_port() {
   echo "nothing listens on $1" >&2; return 1
 }
 
-load() { "${PIN_LOAD[@]}" "$WSLOAD" "$@" --repeat "$REPEAT" >> "$RESULTS"; }
-
-# measure LABEL MODE ADDRESS [PID]: every figure; MODE is url (WebSocket) or tcp.
-measure() {
-  local label=$1 mode=$2 addr=$3 pid=${4:-}
-  local to=(--"$mode" "$addr" --label "$label")
-  echo "== $label"
-  load throughput "${to[@]}" --conns 1 --seconds "$SECONDS_PER" ${pid:+--pid "$pid"}
-  load throughput "${to[@]}" --conns "$CONNS_BIG" --seconds "$SECONDS_PER"
-  load throughput "${to[@]}" --conns 1 --size $((16 << 20)) --seconds "$SECONDS_PER"
-  load latency "${to[@]}" --seconds "$SECONDS_PER"
-  load messages "${to[@]}" --conns 50 --seconds "$SECONDS_PER"
-  load connections "${to[@]}" --seconds "$SECONDS_PER"
-  # Only ours speaks `base64` among the peers: websockify 0.13 refuses it (400, it dropped
-  # the subprotocol), websocat has no such mode.
-  if [[ "$label" == ours ]]; then
-    load throughput "${to[@]}" --conns 1 --seconds "$SECONDS_PER" --base64
-  fi
-  if [[ -n "$pid" ]]; then
-    local sessions=$IDLE_SESSIONS
-    [[ "$label" == socat || "$label" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
-    "${PIN_LOAD[@]}" "$WSLOAD" idle "${to[@]}" --pid "$pid" --sessions "$sessions" >> "$RESULTS"
-  fi
-}
+load() { "${PIN_LOAD[@]}" "$WSLOAD" "$@" >> "$RESULTS"; }
 
 start_proxy() { # NAME PORT
   local name=$1 port=$2
@@ -127,23 +105,70 @@ start_proxy() { # NAME PORT
     websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
     websocat) "${PIN_PROXY[@]}" "$OUT_DIR/bin/websocat" --binary "ws-l:127.0.0.1:$port" "tcp:127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
   esac
-  PROXY_PID=$!
+  PIDS[$name]=$!
   wait_port "$port"
 }
 
-measure direct tcp "127.0.0.1:$TARGET_PORT"
+# Every proxy runs for the whole run, each on a port of its own (an idle one costs nothing),
+# so that the rounds can take turns: a shared machine's speed drifts over a run of many
+# minutes, and measuring each proxy's figures in one block of time would hand one proxy the
+# slow minutes and another the fast ones. Instead each round measures every figure of every
+# proxy in turn, starting one further along the list each round, and the table takes each
+# figure's median over the rounds.
+declare -A PIDS=() TO=()
+NAMES=(direct floor ours "${PEERS[@]}")
+TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
 for name in floor ours "${PEERS[@]}"; do
   port=$(free_port)
   start_proxy "$name" "$port"
   if [[ "$name" == socat || "$name" == floor ]]; then
-    # socat forks per connection: its CPU counts its children once they are reaped, and its
-    # memory is the proportional set size of the whole process tree.
-    measure "$name" tcp "127.0.0.1:$port" "$PROXY_PID"
+    TO[$name]="--tcp 127.0.0.1:$port"
   else
-    measure "$name" url "ws://127.0.0.1:$port/" "$PROXY_PID"
+    TO[$name]="--url ws://127.0.0.1:$port/"
   fi
-  kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true; PROXY_PID=
 done
+trap 'kill $ECHO_PID "${PIDS[@]}" 2>/dev/null || true' EXIT
+
+# figure NAME FIGURE: one repetition of one figure for one proxy. The CPU figure reads the
+# proxy's (and for socat its reaped children's) CPU time, so it needs the pid.
+figure() {
+  local name=$1 fig=$2 pid=${PIDS[$1]:-}
+  # shellcheck disable=SC2206
+  local to=(${TO[$name]} --label "$name" --seconds "$SECONDS_PER" --repeat 1)
+  case "$fig" in
+    mb1) load throughput "${to[@]}" --conns 1 ${pid:+--pid "$pid"} ;;
+    mbN) load throughput "${to[@]}" --conns "$CONNS_BIG" ;;
+    huge) load throughput "${to[@]}" --conns 1 --size $((16 << 20)) ;;
+    latency) load latency "${to[@]}" ;;
+    messages) load messages "${to[@]}" --conns 50 ;;
+    connections) load connections "${to[@]}" ;;
+    # Only ours speaks `base64` among the peers: websockify 0.13 refuses it (400, it
+    # dropped the subprotocol), websocat has no such mode.
+    base64) [[ "$name" == ours ]] && load throughput "${to[@]}" --conns 1 --base64 || true ;;
+  esac
+}
+
+for round in $(seq "$REPEAT"); do
+  echo "== round $round of $REPEAT"
+  # Each round starts one further along the list.
+  shift_by=$(( (round - 1) % ${#NAMES[@]} ))
+  order=("${NAMES[@]:shift_by}" "${NAMES[@]:0:shift_by}")
+  for fig in mb1 mbN huge latency messages connections base64; do
+    for name in "${order[@]}"; do
+      figure "$name" "$fig"
+    done
+  done
+done
+
+# Memory per idle session, once per proxy, with the others idle.
+for name in floor ours "${PEERS[@]}"; do
+  sessions=$IDLE_SESSIONS
+  [[ "$name" == socat || "$name" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
+  # shellcheck disable=SC2206
+  "${PIN_LOAD[@]}" "$WSLOAD" idle ${TO[$name]} --label "$name" --pid "${PIDS[$name]}" \
+    --sessions "$sessions" >> "$RESULTS"
+done
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 
 COMMAND="benches/compare.sh${1:+ $1}"
 python3 benches/table.py "$RESULTS" "$COMMAND" "$SHORT" "${SKIPPED[@]}" > "$OUT_DIR/table.md"

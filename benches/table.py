@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -28,10 +29,17 @@ for r in rows:
 
 
 def get(label, figure, **match):
-    for r in rows:
-        if r["label"] == label and r["figure"] == figure and all(r.get(k) == v for k, v in match.items()):
-            return r
-    return None
+    """The figure's result: each number the median over the rounds that measured it."""
+    found = [r for r in rows
+             if r["label"] == label and r["figure"] == figure and all(r.get(k) == v for k, v in match.items())]
+    if not found:
+        return None
+    merged = dict(found[0])
+    for key, value in found[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in found if isinstance(r.get(key), (int, float))]
+            merged[key] = statistics.median(values)
+    return merged
 
 
 sizes = sorted({r["conns"] for r in rows if r["figure"] == "throughput"})
