@@ -485,6 +485,13 @@ mod tests {
         (reader, theirs.unwrap().0)
     }
 
+    /// Waits `ms` for data that does not come; true if it did not.
+    async fn silent_for(ms: u64, reader: &mut TargetReader, buf: &mut BytesMut) -> bool {
+        timeout(Duration::from_millis(ms), reader.read_lazily(buf, 4096))
+            .await
+            .is_err()
+    }
+
     /// A direction gives its read buffer back once a whole tick of the release clock passed
     /// without a read, and not while data keeps coming.
     #[tokio::test(start_paused = true)]
@@ -498,28 +505,14 @@ mod tests {
 
         // The clock starts with the first wait. At its first tick (1 s) there was a read
         // since it was armed: it re-arms instead of releasing.
-        assert!(
-            timeout(
-                Duration::from_millis(1500),
-                reader.read_lazily(&mut buf, 4096)
-            )
-            .await
-            .is_err()
-        );
+        assert!(silent_for(1500, &mut reader, &mut buf).await);
         assert!(
             buf.capacity() > 0,
-            "released although a read came within the tick"
+            "released though a read came within the tick"
         );
 
         // At the second tick (2 s) nothing came in the whole tick: released while waiting.
-        assert!(
-            timeout(
-                Duration::from_millis(1000),
-                reader.read_lazily(&mut buf, 4096)
-            )
-            .await
-            .is_err()
-        );
+        assert!(silent_for(1000, &mut reader, &mut buf).await);
         assert_eq!(buf.capacity(), 0, "kept a buffer after a silent tick");
 
         // The next data borrows a buffer again.
@@ -537,14 +530,7 @@ mod tests {
             peer.write_all(b"x").await.unwrap();
             reader.read_lazily(&mut buf, 4096).await.unwrap();
             buf.clear();
-            assert!(
-                timeout(
-                    Duration::from_millis(700),
-                    reader.read_lazily(&mut buf, 4096)
-                )
-                .await
-                .is_err()
-            );
+            assert!(silent_for(700, &mut reader, &mut buf).await);
             assert!(buf.capacity() > 0, "released while data came every 0.7 s");
         }
     }
