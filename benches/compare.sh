@@ -5,7 +5,7 @@
 # docs/performance.md as a table with each figure's ratio to direct TCP from this run.
 #
 #   benches/compare.sh           the full run (about 20 minutes with every peer)
-#   benches/compare.sh --short   a smoke run: ours and direct only, tiny durations (CI)
+#   benches/compare.sh --short   a smoke run: ours, the floor and direct, tiny durations (CI)
 #
 # Peers it installs or builds when it can, and skips with the reason when it cannot:
 # socat (apt), websockify 0.13 with numpy (PyPI, in a venv), websocat (crates.io). Beside

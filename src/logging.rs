@@ -271,16 +271,17 @@ mod tests {
         crate::config::load(&cli, &[]).unwrap().validate().unwrap()
     }
 
-    /// The metadata of a session span and of an event at `level` from the relay (made under
-    /// a subscriber that takes everything, so that they exist).
+    /// The metadata of a session span, and of a callsite at `level` in the relay's module as
+    /// a log line's stand-in (the log layers filter on target and level alike for spans and
+    /// events). Made under a subscriber that takes everything, so that both exist.
     fn callsites(level: Level) -> (&'static Metadata<'static>, &'static Metadata<'static>) {
         tracing::subscriber::with_default(tracing_subscriber::registry(), || {
             let span = tracing::info_span!(target: SPAN_TARGET, "session", id = 1);
-            let event = match level {
-                Level::INFO => tracing::info_span!(target: "websockify::relay", "event"),
-                _ => tracing::debug_span!(target: "websockify::relay", "event"),
+            let line = match level {
+                Level::INFO => tracing::info_span!(target: "websockify::relay", "line"),
+                _ => tracing::debug_span!(target: "websockify::relay", "line"),
             };
-            (span.metadata().unwrap(), event.metadata().unwrap())
+            (span.metadata().unwrap(), line.metadata().unwrap())
         })
     }
 

@@ -239,7 +239,7 @@ socket!(TcpStream, UnixStream);
 fn halves<S: Socket>(socket: S) -> (Lazy<S>, Half<S>) {
     let socket = Arc::new(socket);
     let reader = Lazy {
-        half: Half(socket.clone()),
+        socket: socket.clone(),
         release: None,
         read: false,
     };
@@ -251,11 +251,11 @@ fn halves<S: Socket>(socket: S) -> (Lazy<S>, Half<S>) {
 /// session holds none.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
-/// The reading [`Half`] of a socket, which lends its caller's buffer to the socket only while
+/// The reading half of a socket shared with a writing [`Half`], which lends its caller's buffer to the socket only while
 /// data flows (see [`Lazy::read_when_ready`]).
 #[derive(Debug)]
 pub struct Lazy<S> {
-    half: Half<S>,
+    socket: Arc<S>,
     /// While a buffer is held: the clock that gives it back, ticking every [`IDLE_RELEASE`].
     /// One timer per direction, re-armed once a tick at most, rather than one per wait for
     /// data (a timer wheel insertion and removal per message).
@@ -270,7 +270,7 @@ impl<S: Socket> Lazy<S> {
     /// back when `buf` holds nothing unconsumed and nothing came for a whole tick of the
     /// release clock (between one and two [`IDLE_RELEASE`]s).
     async fn read_when_ready(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
-        let socket = &*self.half.0;
+        let socket = &*self.socket;
         loop {
             if buf.capacity() > 0 || !buf.is_empty() {
                 buf.reserve(chunk);
