@@ -19,6 +19,8 @@ use crate::shutdown::Shutdown;
 use crate::stream::{TargetReader, TargetStream, TargetWriter};
 
 /// Target reads are this large, as websockify's are: one read fills one WebSocket message.
+/// (A direction's reads start at 8 KiB and ask for this once one fills its room: see
+/// `stream::FIRST_READ`.)
 pub const TARGET_READ_SIZE: usize = 64 * 1024;
 
 /// How long we wait for the client to answer our close frame before dropping the connection.

@@ -33,7 +33,8 @@ use crate::stream::{ClientReader, ClientStream, ClientWriter};
 /// messages are passed on in pieces) while staying far above any VNC update.
 pub const MAX_MESSAGE_SIZE: usize = crate::limits::DEFAULT_MAX_MESSAGE_SIZE as usize;
 
-/// How much room a read from the client asks for.
+/// How much room a read from the client asks for (once one read filled the first, smaller
+/// room: see `stream::FIRST_READ`).
 const READ_CHUNK: usize = 64 * 1024;
 
 /// A data frame's payload is passed on whole when it is at most this large, else in pieces of
