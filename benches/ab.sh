@@ -15,8 +15,13 @@
 #     "after=target/release/websockify 127.0.0.1:PORT TARGET" \
 #     "websocat=target/bench/bin/websocat --binary ws-l:127.0.0.1:PORT tcp:TARGET"
 #
-# Each line: p50/p99 µs of one connection's round trips and the proxy's user/system CPU ticks
-# (10 ms) meanwhile, messages/s with 50 connections and the CPU ticks meanwhile, connections/s.
+# FIGURES (default "latency messages connections") picks the figures and their order, from
+# latency, messages (50 connections), connections and throughput (one connection, 64 KiB
+# messages). Each line is one proxy in one round: per figure its rate and the proxy's CPU
+# (user/system ticks of 10 ms while the figure ran, and per unit of work: µs per message or
+# connection, s per GB echoed).
+#
+#   FIGURES="connections throughput" benches/ab.sh 4 3 "before=..." "after=..."
 set -euo pipefail
 cd "$(dirname "$0")/.."
 (( $# >= 3 )) || { sed -n '2,19p' "$0"; exit 2; }
@@ -46,19 +51,36 @@ for _ in $(seq "$ROUNDS"); do
     fi
     to=(--url "ws://127.0.0.1:$port/")
     [[ $name == direct || $name == floor* || $name == socat* ]] && to=(--tcp "127.0.0.1:$port")
-    read -r u0 s0 < <(ticks "$P")
-    lat=$(taskset -c 1 "$W" latency "${to[@]}" --seconds "$SECS" --repeat 1)
-    read -r u1 s1 < <(ticks "$P")
-    msg=$(taskset -c 1 "$W" messages "${to[@]}" --conns 50 --seconds "$SECS" --repeat 1)
-    read -r u2 s2 < <(ticks "$P")
-    con=$(taskset -c 1 "$W" connections "${to[@]}" --seconds "$SECS" --repeat 1)
-    python3 - "$name" "$lat" "$msg" "$con" $((u1 - u0)) $((s1 - s0)) $((u2 - u1)) $((s2 - s1)) <<'PY'
+    line=$(printf '%-10s' "$name")
+    for figure in ${FIGURES:-latency messages connections}; do
+      args=()
+      case $figure in
+        messages) args=(--conns 50) ;;
+        throughput) args=(--conns 1) ;;
+        latency | connections) ;;
+        *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput)" >&2; exit 2 ;;
+      esac
+      read -r u0 s0 < <(ticks "$P")
+      out=$(taskset -c 1 "$W" "$figure" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
+      read -r u1 s1 < <(ticks "$P")
+      line+=" | "$(python3 - "$figure" "$out" $((u1 - u0)) $((s1 - s0)) "$SECS" <<'PY'
 import json, sys
-name, lat, msg, con = sys.argv[1], *map(json.loads, sys.argv[2:5])
-lu, ls, mu, ms = map(int, sys.argv[5:9])
-print(f"{name:10} p50 {lat['p50_us']:6.1f} p99 {lat['p99_us']:6.1f} cpu {lu:3}/{ls:3} | "
-      f"msgs/s {msg['per_s']:8.0f} cpu {mu:3}/{ms:3} | conns/s {con['per_s']:6.0f}")
+figure, out = sys.argv[1], json.loads(sys.argv[2])
+user, system, secs = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+cpu_s = (user + system) / 100
+ticks = f"cpu {user:3}/{system:3}"
+if figure == "latency":
+    print(f"p50 {out['p50_us']:6.1f} p99 {out['p99_us']:6.1f} {ticks}")
+elif figure == "throughput":
+    mb = out["mb_per_s"]
+    print(f"MB/s {mb:6.0f} {ticks} {cpu_s / (mb * secs / 1000):5.2f} s/GB")
+else:
+    rate = out["per_s"]
+    print(f"{figure}/s {rate:8.0f} {ticks} {cpu_s * 1e6 / (rate * secs):6.1f} us each")
 PY
+)
+    done
+    echo "$line"
     [[ $name == direct ]] || { kill "$P"; wait "$P" 2>/dev/null || true; }
     P=
   done
