@@ -16,8 +16,8 @@
 #     "websocat=target/bench/bin/websocat --binary ws-l:127.0.0.1:PORT tcp:TARGET"
 #
 # FIGURES (default "latency messages connections") picks the figures and their order, from
-# latency, messages (50 connections), connections and throughput (one connection, 64 KiB
-# messages). Each line is one proxy in one round: per figure its rate and the proxy's CPU
+# latency, messages (50 connections), connections, throughput (one connection, 64 KiB
+# messages) and throughput64 (64 connections). Each line is one proxy in one round: per figure its rate and the proxy's CPU
 # (user/system ticks of 10 ms while the figure ran, and per unit of work: µs per message or
 # connection, s per GB echoed).
 #
@@ -57,11 +57,12 @@ for _ in $(seq "$ROUNDS"); do
       case $figure in
         messages) args=(--conns 50) ;;
         throughput) args=(--conns 1) ;;
+        throughput64) args=(--conns 64) ;;
         latency | connections) ;;
-        *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput)" >&2; exit 2 ;;
+        *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput, throughput64)" >&2; exit 2 ;;
       esac
       read -r u0 s0 < <(ticks "$P")
-      out=$(taskset -c 1 "$W" "$figure" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
+      out=$(taskset -c 1 "$W" "${figure%64}" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
       read -r u1 s1 < <(ticks "$P")
       line+=" | "$(python3 - "$figure" "$out" $((u1 - u0)) $((s1 - s0)) "$SECS" <<'PY'
 import json, sys
@@ -71,7 +72,7 @@ cpu_s = (user + system) / 100
 ticks = f"cpu {user:3}/{system:3}"
 if figure == "latency":
     print(f"p50 {out['p50_us']:6.1f} p99 {out['p99_us']:6.1f} {ticks}")
-elif figure == "throughput":
+elif figure.startswith("throughput"):
     mb = out["mb_per_s"]
     print(f"MB/s {mb:6.0f} {ticks} {cpu_s / (mb * secs / 1000):5.2f} s/GB")
 else:
