@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Alternating rounds of the per-message figures for a few builds or proxies: the quick judge of
+# Alternating rounds of chosen figures for a few builds or proxies: the quick judge of
 # one change to the hot path, beside the full run (benches/compare.sh). Placement as there:
 # each proxy and the echo target on core 0, the load generator on core 1.
 #
@@ -17,14 +17,14 @@
 #
 # FIGURES (default "latency messages connections") picks the figures and their order, from
 # latency, messages (50 connections), connections, throughput (one connection, 64 KiB
-# messages) and throughput64 (64 connections). Each line is one proxy in one round: per figure its rate and the proxy's CPU
-# (user/system ticks of 10 ms while the figure ran, and per unit of work: µs per message or
-# connection, s per GB echoed).
+# messages) and throughput64 (64 connections). Each line is one proxy in one round: per
+# figure its rate and the proxy's CPU (user/system ticks of 10 ms while the figure ran, and
+# per unit of work: µs per message or connection, s per GB echoed).
 #
 #   FIGURES="connections throughput" benches/ab.sh 4 3 "before=..." "after=..."
 set -euo pipefail
 cd "$(dirname "$0")/.."
-(( $# >= 3 )) || { sed -n '2,19p' "$0"; exit 2; }
+(( $# >= 3 )) || { sed -n '2,24p' "$0"; exit 2; }
 ROUNDS=$1 SECS=$2
 shift 2
 cargo build --release --locked -q -p wsload
