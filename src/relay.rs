@@ -158,11 +158,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
     mut shutdown: Shutdown,
 ) -> Ending {
     let (target_r, target_w) = target.into_split();
-    let started = Instant::now();
-    // Milliseconds since `started` of the last frame either way (pings included), for the
-    // heartbeat, and of the last data either way, for the idle timeout.
-    let last_activity = AtomicU64::new(0);
-    let last_data = AtomicU64::new(0);
+    let activity = Activity::new(options);
 
     // Boxed so that it can be dropped early, giving `rx` back to drain the client.
     let mut up = Box::pin(upstream(
@@ -171,8 +167,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         options.traffic,
         options.record.as_ref(),
         traffic,
-        [&last_activity, &last_data],
-        started,
+        &activity,
     ));
 
     let first = {
@@ -181,8 +176,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
             &mut tx,
             options,
             traffic,
-            [&last_activity, &last_data],
-            started,
+            &activity,
             &mut shutdown,
         );
         tokio::pin!(down);
@@ -246,8 +240,62 @@ async fn drain_until_close<R: ClientRx>(rx: &mut R, deadline: tokio::time::Insta
     .await;
 }
 
-fn elapsed_ms(started: Instant) -> u64 {
-    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// When frames and data last passed either way, for the heartbeat and the idle timeout. A
+/// session with neither reads no clock per message.
+struct Activity {
+    started: Instant,
+    /// Milliseconds since `started` of the last frame either way (pings included).
+    last_frame: AtomicU64,
+    /// Milliseconds since `started` of the last data either way.
+    last_data: AtomicU64,
+    /// A heartbeat or an idle timeout is set: the times above are kept.
+    kept: bool,
+}
+
+impl Activity {
+    fn new(options: &RelayOptions) -> Activity {
+        Activity {
+            started: Instant::now(),
+            last_frame: AtomicU64::new(0),
+            last_data: AtomicU64::new(0),
+            kept: options.heartbeat.is_some() || options.idle_timeout.is_some(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Data passed.
+    fn data(&self) {
+        if self.kept {
+            let now = self.now();
+            self.last_frame.store(now, Ordering::Relaxed);
+            self.last_data.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// A frame without data (our ping) passed.
+    fn frame(&self) {
+        self.last_frame.store(self.now(), Ordering::Relaxed);
+    }
+
+    /// When to ping: `heartbeat` after the last frame either way.
+    fn ping_at(&self, heartbeat: Option<Duration>) -> Option<tokio::time::Instant> {
+        self.after(&self.last_frame, heartbeat)
+    }
+
+    /// When the session is idle: `idle_timeout` after the last data either way.
+    fn idle_at(&self, idle_timeout: Option<Duration>) -> Option<tokio::time::Instant> {
+        self.after(&self.last_data, idle_timeout)
+    }
+
+    fn after(&self, last: &AtomicU64, wait: Option<Duration>) -> Option<tokio::time::Instant> {
+        wait.map(|wait| {
+            let last = Duration::from_millis(last.load(Ordering::Relaxed));
+            tokio::time::Instant::from_std(self.started + last + wait)
+        })
+    }
 }
 
 /// Client to target: each message's payload written whole before the next is read.
@@ -257,8 +305,7 @@ async fn upstream<R: ClientRx>(
     log_traffic: bool,
     record: Option<&Recorder>,
     traffic: &Traffic,
-    activity: [&AtomicU64; 2],
-    started: Instant,
+    activity: &Activity,
 ) -> Upstream {
     let metrics = crate::metrics::get();
     loop {
@@ -271,10 +318,7 @@ async fn upstream<R: ClientRx>(
             }
             Err(e) => return Upstream::Error(e),
         };
-        let now = elapsed_ms(started);
-        activity
-            .iter()
-            .for_each(|a| a.store(now, Ordering::Relaxed));
+        activity.data();
         if log_traffic {
             tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
         }
@@ -301,17 +345,9 @@ async fn downstream<T: ClientTx>(
     tx: &mut T,
     options: &RelayOptions,
     traffic: &Traffic,
-    activity: [&AtomicU64; 2],
-    started: Instant,
+    activity: &Activity,
     shutdown: &mut Shutdown,
 ) -> Downstream {
-    let [last_activity, last_data] = activity;
-    let after = |last: &AtomicU64, wait: Option<Duration>| {
-        wait.map(|wait| {
-            let last = Duration::from_millis(last.load(Ordering::Relaxed));
-            tokio::time::Instant::from_std(started + last + wait)
-        })
-    };
     let metrics = crate::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
     let mut buf = BytesMut::new();
@@ -320,22 +356,23 @@ async fn downstream<T: ClientTx>(
     let shutdown = shutdown.recv();
     tokio::pin!(shutdown);
     loop {
-        let ping_at = after(last_activity, options.heartbeat);
-        let idle_at = after(last_data, options.idle_timeout);
+        let ping_at = activity.ping_at(options.heartbeat);
+        let idle_at = activity.idle_at(options.idle_timeout);
         // Biased (polled in this order) rather than a random first branch per wake: the rare
         // ones come first, so that a target that always has data cannot starve them.
         let read = tokio::select! {
             biased;
             _ = &mut shutdown => return Downstream::Shutdown,
-            _ = sleep_until(idle_at) => {
+            // (A branch without a deadline is not polled at all.)
+            _ = sleep_until(idle_at), if idle_at.is_some() => {
                 // The client's data may have come while we slept: only a real silence ends it.
-                if after(last_data, options.idle_timeout).is_some_and(|at| at <= tokio::time::Instant::now()) {
+                if activity.idle_at(options.idle_timeout).is_some_and(|at| at <= tokio::time::Instant::now()) {
                     return Downstream::Idle(options.idle_timeout.unwrap_or_default());
                 }
                 continue;
             }
-            _ = sleep_until(ping_at) => {
-                last_activity.store(elapsed_ms(started), Ordering::Relaxed);
+            _ = sleep_until(ping_at), if ping_at.is_some() => {
+                activity.frame();
                 if let Err(e) = tx.ping().await {
                     return Downstream::ClientGone(e.0);
                 }
@@ -346,10 +383,7 @@ async fn downstream<T: ClientTx>(
         match read {
             Ok(0) => return Downstream::TargetEof,
             Ok(n) => {
-                let now = elapsed_ms(started);
-                activity
-                    .iter()
-                    .for_each(|a| a.store(now, Ordering::Relaxed));
+                activity.data();
                 if options.traffic {
                     tracing::info!(target: "websockify::traffic", bytes = n, "target -> client");
                 }

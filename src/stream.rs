@@ -247,27 +247,30 @@ fn halves<S: Socket>(socket: S) -> (Lazy<S>, Half<S>) {
     (reader, Half(socket))
 }
 
-/// How long a direction waits for data while holding its read buffer; after that (and at
-/// most twice that) the buffer is given back and the next read borrows a new one, so an idle
-/// session holds none.
+/// How long a direction in bulk (see [`FIRST_READ`]) waits for data while holding its read
+/// buffer; after that (and at most twice that) the buffer is given back and the next read
+/// borrows a new one, so an idle session holds none.
 pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 
 /// The room a direction's reads ask for on a plain socket (TLS reads go through rustls's own
-/// buffers) until one fills it. A session of small messages (keystrokes, pointer moves,
-/// pings) then never holds more than this per direction, and the buffer comes from the
-/// allocator's per-thread cache rather than its large-object path
-/// (callgrind: two 64 KiB buffers per connection cost 6,500 instructions in `malloc` and
-/// `free` alone); the first read that fills it moves the direction to its full chunk.
-const FIRST_READ: usize = 8 * 1024;
+/// buffers) until one fills it; the first read that fills it moves the direction to bulk,
+/// with reads of its full chunk.
+///
+/// Until then, a direction of small messages (keystrokes, pointer moves, pings) borrows a
+/// buffer this large per read and gives it back when it waits for the next one: no timer,
+/// and the allocator serves it from its per-thread cache on its fast path, which jemalloc
+/// takes only up to 4 KiB (callgrind: 8 KiB buffers went through `malloc_default`, and two
+/// 64 KiB buffers per connection cost 6,500 instructions in `malloc` and `free` alone).
+const FIRST_READ: usize = 4 * 1024;
 
-/// The reading half of a socket shared with a writing [`Half`], which lends its caller's buffer to the socket only while
-/// data flows (see [`Lazy::read_when_ready`]).
+/// The reading half of a socket shared with a writing [`Half`], which lends its caller's
+/// buffer to the socket only while data flows (see [`Lazy::read_when_ready`]).
 #[derive(Debug)]
 pub struct Lazy<S> {
     socket: Arc<S>,
-    /// While a buffer is held: the clock that gives it back, ticking every [`IDLE_RELEASE`].
-    /// One timer per direction, re-armed once a tick at most, rather than one per wait for
-    /// data (a timer wheel insertion and removal per message).
+    /// While a buffer is held in bulk: the clock that gives it back, ticking every
+    /// [`IDLE_RELEASE`]. One timer per direction, re-armed once a tick at most, rather than
+    /// one per wait for data (a timer wheel insertion and removal per message).
     release: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Something was read since the clock last ticked.
     read: bool,
@@ -279,10 +282,18 @@ pub struct Lazy<S> {
 impl<S: Socket> Lazy<S> {
     /// Reads what is there into `buf` (with at least `chunk` bytes of room), waiting for
     /// readiness without a buffer: room is reserved once the socket is readable, and given
-    /// back when `buf` holds nothing unconsumed and nothing came for a whole tick of the
-    /// release clock (between one and two [`IDLE_RELEASE`]s).
+    /// back when `buf` holds nothing unconsumed and, in bulk, nothing came for a whole tick
+    /// of the release clock (between one and two [`IDLE_RELEASE`]s); before bulk, at once.
     async fn read_when_ready(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         let socket = &*self.socket;
+        if buf.is_empty() && !self.bulk {
+            // Small messages: the buffer goes back to the allocator now, and the wait holds
+            // none. A small buffer from the allocator's per-thread cache per message costs
+            // less than keeping it on the release clock, whose timer the runtime's time
+            // driver would look at on every park (docs/performance.md, step 21).
+            self.release = None;
+            *buf = BytesMut::new();
+        }
         loop {
             if buf.capacity() > 0 || !buf.is_empty() {
                 buf.reserve(self.room_for(chunk));
@@ -511,19 +522,46 @@ mod tests {
 
     /// Waits `ms` for data that does not come; true if it did not.
     async fn silent_for(ms: u64, reader: &mut TargetReader, buf: &mut BytesMut) -> bool {
-        timeout(Duration::from_millis(ms), reader.read_lazily(buf, 4096))
+        timeout(Duration::from_millis(ms), reader.read_lazily(buf, 65536))
             .await
             .is_err()
     }
 
-    /// A direction gives its read buffer back once a whole tick of the release clock passed
-    /// without a read, and not while data keeps coming.
+    /// Moves `reader` to bulk reads: one read that fills [`FIRST_READ`].
+    async fn into_bulk(reader: &mut TargetReader, peer: &mut TcpStream, buf: &mut BytesMut) {
+        peer.write_all(&[1; FIRST_READ]).await.unwrap();
+        assert_eq!(reader.read_lazily(buf, 65536).await.unwrap(), FIRST_READ);
+        buf.clear();
+    }
+
+    /// A direction of small messages gives its buffer back as soon as it waits for more.
     #[tokio::test(start_paused = true)]
-    async fn read_buffer_is_given_back_when_idle() {
+    async fn small_messages_hold_no_buffer_while_waiting() {
         let (mut reader, mut peer) = pair().await;
         let mut buf = BytesMut::new();
         peer.write_all(b"hello").await.unwrap();
-        let n = reader.read_lazily(&mut buf, 4096).await.unwrap();
+        let n = reader.read_lazily(&mut buf, 65536).await.unwrap();
+        let message = buf.split().freeze();
+        assert_eq!(&message[..n], b"hello");
+
+        assert!(silent_for(10, &mut reader, &mut buf).await);
+        assert_eq!(buf.capacity(), 0, "held a buffer while waiting");
+        assert_eq!(&message[..], b"hello", "the message outlives the buffer");
+
+        peer.write_all(b"again").await.unwrap();
+        let n = reader.read_lazily(&mut buf, 65536).await.unwrap();
+        assert_eq!(&buf[..n], b"again");
+    }
+
+    /// A direction in bulk gives its read buffer back once a whole tick of the release clock
+    /// passed without a read, and not while data keeps coming.
+    #[tokio::test(start_paused = true)]
+    async fn bulk_buffer_is_given_back_when_idle() {
+        let (mut reader, mut peer) = pair().await;
+        let mut buf = BytesMut::new();
+        into_bulk(&mut reader, &mut peer, &mut buf).await;
+        peer.write_all(b"hello").await.unwrap();
+        let n = reader.read_lazily(&mut buf, 65536).await.unwrap();
         assert_eq!(&buf.split()[..n], b"hello");
         assert!(buf.capacity() > 0, "the room is kept while data flows");
 
@@ -541,7 +579,7 @@ mod tests {
 
         // The next data borrows a buffer again.
         peer.write_all(b"again").await.unwrap();
-        let n = reader.read_lazily(&mut buf, 4096).await.unwrap();
+        let n = reader.read_lazily(&mut buf, 65536).await.unwrap();
         assert_eq!(&buf[..n], b"again");
     }
 
@@ -580,14 +618,15 @@ mod tests {
         assert_eq!(buf.capacity(), FIRST_READ);
     }
 
-    /// Data that keeps coming more often than the clock ticks keeps the buffer.
+    /// In bulk, data that keeps coming more often than the clock ticks keeps the buffer.
     #[tokio::test(start_paused = true)]
-    async fn steady_data_keeps_the_buffer() {
+    async fn steady_bulk_keeps_the_buffer() {
         let (mut reader, mut peer) = pair().await;
         let mut buf = BytesMut::new();
+        into_bulk(&mut reader, &mut peer, &mut buf).await;
         for _ in 0..6 {
             peer.write_all(b"x").await.unwrap();
-            reader.read_lazily(&mut buf, 4096).await.unwrap();
+            reader.read_lazily(&mut buf, 65536).await.unwrap();
             buf.clear();
             assert!(silent_for(700, &mut reader, &mut buf).await);
             assert!(buf.capacity() > 0, "released while data came every 0.7 s");
