@@ -5,12 +5,15 @@
 # docs/performance.md as a table with each figure's ratio to direct TCP from this run.
 #
 #   benches/compare.sh           the full run (about 20 minutes with every peer)
-#   benches/compare.sh --short   a smoke run: ours, the floor and direct, tiny durations (CI)
+#   benches/compare.sh --short   a smoke run: ours, the floors and direct, tiny durations (CI)
 #
 # Peers it installs or builds when it can, and skips with the reason when it cannot:
 # socat (apt), websockify 0.13 with numpy (PyPI, in a venv), websocat (crates.io). Beside
 # them, `floor`: `wsload relay`, a raw TCP relay with nothing but the relaying in it, placed
-# like the proxies; what it reaches bounds what any proxy can reach on this machine.
+# like the proxies; what it reaches bounds what any proxy can reach on this machine. And
+# `ws-floor`: `wsload relay --ws`, the same relay with the least of RFC 6455 a WebSocket
+# bridge must do on top (handshake, unmasking, framing, closing handshake): the bound for a
+# WebSocket proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +103,7 @@ start_proxy() { # NAME PORT
   local name=$1 port=$2
   case "$name" in
     floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
+    ws-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ours) "${PIN_PROXY[@]}" "$BIN/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
     socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,backlog=4096,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
     websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
@@ -116,9 +120,9 @@ start_proxy() { # NAME PORT
 # proxy in turn, starting one further along the list each round, and the table takes each
 # figure's median over the rounds.
 declare -A PIDS=() TO=()
-NAMES=(direct floor ours "${PEERS[@]}")
+NAMES=(direct floor ws-floor ours "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
-for name in floor ours "${PEERS[@]}"; do
+for name in floor ws-floor ours "${PEERS[@]}"; do
   port=$(free_port)
   start_proxy "$name" "$port"
   if [[ "$name" == socat || "$name" == floor ]]; then
@@ -161,7 +165,7 @@ for round in $(seq "$REPEAT"); do
 done
 
 # Memory per idle session, once per proxy, with the others idle.
-for name in floor ours "${PEERS[@]}"; do
+for name in floor ws-floor ours "${PEERS[@]}"; do
   sessions=$IDLE_SESSIONS
   [[ "$name" == socat || "$name" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
   # shellcheck disable=SC2206

@@ -2,7 +2,9 @@
 //!
 //! - `wsload echo`: the TCP echo target every proxy relays to.
 //! - `wsload relay --to HOST:PORT`: the relay floor, a raw TCP relay with nothing but the
-//!   relaying in it (`relay.rs`), measured like a proxy to bound what any proxy can reach.
+//!   relaying in it (`relay.rs`), measured like a proxy to bound what any proxy can reach;
+//!   with `--ws`, the WebSocket floor (`wsfloor.rs`): that relay plus the least of RFC 6455
+//!   a bridge must do, the bound for a WebSocket proxy.
 //! - `wsload <figure> --url ws://HOST:PORT/` measures through a WebSocket proxy;
 //!   `--tcp HOST:PORT` measures over raw TCP instead (the echo target itself for the
 //!   physical baseline, or socat). Figures: `throughput`, `latency`, `messages`, `connections`,
@@ -30,6 +32,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 mod relay;
 mod soak;
+mod wsfloor;
 
 #[derive(Parser)]
 #[command(about = "Load generator and echo target for the websockify-rs benchmark")]
@@ -52,6 +55,11 @@ enum Figure {
         port: u16,
         #[arg(long)]
         to: std::net::SocketAddr,
+        /// The WebSocket floor instead: the relaying plus the least of RFC 6455 a bridge
+        /// must do (handshake, unmasking, framing, closing handshake), which bounds what a
+        /// WebSocket proxy can reach here.
+        #[arg(long)]
+        ws: bool,
     },
     /// MB/s echoed with CONNS connections sending SIZE-byte messages.
     Throughput {
@@ -418,7 +426,12 @@ async fn until(
 async fn run(figure: Figure) -> anyhow::Result<()> {
     match figure {
         Figure::Echo { port } => echo(port).await,
-        Figure::Relay { port, to } => relay::run(port, to),
+        Figure::Relay {
+            port,
+            to,
+            ws: false,
+        } => relay::run(port, to),
+        Figure::Relay { port, to, ws: true } => wsfloor::run(port, to),
         Figure::Soak(args) => soak::run(args).await,
         Figure::Throughput {
             to,
