@@ -9,7 +9,8 @@ use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http::uri::InvalidUri;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The largest request head we read. Browsers send 1 to 4 KiB; 16 KiB leaves room for big
@@ -110,22 +111,29 @@ fn parse(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HeadError> {
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
     let malformed = |what: &str| HeadError::Malformed(what.to_string());
-    let mut builder = Request::builder()
-        .method(req.method.ok_or_else(|| malformed("no method"))?)
-        .uri(req.path.ok_or_else(|| malformed("no request target"))?)
-        .version(match req.version {
-            Some(0) => http::Version::HTTP_10,
-            _ => http::Version::HTTP_11,
-        });
+    // Filled in place rather than through `Request::builder()`, whose every `header` call
+    // moves the whole request under construction (callgrind: 33 copies of it per head).
+    let method = req.method.ok_or_else(|| malformed("no method"))?;
+    let method = Method::from_bytes(method.as_bytes()).map_err(|e| malformed(&e.to_string()))?;
+    let uri = req.path.ok_or_else(|| malformed("no request target"))?;
+    let uri: Uri = uri
+        .parse()
+        .map_err(|e: InvalidUri| malformed(&e.to_string()))?;
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| malformed("bad header name"))?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| malformed("bad header value"))?;
-        builder = builder.header(name, value);
+        headers.append(name, value);
     }
-    let request = builder
-        .body(())
-        .map_err(|e| HeadError::Malformed(e.to_string()))?;
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = match req.version {
+        Some(0) => http::Version::HTTP_10,
+        _ => http::Version::HTTP_11,
+    };
+    *request.headers_mut() = headers;
     Ok(Some((request, len)))
 }
 
