@@ -421,15 +421,14 @@ async fn stop_accepting(
     }
 }
 
-/// Completes once no connection has been open for `idle` in a row.
+/// Completes once no connection has been open for `idle` in a row; a connection accepted
+/// meanwhile starts the wait again, however briefly it stayed.
 async fn idle_for(tracker: &Tracker, idle: Duration) {
-    let mut changes = tracker.subscribe();
     loop {
-        tracker.wait_for(|c| c.connections == 0).await;
-        changes.borrow_and_update();
+        let quiet = tracker.wait_for(|c| c.connections == 0).await;
         tokio::select! {
             () = tokio::time::sleep(idle) => return,
-            _ = changes.wait_for(|c| c.connections > 0) => {}
+            _ = tracker.wait_for(|c| c.connections_accepted != quiet.connections_accepted) => {}
         }
     }
 }

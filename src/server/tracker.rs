@@ -4,14 +4,17 @@
 //! keep the `websockify_connections_active` and `websockify_sessions_active` gauges.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// A snapshot of the counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Accepted connections not yet closed (handshakes in progress included).
     pub connections: usize,
+    /// Connections ever accepted.
+    pub connections_accepted: u64,
     /// Upgraded WebSocket sessions not yet ended.
     pub sessions: usize,
     /// WebSocket sessions ever upgraded.
@@ -21,13 +24,38 @@ pub struct Counts {
 /// Shared by the accept loop, every handler and the lifecycle watchers.
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
-    counts: Arc<watch::Sender<Counts>>,
+    shared: Arc<Shared>,
+}
+
+/// The counts as atomics, and the lifecycle watchers' wake-up. A change costs a connection
+/// two atomic operations, and a lock (waking the watchers) only while a watcher waits: a
+/// `watch` channel took its lock and its eight wake-up lists' locks on every change, four
+/// times per connection, watched or not.
+#[derive(Debug, Default)]
+struct Shared {
+    connections: AtomicUsize,
+    connections_accepted: AtomicU64,
+    sessions: AtomicUsize,
+    sessions_started: AtomicU64,
+    /// Tasks in [`Tracker::wait_for`].
+    waiting: AtomicUsize,
+    changed: Notify,
+}
+
+impl Shared {
+    /// Wakes the watchers after a change. Sequentially consistent with the change and with a
+    /// watcher's registration, so either the watcher sees the change or we see the watcher.
+    fn changed(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
 }
 
 /// Decrements its count when dropped.
 #[derive(Debug)]
 pub struct Guard {
-    counts: Arc<watch::Sender<Counts>>,
+    shared: Arc<Shared>,
     session: bool,
 }
 
@@ -40,61 +68,76 @@ impl Tracker {
         let metrics = crate::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
-        self.counts.send_modify(|c| c.connections += 1);
+        self.shared
+            .connections_accepted
+            .fetch_add(1, Ordering::SeqCst);
+        self.shared.connections.fetch_add(1, Ordering::SeqCst);
+        self.shared.changed();
         Guard {
-            counts: self.counts.clone(),
+            shared: self.shared.clone(),
             session: false,
         }
     }
 
     pub fn session(&self) -> Guard {
         crate::metrics::get().sessions_active.inc();
-        self.counts.send_modify(|c| {
-            c.sessions += 1;
-            c.sessions_started += 1;
-        });
+        // Started first: a watcher never sees a session that was not started.
+        self.shared.sessions_started.fetch_add(1, Ordering::SeqCst);
+        self.shared.sessions.fetch_add(1, Ordering::SeqCst);
+        self.shared.changed();
         Guard {
-            counts: self.counts.clone(),
+            shared: self.shared.clone(),
             session: true,
         }
     }
 
     pub fn counts(&self) -> Counts {
-        *self.counts.borrow()
-    }
-
-    /// Completes once the counts satisfy `pred` (at once if they already do).
-    pub async fn wait_for(&self, pred: impl FnMut(&Counts) -> bool) -> Counts {
-        let mut rx = self.counts.subscribe();
-        // The sender lives as long as `self`, so waiting cannot fail.
-        match rx.wait_for(pred).await {
-            Ok(c) => *c,
-            Err(_) => self.counts(),
+        Counts {
+            connections: self.shared.connections.load(Ordering::SeqCst),
+            connections_accepted: self.shared.connections_accepted.load(Ordering::SeqCst),
+            sessions: self.shared.sessions.load(Ordering::SeqCst),
+            sessions_started: self.shared.sessions_started.load(Ordering::SeqCst),
         }
     }
 
-    /// Completes on the next change of the counts.
-    pub fn subscribe(&self) -> watch::Receiver<Counts> {
-        self.counts.subscribe()
+    /// Completes once the counts satisfy `pred` (at once if they already do).
+    pub async fn wait_for(&self, mut pred: impl FnMut(&Counts) -> bool) -> Counts {
+        let shared = &self.shared;
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(shared);
+        loop {
+            // Made before the counts are read: a change after the read wakes it (a
+            // `Notified` receives `notify_waiters` from its creation on).
+            let changed = shared.changed.notified();
+            let counts = self.counts();
+            if pred(&counts) {
+                return counts;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// One task in [`Tracker::wait_for`], until it leaves (done or dropped).
+struct Waiting<'a>(&'a Shared);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let session = self.session;
         let metrics = crate::metrics::get();
-        if session {
+        if self.session {
             metrics.sessions_active.dec();
+            self.shared.sessions.fetch_sub(1, Ordering::SeqCst);
         } else {
             metrics.connections_active.dec();
+            self.shared.connections.fetch_sub(1, Ordering::SeqCst);
         }
-        self.counts.send_modify(|c| {
-            if session {
-                c.sessions -= 1;
-            } else {
-                c.connections -= 1;
-            }
-        });
+        self.shared.changed();
     }
 }
 
@@ -111,6 +154,7 @@ mod tests {
             t.counts(),
             Counts {
                 connections: 1,
+                connections_accepted: 1,
                 sessions: 1,
                 sessions_started: 1
             }
@@ -119,5 +163,38 @@ mod tests {
         drop(c);
         let counts = t.wait_for(|c| c.connections == 0).await;
         assert_eq!((counts.sessions, counts.sessions_started), (0, 1));
+    }
+
+    /// A waiter wakes on the change that satisfies it, made by another task while it waits.
+    #[tokio::test]
+    async fn waiters_wake_on_changes() {
+        let t = Tracker::new();
+        let waiter = tokio::spawn({
+            let t = t.clone();
+            async move { t.wait_for(|c| c.sessions_started == 2).await }
+        });
+        tokio::task::yield_now().await;
+        let c = t.connection();
+        let first = t.session();
+        drop(first);
+        tokio::task::yield_now().await;
+        let second = t.session();
+        let counts = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter was not woken")
+            .unwrap();
+        assert_eq!((counts.sessions, counts.sessions_started), (1, 2));
+        assert_eq!(t.shared.waiting.load(Ordering::SeqCst), 0);
+        drop((second, c));
+    }
+
+    /// Changes without a waiter wake nobody and leave nothing behind.
+    #[tokio::test]
+    async fn a_dropped_wait_leaves_no_waiter() {
+        let t = Tracker::new();
+        let wait = t.wait_for(|c| c.connections == 5);
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(10), wait).await;
+        assert!(pending.is_err());
+        assert_eq!(t.shared.waiting.load(Ordering::SeqCst), 0);
     }
 }
