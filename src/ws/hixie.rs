@@ -97,12 +97,12 @@ impl HixieHandshake {
             .with_header("Allow", "GET"));
         }
         let headers = req.headers();
-        if !has_token(headers, "upgrade", "websocket") {
+        if !has_token(headers, http::header::UPGRADE, "websocket") {
             return Err(Rejection::bad_request(
                 "missing or bad Upgrade header: expected `Upgrade: WebSocket`",
             ));
         }
-        if !has_token(headers, "connection", "upgrade") {
+        if !has_token(headers, http::header::CONNECTION, "upgrade") {
             return Err(Rejection::bad_request(
                 "missing or bad Connection header: expected `Connection: Upgrade`",
             ));
