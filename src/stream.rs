@@ -306,7 +306,10 @@ impl<S: Socket> Lazy<S> {
                         return done;
                     }
                 }
-                if buf.is_empty() {
+                if buf.is_empty() && !self.bulk {
+                    // Readiness without data: wait as at the start, without a buffer.
+                    *buf = BytesMut::new();
+                } else if buf.is_empty() {
                     let release = self
                         .release
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(IDLE_RELEASE)));

@@ -428,7 +428,9 @@ async fn idle_for(tracker: &Tracker, idle: Duration) {
         let quiet = tracker.wait_for(|c| c.connections == 0).await;
         tokio::select! {
             () = tokio::time::sleep(idle) => return,
-            _ = tracker.wait_for(|c| c.connections_accepted != quiet.connections_accepted) => {}
+            _ = tracker.wait_for(|c| {
+                c.connections > 0 || c.connections_accepted != quiet.connections_accepted
+            }) => {}
         }
     }
 }

@@ -68,10 +68,12 @@ impl Tracker {
         let metrics = crate::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
+        // Open first, accepted second, and `counts` reads them the other way round: a
+        // snapshot that counts a connection as accepted counts it as open (or closed since).
+        self.shared.connections.fetch_add(1, Ordering::SeqCst);
         self.shared
             .connections_accepted
             .fetch_add(1, Ordering::SeqCst);
-        self.shared.connections.fetch_add(1, Ordering::SeqCst);
         self.shared.changed();
         Guard {
             shared: self.shared.clone(),
@@ -92,11 +94,16 @@ impl Tracker {
     }
 
     pub fn counts(&self) -> Counts {
+        // In the reverse order of the increments (see `connection` and `session`).
+        let connections_accepted = self.shared.connections_accepted.load(Ordering::SeqCst);
+        let connections = self.shared.connections.load(Ordering::SeqCst);
+        let sessions = self.shared.sessions.load(Ordering::SeqCst);
+        let sessions_started = self.shared.sessions_started.load(Ordering::SeqCst);
         Counts {
-            connections: self.shared.connections.load(Ordering::SeqCst),
-            connections_accepted: self.shared.connections_accepted.load(Ordering::SeqCst),
-            sessions: self.shared.sessions.load(Ordering::SeqCst),
-            sessions_started: self.shared.sessions_started.load(Ordering::SeqCst),
+            connections,
+            connections_accepted,
+            sessions,
+            sessions_started,
         }
     }
 

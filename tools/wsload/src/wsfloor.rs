@@ -349,8 +349,10 @@ impl Conn {
             };
             let n = match target.read(&mut buf[HEAD_ROOM..]) {
                 Ok(0) => {
-                    // The target hung up: 1000, as websockify closes, and our FIN.
+                    // The target hung up: 1000, as websockify closes, and our FIN. What it
+                    // did not take goes nowhere (else the client would never be read again).
                     self.target = None;
+                    self.to_target.clear();
                     self.send_client(&[0x88, 2, 0x03, 0xe8])?;
                     self.closing = true;
                     return self.finish();
