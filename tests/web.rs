@@ -256,7 +256,16 @@ async fn status_json_counts_sessions_and_bytes() {
     assert_eq!(raw.request(&head).await.status, 101);
     raw.send_binary(&[7u8; 1000]).await;
     assert_eq!(raw.read_data(1000).await, vec![7u8; 1000]);
-    let (during, text) = status(proxy.port).await;
+    // The proxy counts a message once its write returned, which on a multi-thread runtime
+    // can be a moment after the client has it: the count is waited for, not raced.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (during, text) = loop {
+        let (during, text) = status(proxy.port).await;
+        if during["bytes_to_client"] == 1000 || std::time::Instant::now() > deadline {
+            break (during, text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert_eq!(during["sessions_active"], 1, "{during}");
     assert_eq!(during["sessions_total"], 1, "{during}");
     assert_eq!(during["bytes_from_client"], 1000, "{during}");
