@@ -175,7 +175,7 @@ impl Conn {
             } else if self.head.is_some() {
                 self.handshake(&buf[..n], poll, index)?;
             } else {
-                self.from_client(&mut buf[..n])?;
+                self.client_bytes(&mut buf[..n])?;
             }
             if n < BUF {
                 // Drained: the next byte to arrive raises a new edge.
@@ -239,14 +239,14 @@ impl Conn {
         );
         self.send_client(answer.as_bytes())?;
         if !rest.is_empty() {
-            self.from_client(&mut rest)?;
+            self.client_bytes(&mut rest)?;
         }
         Ok(())
     }
 
     /// Unmasks the client's frames in place and sends their payload to the target; answers
     /// pings and the client's close.
-    fn from_client(&mut self, mut data: &mut [u8]) -> io::Result<()> {
+    fn client_bytes(&mut self, mut data: &mut [u8]) -> io::Result<()> {
         while !data.is_empty() {
             let f = &mut self.frame;
             if !f.in_payload() {
