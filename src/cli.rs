@@ -258,12 +258,12 @@ pub struct Cli {
 
     /// Send targets a PROXY protocol header (v1 or v2) naming the real client
     #[arg(long, value_name = "VERSION", value_parser = parse_pp_version, help_heading = "Load balancers")]
-    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub target_proxy_protocol: Option<crate::edge::proxy_protocol::Version>,
 
     /// Believe Forwarded / X-Forwarded-For / X-Forwarded-Proto only from these networks
     /// (an ingress or reverse proxy in front); from anyone else they are ignored
     #[arg(long, value_name = "CIDR,...", value_parser = parse_trusted, help_heading = "Load balancers")]
-    pub trusted_proxies: Vec<crate::forwarded::TrustedProxies>,
+    pub trusted_proxies: Vec<crate::edge::forwarded::TrustedProxies>,
 
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
@@ -300,11 +300,11 @@ fn parse_allow(s: &str) -> Result<AllowList, String> {
     s.parse()
 }
 
-fn parse_trusted(s: &str) -> Result<crate::forwarded::TrustedProxies, String> {
+fn parse_trusted(s: &str) -> Result<crate::edge::forwarded::TrustedProxies, String> {
     s.parse()
 }
 
-fn parse_pp_version(s: &str) -> Result<crate::proxy_protocol::Version, String> {
+fn parse_pp_version(s: &str) -> Result<crate::edge::proxy_protocol::Version, String> {
     s.parse()
 }
 

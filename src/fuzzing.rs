@@ -22,12 +22,12 @@ use bytes::BytesMut;
 use http::Request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::http::{HeadError, MAX_HEAD_BYTES};
+use crate::edge::http::{HeadError, MAX_HEAD_BYTES};
+use crate::edge::listen::ClientAddr;
+use crate::edge::sniff::{self, FLASH_POLICY_REQUEST, SniffError, Sniffed};
+use crate::edge::stream::{ClientIo, ClientStream};
 use crate::server::handler::Facts;
-use crate::server::listen::ClientAddr;
-use crate::server::sniff::{self, FLASH_POLICY_REQUEST, SniffError, Sniffed};
 use crate::session::{ClientRx, Inbound, RecvError, close_code};
-use crate::stream::{ClientIo, ClientStream};
 use crate::ws::frame::{self, HeaderBytes, MAX_HEADER, OpCode};
 use crate::ws::hixie::{self, Decoded, Decoder, HixieHandshake};
 use crate::ws::hybi::{self, MAX_MESSAGE_SIZE, PIECE};
@@ -149,7 +149,7 @@ async fn drain<R: ClientRx>(rx: &mut R) -> Vec<Event> {
 pub fn request_head(data: &[u8]) {
     block_on(async {
         let mut input = data;
-        let read = crate::http::read_head(&mut input).await;
+        let read = crate::edge::http::read_head(&mut input).await;
         let consumed = data.len() - input.len();
         assert!(
             consumed <= MAX_HEAD_BYTES,
@@ -164,7 +164,7 @@ pub fn request_head(data: &[u8]) {
                     HeadError::Timeout(_) | HeadError::Io(_) => panic!("{e} from memory"),
                 }
                 if let Some(status) = e.status() {
-                    check_answer(&crate::http::response(status, &[], &e.to_string()));
+                    check_answer(&crate::edge::http::response(status, &[], &e.to_string()));
                 }
                 return;
             }
@@ -328,7 +328,7 @@ fn check_facts(request: &Request<()>) {
         client_cert_cn: None,
     };
     for host_token in [false, true] {
-        let got = crate::token::request_facts(request, &facts, &ClientAddr::Unix, host_token);
+        let got = crate::gate::token::request_facts(request, &facts, &ClientAddr::Unix, host_token);
         assert_eq!(got.path, request.uri().path());
         assert_eq!(got.query, request.uri().query().unwrap_or(""));
         if host_token {
@@ -883,7 +883,7 @@ pub fn config_file(data: &[u8]) {
 /// a header found is no longer than the input, every shorter prefix of it is "need more",
 /// and the addresses it names, written back in the same version, read back the same.
 pub fn proxy_header(data: &[u8]) {
-    use crate::proxy_protocol::{MAX_HEADER, encode, parse};
+    use crate::edge::proxy_protocol::{MAX_HEADER, encode, parse};
     let Ok(Some((header, len))) = parse(data) else {
         return;
     };

@@ -40,27 +40,16 @@
 pub mod addr;
 pub mod cli;
 pub mod config;
-pub mod daemon;
-pub mod forwarded;
+pub mod edge;
 // Fuzz targets for `fuzz/` and `tests/fuzz_corpus.rs`; not part of the proxy's API.
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http;
+pub mod gate;
 pub mod limits;
-pub mod logging;
-pub mod metrics;
 pub mod plugin;
-pub mod proxy_protocol;
-pub mod record;
-pub mod relay;
+pub mod process;
 pub mod server;
 pub mod session;
-pub mod shutdown;
-pub mod stream;
-pub mod syslog;
-pub mod target;
-pub mod tls;
-pub mod token;
+pub mod telemetry;
 pub mod web;
-pub mod wrap;
 pub mod ws;

@@ -36,17 +36,17 @@ fn main() -> ExitCode {
     }
     let mut config = config;
     if config.daemon {
-        if !websockify::daemon::is_child() {
-            return websockify::daemon::start_in_background();
+        if !websockify::process::daemon::is_child() {
+            return websockify::process::daemon::start_in_background();
         }
-        if let Err(e) = websockify::daemon::detach(&mut config) {
+        if let Err(e) = websockify::process::daemon::detach(&mut config) {
             eprintln!("websockify: error: --daemon: {e:#}");
             return ExitCode::FAILURE;
         }
     }
     // Declared before the runtime, so dropped after it: its drop flushes the last spans, which
     // blocks, and must not happen on a runtime thread.
-    let _tracing = match websockify::logging::init(&config) {
+    let _tracing = match websockify::telemetry::logging::init(&config) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("websockify: error: {e:#}");
@@ -80,9 +80,9 @@ fn main() -> ExitCode {
     };
     let serve = async move {
         let listener =
-            websockify::server::listen::Listener::bind(&config.listen, config.prefer_ipv6).await?;
+            websockify::edge::listen::Listener::bind(&config.listen, config.prefer_ipv6).await?;
         if config.daemon {
-            websockify::daemon::ready();
+            websockify::process::daemon::ready();
         }
         websockify::server::serve(config, listener).await
     };

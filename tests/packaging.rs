@@ -241,7 +241,7 @@ fn the_containerfile_puts_each_file_where_the_binary_looks() {
     );
     assert!(file.contains("USER 65532:65532"));
     let candidates = ["../lib/websockify"];
-    let wrap = std::fs::read_to_string(root().join("src/wrap.rs")).unwrap();
+    let wrap = std::fs::read_to_string(root().join("src/process/wrap.rs")).unwrap();
     for c in candidates {
         assert!(
             wrap.contains(&format!("\"{c}\"")),

@@ -20,12 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
-use crate::forwarded::TrustedProxies;
+use crate::edge::forwarded::TrustedProxies;
 use crate::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE, Limits,
 };
-use crate::target::Target;
+use crate::session::target::Target;
 
 use layer::Layer;
 
@@ -142,7 +142,7 @@ pub struct Settings {
     pub proxy_protocol: bool,
     /// `--target-proxy-protocol`: send a PROXY protocol header to targets.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub target_proxy_protocol: Option<crate::edge::proxy_protocol::Version>,
     /// `--trusted-proxies`: believe forwarded headers from these networks.
     #[serde(
         skip_serializing_if = "TrustedProxies::is_empty",
@@ -535,7 +535,7 @@ pub struct Config {
     /// `--proxy-protocol`: read the client's address from a PROXY protocol header.
     pub proxy_protocol: bool,
     /// `--target-proxy-protocol`: tell targets the client's address so.
-    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub target_proxy_protocol: Option<crate::edge::proxy_protocol::Version>,
     /// `--trusted-proxies`: whose `Forwarded`/`X-Forwarded-*` headers are believed.
     pub trusted_proxies: Option<TrustedProxies>,
 }

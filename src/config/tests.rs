@@ -152,7 +152,7 @@ fn limits_and_lists_from_a_file() {
     assert!(config.proxy_protocol);
     assert_eq!(
         config.target_proxy_protocol,
-        Some(crate::proxy_protocol::Version::V2)
+        Some(crate::edge::proxy_protocol::Version::V2)
     );
     let file = toml_file("listen = 6080\ntarget = \"h:1\"\nallow_target = [\"nowhere\"]\n");
     let msg = invalid(load(
@@ -342,7 +342,7 @@ fn setting_names_match_the_struct() {
         syslog: Some("/dev/log".into()),
         allow_target: "10.0.0.0/8".parse().unwrap(),
         proxy_protocol: true,
-        target_proxy_protocol: Some(crate::proxy_protocol::Version::V1),
+        target_proxy_protocol: Some(crate::edge::proxy_protocol::Version::V1),
         trusted_proxies: "10.0.0.0/8".parse().unwrap(),
         ..Settings::default()
     })

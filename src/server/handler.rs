@@ -8,23 +8,25 @@ use http::StatusCode;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::admission::{Admission, Permit, Refused};
-use super::listen::ClientAddr;
-use super::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use super::tracker::{Guard, Tracker};
 use crate::config::Config;
 use crate::config::Route;
-use crate::http::{HeadError, answer_and_close, close_gracefully, read_head_within, response};
-use crate::logging::SPAN_TARGET;
-use crate::metrics::{self, HandshakeFailure, PluginResult};
+use crate::edge::http::{
+    HeadError, answer_and_close, close_gracefully, read_head_within, response,
+};
+use crate::edge::listen::ClientAddr;
+use crate::edge::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
+use crate::edge::stream::{ClientIo, ClientStream};
+use crate::edge::tls::{HANDSHAKE_TIMEOUT, ServerTls};
+use crate::gate::admission::{Admission, Permit, Refused};
+use crate::gate::token;
 use crate::plugin::{self, Answer, CallError, Reloadable};
-use crate::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
+use crate::process::shutdown::Shutdown;
+use crate::session::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
+use crate::session::target::{ConnectError, ConnectOptions, Target};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
-use crate::shutdown::Shutdown;
-use crate::stream::{ClientIo, ClientStream};
-use crate::target::{ConnectError, ConnectOptions, Target};
-use crate::tls::{HANDSHAKE_TIMEOUT, ServerTls};
-use crate::token;
+use crate::telemetry::logging::SPAN_TARGET;
+use crate::telemetry::metrics::{self, HandshakeFailure, PluginResult};
 use crate::web::WebRoot;
 use crate::ws::hixie::{HixieRx, HixieTx};
 use crate::ws::hybi::{HybiRx, HybiTx};
@@ -105,7 +107,7 @@ pub struct Handler {
 }
 
 impl Handler {
-    /// Handles the connection inside its `session` span (see [`crate::logging`]).
+    /// Handles the connection inside its `session` span (see [`crate::telemetry::logging`]).
     pub async fn run(mut self, mut stream: ClientStream) {
         let span = tracing::info_span!(
             target: SPAN_TARGET,
@@ -135,7 +137,7 @@ impl Handler {
     /// `--proxy-protocol`: reads the header a load balancer sends first, and takes the client
     /// (and server) address it names. A connection without a valid one is refused and logged.
     async fn proxy_header(&mut self, stream: &mut ClientStream) -> bool {
-        match crate::proxy_protocol::read(stream).await {
+        match crate::edge::proxy_protocol::read(stream).await {
             Ok((header, rest)) => {
                 stream.unread(rest.freeze());
                 // UNKNOWN and LOCAL (a balancer's health check) keep the connection's own.
@@ -229,7 +231,7 @@ impl Handler {
         if let Some(trusted) = &self.config.trusted_proxies
             && let Some(peer) = self.client.ip()
         {
-            let forwarded = crate::forwarded::resolve(head.request.headers(), peer, trusted);
+            let forwarded = crate::edge::forwarded::resolve(head.request.headers(), peer, trusted);
             if let Some(client) = forwarded.client {
                 tracing::debug!(id = self.id, peer = %self.client, "forwarded for {client}");
                 self.client = ClientAddr::Tcp(client);
@@ -567,7 +569,7 @@ impl Handler {
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .and_then(crate::tls::common_name);
+                .and_then(crate::edge::tls::common_name);
             stream = ClientStream::new(ClientIo::Tls(Box::new(tls_stream)));
             kind = self.sniff(&mut stream).await?;
             if kind == Sniffed::Tls {
@@ -641,14 +643,14 @@ impl Handler {
         );
         let traffic = Traffic::default();
         let record = match &self.config.record {
-            Some(base) => match crate::record::Recorder::open(base, self.id).await {
+            Some(base) => match crate::session::record::Recorder::open(base, self.id).await {
                 Ok(recorder) => {
-                    let file = crate::record::file_name(base, self.id);
+                    let file = crate::session::record::file_name(base, self.id);
                     tracing::info!(id = self.id, "opening record file: {}", file.display());
                     Some(recorder)
                 }
                 Err(e) => {
-                    let file = crate::record::file_name(base, self.id);
+                    let file = crate::session::record::file_name(base, self.id);
                     tracing::warn!(id = self.id, "not recording to {}: {e}", file.display());
                     None
                 }
@@ -663,7 +665,7 @@ impl Handler {
                 (ClientAddr::Tcp(client), Some(server)) => Some((client, server)),
                 _ => None,
             };
-            crate::proxy_protocol::encode(version, addresses)
+            crate::edge::proxy_protocol::encode(version, addresses)
         });
         let options = ConnectOptions {
             prefer_ipv6: self.config.prefer_ipv6,

@@ -12,11 +12,7 @@
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tracker`: live connection and session counts the lifecycle rules watch.
 
-pub mod admission;
 pub mod handler;
-pub mod listen;
-pub mod ops;
-pub mod sniff;
 pub mod tracker;
 
 use std::fmt;
@@ -28,14 +24,15 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::edge::listen::Listener;
+use crate::edge::tls::ServerTls;
+use crate::gate::admission;
 use crate::plugin::Reloadable;
-use crate::shutdown::Trigger;
-use crate::target::Target;
-use crate::tls::ServerTls;
-use crate::wrap::Wrapper;
+use crate::process::shutdown::Trigger;
+use crate::process::wrap::Wrapper;
+use crate::session::target::Target;
+use crate::telemetry::ops::{self, Readiness};
 use handler::Handler;
-use listen::Listener;
-use ops::Readiness;
 use tracker::Tracker;
 
 /// How long sessions get to finish their closing handshakes once they are told to close: the
@@ -161,7 +158,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         None => None,
     };
     let target_tls = match &config.target_tls {
-        Some(t) => Some(crate::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
+        Some(t) => Some(crate::edge::tls::client_config(t.ca.as_deref()).context("--ssl-target")?),
         None => None,
     };
     if config.tls.verify_client.is_none() && config.cafile_without_verify {
@@ -370,7 +367,7 @@ fn reload(
         };
         tokio::spawn(async move {
             let reloaded = plugin.reload().await;
-            crate::metrics::get().reload(what, reloaded.is_ok());
+            crate::telemetry::metrics::get().reload(what, reloaded.is_ok());
             match reloaded {
                 Ok(()) => tracing::info!("SIGHUP: {} reloaded from its source", plugin.name()),
                 Err(e) => tracing::warn!(
@@ -390,7 +387,7 @@ async fn stop_accepting(
 ) -> StopReason {
     let wrapped = async {
         match wrapper {
-            Some(w) => crate::wrap::exit_code(w.wait_exit().await),
+            Some(w) => crate::process::wrap::exit_code(w.wait_exit().await),
             None => std::future::pending().await,
         }
     };

@@ -65,7 +65,7 @@ impl Tracker {
     }
 
     pub fn connection(&self) -> Guard {
-        let metrics = crate::metrics::get();
+        let metrics = crate::telemetry::metrics::get();
         metrics.connections_accepted.inc();
         metrics.connections_active.inc();
         // Open first, accepted second, and `counts` reads them the other way round: a
@@ -82,7 +82,7 @@ impl Tracker {
     }
 
     pub fn session(&self) -> Guard {
-        crate::metrics::get().sessions_active.inc();
+        crate::telemetry::metrics::get().sessions_active.inc();
         // Started first: a watcher never sees a session that was not started.
         self.shared.sessions_started.fetch_add(1, Ordering::SeqCst);
         self.shared.sessions.fetch_add(1, Ordering::SeqCst);
@@ -136,7 +136,7 @@ impl Drop for Waiting<'_> {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let metrics = crate::metrics::get();
+        let metrics = crate::telemetry::metrics::get();
         if self.session {
             metrics.sessions_active.dec();
             self.shared.sessions.fetch_sub(1, Ordering::SeqCst);

@@ -34,7 +34,7 @@ struct Status {
 
 /// The status now, for a server started at `started`.
 pub(super) fn response(started: Instant) -> Response<WebBody> {
-    let totals = crate::metrics::get().totals();
+    let totals = crate::telemetry::metrics::get().totals();
     let status = Status {
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: started.elapsed().as_secs(),

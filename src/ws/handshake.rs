@@ -107,8 +107,8 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Rejection> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        // A bearer token riding in the list is not a protocol offer (see `crate::token`).
-        .filter(|p| !p.is_empty() && !p.starts_with(crate::token::BEARER_PROTOCOL_PREFIX))
+        // A bearer token riding in the list is not a protocol offer (see `crate::gate::token`).
+        .filter(|p| !p.is_empty() && !p.starts_with(crate::gate::token::BEARER_PROTOCOL_PREFIX))
         .collect();
     if offered.is_empty() {
         return Ok(None);

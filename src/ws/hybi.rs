@@ -14,7 +14,7 @@
 //! Pings are answered and the client's close is echoed here, as the RFC requires; protocol
 //! errors map to websockify's close codes.
 //!
-//! [`IDLE_RELEASE`]: crate::stream::IDLE_RELEASE
+//! [`IDLE_RELEASE`]: crate::edge::stream::IDLE_RELEASE
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -25,8 +25,8 @@ use tokio::sync::Mutex;
 
 use super::Subprotocol;
 use super::frame::{self, FrameError, HeaderBytes, OpCode};
+use crate::edge::stream::{ClientReader, ClientStream, ClientWriter};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
-use crate::stream::{ClientReader, ClientStream, ClientWriter};
 
 /// The largest message a client may send unless `--max-message-size` says otherwise.
 /// websockify has no limit; 64 MiB bounds what one `base64` session can make us hold (binary

@@ -64,7 +64,7 @@ impl Rejection {
     pub fn response(&self) -> Vec<u8> {
         let headers: Vec<(&str, &str)> =
             self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        crate::http::response(self.status, &headers, &self.reason)
+        crate::edge::http::response(self.status, &headers, &self.reason)
     }
 }
 

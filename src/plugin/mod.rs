@@ -20,7 +20,7 @@ use http::StatusCode;
 use websockify_plugin_api::{self as api, ABI_VERSION, Facts, Header, Out, Str, Table, outcome};
 
 use crate::addr::HostPort;
-use crate::target::Target;
+use crate::session::target::Target;
 
 /// How long one plugin call may take before its request gets 504.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,7 +137,7 @@ impl Refusal {
             .iter()
             .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
             .collect();
-        crate::http::response(self.status, &headers, &self.reason)
+        crate::edge::http::response(self.status, &headers, &self.reason)
     }
 }
 

@@ -2,6 +2,10 @@
 //! message's bytes, send bytes, ping, close with a code. HyBi/RFC 6455 implements it in
 //! [`crate::ws::hybi`]; Hixie plugs in the same way, and the relay never knows which it runs.
 
+pub mod record;
+pub mod relay;
+pub mod target;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;

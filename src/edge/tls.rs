@@ -21,7 +21,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{SslVersion, TlsFiles};
-use crate::shutdown::Shutdown;
+use crate::process::shutdown::Shutdown;
 
 /// How often the certificate files are checked for changes. cert-manager renews days before
 /// expiry, so seconds of delay cost nothing, and a stat of three files is cheap.
@@ -122,7 +122,7 @@ impl ServerTls {
     /// Reloads and logs the outcome; what SIGHUP and the file watch call.
     pub fn reload_and_log(&self, why: &str) {
         let reloaded = self.reload();
-        crate::metrics::get().reload("certificate", reloaded.is_ok());
+        crate::telemetry::metrics::get().reload("certificate", reloaded.is_ok());
         match reloaded {
             Ok(()) => tracing::info!("{why}: TLS certificate reloaded"),
             Err(e) => {

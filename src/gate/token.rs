@@ -10,9 +10,9 @@
 use base64::Engine;
 use http::Request;
 
+use crate::edge::listen::ClientAddr;
 use crate::plugin::RequestFacts;
 use crate::server::handler::Facts;
-use crate::server::listen::ClientAddr;
 
 /// The value of query parameter `name`, decoded as a form value.
 pub fn query_param(query: &str, name: &str) -> Option<String> {

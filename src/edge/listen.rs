@@ -13,8 +13,8 @@ use socket2::{Domain, Socket, Type};
 use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::{FileMode, Listen};
-use crate::stream::{ClientIo, ClientStream};
-use crate::target::tune_tcp;
+use crate::edge::stream::{ClientIo, ClientStream};
+use crate::session::target::tune_tcp;
 
 /// websockify's listen backlog.
 const BACKLOG: i32 = 100;
@@ -110,7 +110,7 @@ impl Listener {
                             host: host.clone(),
                             port: addr.port,
                         };
-                        crate::target::resolve(&hp, prefer_ipv6)
+                        crate::session::target::resolve(&hp, prefer_ipv6)
                             .await
                             .with_context(|| format!("cannot listen on {addr}"))?
                     }

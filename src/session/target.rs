@@ -15,8 +15,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::addr::HostPort;
+use crate::edge::stream::TargetStream;
 use crate::limits::AllowList;
-use crate::stream::TargetStream;
 
 /// How long a target may take to accept a connection by default (`--connect-timeout`).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::limits::DEFAULT_CONNECT_TIMEOUT);

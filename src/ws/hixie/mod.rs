@@ -231,7 +231,7 @@ where
             }
             Ok(())
         };
-        tokio::time::timeout(crate::http::HEAD_TIMEOUT, read_key)
+        tokio::time::timeout(crate::edge::http::HEAD_TIMEOUT, read_key)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no Hixie-76 key bytes"))??;
         let key3 = rest.split_to(KEY3_LEN);

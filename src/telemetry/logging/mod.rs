@@ -4,7 +4,7 @@
 //!   `--log-format json`, one JSON object per line (`time`, `level`, `message` and the event's
 //!   fields: `id`, `client`, `target`, `from_client`, `to_client`, `duration_ms`,
 //!   `close_code`, ...); to standard error, or appended to `--log-file`; and with `--syslog`,
-//!   to syslog as well (see [`crate::syslog`]). Text without colours has its fields written
+//!   to syslog as well (see [`crate::telemetry::syslog`]). Text without colours has its fields written
 //!   by [`fields`] (the same bytes as tracing-subscriber's default, for less work).
 //! - Traces: when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is
 //!   set, spans go to that OTLP/HTTP collector (protobuf, or JSON with
@@ -37,7 +37,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
-use crate::syslog::Syslog;
+use crate::telemetry::syslog::Syslog;
 use fields::PlainFields;
 
 mod fields;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::metrics::Direction;
-use crate::record::Recorder;
+use crate::edge::stream::{TargetReader, TargetStream, TargetWriter};
+use crate::process::shutdown::Shutdown;
+use crate::session::record::Recorder;
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, close_code};
-use crate::shutdown::Shutdown;
-use crate::stream::{TargetReader, TargetStream, TargetWriter};
+use crate::telemetry::metrics::Direction;
 
 /// Target reads are this large, as websockify's are: one read fills one WebSocket message.
 /// (A direction's reads start at 8 KiB and ask for this once one fills its room: see
@@ -307,7 +307,7 @@ async fn upstream<R: ClientRx>(
     traffic: &Traffic,
     activity: &Activity,
 ) -> Upstream {
-    let metrics = crate::metrics::get();
+    let metrics = crate::telemetry::metrics::get();
     loop {
         let (data, message_ends) = match rx.recv().await {
             Ok(Inbound::Data(data)) => (data, true),
@@ -348,7 +348,7 @@ async fn downstream<T: ClientTx>(
     activity: &Activity,
     shutdown: &mut Shutdown,
 ) -> Downstream {
-    let metrics = crate::metrics::get();
+    let metrics = crate::telemetry::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
     let mut buf = BytesMut::new();
     // One wait for the whole session: made anew for each message, it would join and leave

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 
-use crate::stream::ClientStream;
+use crate::edge::stream::ClientStream;
 
 /// How long a client may stay silent after connecting (websockify waits 3 s too).
 pub const SNIFF_TIMEOUT: Duration = Duration::from_secs(3);

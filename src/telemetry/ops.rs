@@ -1,7 +1,7 @@
 //! The observability listener (`--metrics-listen`), on a port of its own so that it can stay
 //! private while the proxy port is public:
 //!
-//! - `/metrics`: every series of [`crate::metrics`], Prometheus text format.
+//! - `/metrics`: every series of [`crate::telemetry::metrics`], Prometheus text format.
 //! - `/healthz`: 200 while the process runs (a liveness probe).
 //! - `/readyz`: 200 while the proxy port accepts connections and no shutdown is draining;
 //!   503 before the proxy listens and from the first SIGTERM on (a readiness probe).
@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 
-use super::listen::Listener;
-use crate::http::{close_gracefully, read_head};
-use crate::stream::ClientStream;
+use crate::edge::http::{close_gracefully, read_head};
+use crate::edge::listen::Listener;
+use crate::edge::stream::ClientStream;
 
 /// What `/readyz` reports; the server flips it as it starts and drains.
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ async fn answer(mut stream: ClientStream, readiness: Arc<Readiness>) {
                 "/metrics" => (
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",
-                    crate::metrics::get().encode(),
+                    crate::telemetry::metrics::get().encode(),
                 ),
                 "/healthz" => (
                     StatusCode::OK,

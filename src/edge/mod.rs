@@ -1,0 +1,18 @@
+//! The network edge: where bytes come from outside, up to a parsed request.
+//!
+//! - `listen`: binding TCP, unix and inetd sockets, and who connected ([`listen::ClientAddr`]).
+//! - `proxy_protocol`: a load balancer's PROXY header in front (`--proxy-protocol`), and the
+//!   one we send targets (`--target-proxy-protocol`).
+//! - `sniff`: TLS, Flash or HTTP, from the first bytes.
+//! - `tls`: rustls on the proxy port (reloadable) and toward targets (`--ssl-target`).
+//! - `stream`: one type over TCP, unix and TLS sockets, and the relay's halves of them.
+//! - `http`: the request head, read with bounded size and time, and plain answers.
+//! - `forwarded`: `--trusted-proxies`: the client and scheme from forwarded headers.
+
+pub mod forwarded;
+pub mod http;
+pub mod listen;
+pub mod proxy_protocol;
+pub mod sniff;
+pub mod stream;
+pub mod tls;

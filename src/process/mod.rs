@@ -1,0 +1,5 @@
+//! Process control: the shutdown signal every task watches, `-D`, and wrap mode.
+
+pub mod daemon;
+pub mod shutdown;
+pub mod wrap;

@@ -1,0 +1,6 @@
+//! What the proxy tells its operator: log lines, traces, metrics and the operations port.
+
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod syslog;
