@@ -28,8 +28,8 @@ use crate::edge::sniff::{self, FLASH_POLICY_REQUEST, SniffError, Sniffed};
 use crate::edge::stream::{ClientIo, ClientStream};
 use crate::server::handler::Facts;
 use crate::session::{ClientRx, Inbound, RecvError, close_code};
-use crate::ws::frame::{self, HeaderBytes, MAX_HEADER, OpCode};
 use crate::ws::hixie::{self, Decoded, Decoder, HixieHandshake};
+use crate::ws::hybi::frame::{self, HeaderBytes, MAX_FRAME_HEADER, OpCode};
 use crate::ws::hybi::{self, MAX_MESSAGE_SIZE, PIECE};
 use crate::ws::{Decision, HybiHandshake, Subprotocol};
 
@@ -532,7 +532,7 @@ fn check_headers(wire: &[u8]) {
         match parsed {
             Ok(None) => {
                 assert!(
-                    buf.len() < MAX_HEADER,
+                    buf.len() < MAX_FRAME_HEADER,
                     "{} bytes are not a header",
                     buf.len()
                 );
@@ -542,7 +542,7 @@ fn check_headers(wire: &[u8]) {
                 return;
             }
             Err(e) => {
-                for n in 0..buf.len().min(MAX_HEADER) {
+                for n in 0..buf.len().min(MAX_FRAME_HEADER) {
                     let prefix = frame::parse_header(&buf[..n]);
                     assert!(
                         prefix == Ok(None) || prefix == Err(e),
@@ -883,12 +883,12 @@ pub fn config_file(data: &[u8]) {
 /// a header found is no longer than the input, every shorter prefix of it is "need more",
 /// and the addresses it names, written back in the same version, read back the same.
 pub fn proxy_header(data: &[u8]) {
-    use crate::edge::proxy_protocol::{MAX_HEADER, encode, parse};
+    use crate::edge::proxy_protocol::{MAX_PROXY_HEADER, encode, parse};
     let Ok(Some((header, len))) = parse(data) else {
         return;
     };
     assert!(
-        len <= data.len() && len <= MAX_HEADER,
+        len <= data.len() && len <= MAX_PROXY_HEADER,
         "header of {len} bytes"
     );
     for cut in 0..len {

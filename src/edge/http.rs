@@ -26,7 +26,7 @@ const MAX_HEADERS: usize = 100;
 
 /// How long we keep reading (and discarding) after answering an error, so the client sees our
 /// answer rather than a reset caused by its own unread bytes.
-const LINGER: Duration = Duration::from_secs(1);
+const ANSWER_LINGER: Duration = Duration::from_secs(1);
 
 /// Why no request head could be read.
 #[derive(Debug, thiserror::Error)]
@@ -172,7 +172,7 @@ pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S)
     if stream.shutdown().await.is_err() {
         return;
     }
-    let _ = tokio::time::timeout(LINGER, async {
+    let _ = tokio::time::timeout(ANSWER_LINGER, async {
         // On the heap: an array here would sit inside every session's future, used or not.
         let mut sink = vec![0u8; 4096];
         let mut budget = 64 * 1024;

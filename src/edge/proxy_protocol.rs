@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// The longest header accepted: a v1 line is at most 107 bytes; a v2 header is 16 bytes and
 /// its addresses, plus TLVs that balancers add (TLS facts, a connection id, a VPC endpoint),
 /// which stay far below this.
-pub const MAX_HEADER: usize = 4096;
+pub const MAX_PROXY_HEADER: usize = 4096;
 
 /// How long the header may take: a balancer sends it at once, before anything else.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,7 +66,7 @@ pub enum HeaderError {
     Missing(String),
     #[error("malformed PROXY protocol header: {0}")]
     Malformed(String),
-    #[error("PROXY protocol header longer than {MAX_HEADER} bytes")]
+    #[error("PROXY protocol header longer than {MAX_PROXY_HEADER} bytes")]
     TooLong,
     #[error("no complete PROXY protocol header within {}s", HEADER_TIMEOUT.as_secs())]
     Timeout,
@@ -106,7 +106,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, HeaderError> {
     }
     let result = HeaderResult::parse(buf);
     if result.is_incomplete() {
-        return if buf.len() >= MAX_HEADER {
+        return if buf.len() >= MAX_PROXY_HEADER {
             Err(HeaderError::TooLong)
         } else {
             Ok(None)
@@ -165,7 +165,7 @@ pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Header, Bytes
                 return Ok((header, buf.split_off(len)));
             }
             // Never ask for more than the limit leaves room for.
-            let room = MAX_HEADER - buf.len();
+            let room = MAX_PROXY_HEADER - buf.len();
             buf.reserve(room.min(512));
             let mut limited = (&mut *stream).take(room as u64);
             if limited.read_buf(&mut buf).await? == 0 {
@@ -303,12 +303,12 @@ mod tests {
             Err(HeaderError::Malformed(_))
         ));
         // A v1 line that never ends is refused at the limit, not read forever.
-        let endless = [b"PROXY TCP4 ".as_slice(), &[b'1'; MAX_HEADER]].concat();
+        let endless = [b"PROXY TCP4 ".as_slice(), &[b'1'; MAX_PROXY_HEADER]].concat();
         assert!(parse(&endless).is_err());
         // A v2 header announcing more than we accept.
         let mut v2 = LOCAL_V2.to_vec();
         v2[14..16].copy_from_slice(&60000u16.to_be_bytes());
-        v2.resize(MAX_HEADER + 10, 0);
+        v2.resize(MAX_PROXY_HEADER + 10, 0);
         assert!(matches!(parse(&v2), Err(HeaderError::TooLong)));
     }
 

@@ -263,6 +263,10 @@ pub const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// 64 KiB buffers per connection cost 6,500 instructions in `malloc` and `free` alone).
 const FIRST_READ: usize = 4 * 1024;
 
+/// The room a direction's reads ask for in bulk, on either side: as websockify's reads, one
+/// read from the target fills one WebSocket message.
+pub const BULK_READ: usize = 64 * 1024;
+
 /// The reading half of a socket shared with a writing [`Half`], which lends its caller's
 /// buffer to the socket only while data flows (see [`Lazy::read_when_ready`]).
 #[derive(Debug)]

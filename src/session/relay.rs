@@ -12,16 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use crate::edge::stream::{TargetReader, TargetStream, TargetWriter};
+use crate::edge::stream::{BULK_READ, TargetReader, TargetStream, TargetWriter};
 use crate::process::shutdown::Shutdown;
 use crate::session::record::Recorder;
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, close_code};
 use crate::telemetry::metrics::Direction;
-
-/// Target reads are this large, as websockify's are: one read fills one WebSocket message.
-/// (A direction's reads start at 8 KiB and ask for this once one fills its room: see
-/// `stream::FIRST_READ`.)
-pub const TARGET_READ_SIZE: usize = 64 * 1024;
 
 /// How long we wait for the client to answer our close frame before dropping the connection.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,7 +24,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long, after the closing handshake and our FIN, we read and drop what the client still
 /// sends (frames it sent before it saw our close) before dropping the connection; a client
 /// that closes its side ends this at once.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// What the relay needs besides the two ends.
 #[derive(Debug, Clone)]
@@ -190,7 +185,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         Ok(Upstream::Close(close)) => {
             drop(up);
             if tx.finish().await.is_ok() {
-                rx.linger(tokio::time::Instant::now() + LINGER).await;
+                rx.linger(tokio::time::Instant::now() + CLOSE_LINGER).await;
             }
             Ending::ClientClosed(close)
         }
@@ -378,7 +373,7 @@ async fn downstream<T: ClientTx>(
                 }
                 continue;
             }
-            read = target.read_lazily(&mut buf, TARGET_READ_SIZE) => read,
+            read = target.read_lazily(&mut buf, BULK_READ) => read,
         };
         match read {
             Ok(0) => return Downstream::TargetEof,

@@ -42,7 +42,7 @@ pub struct WebRoot {
 
 /// What a request path resolves to, before any file is opened.
 #[derive(Debug, PartialEq, Eq)]
-enum Target {
+enum Place {
     File(PathBuf),
     /// A directory asked for with its trailing slash.
     Dir(PathBuf),
@@ -102,9 +102,9 @@ impl WebRoot {
         if raw_path == status::PATH {
             return Ok(status::response(self.started));
         }
-        let target = resolve(&self.root, raw_path).await?;
-        match target {
-            Target::Redirect(location) => {
+        let place = resolve(&self.root, raw_path).await?;
+        match place {
+            Place::Redirect(location) => {
                 let location = match req.uri().query() {
                     Some(q) => format!("{location}?{q}"),
                     None => location,
@@ -115,8 +115,8 @@ impl WebRoot {
                 r.headers_mut().insert(header::LOCATION, value);
                 Ok(r)
             }
-            Target::File(path) => self.file(req, &path).await,
-            Target::Dir(dir) => {
+            Place::File(path) => self.file(req, &path).await,
+            Place::Dir(dir) => {
                 for index in ["index.html", "index.htm"] {
                     let candidate = dir.join(index);
                     if let Ok(path) = self.contained(&candidate).await
@@ -225,7 +225,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 /// Maps a request path to a place under `root`, refusing every form of escape.
-async fn resolve(root: &Path, raw_path: &str) -> Result<Target, Refusal> {
+async fn resolve(root: &Path, raw_path: &str) -> Result<Place, Refusal> {
     let bad = |why| Refusal(StatusCode::BAD_REQUEST, why);
     if raw_path.starts_with("//") {
         return Err(bad("a path may not start with //"));
@@ -258,12 +258,12 @@ async fn resolve(root: &Path, raw_path: &str) -> Result<Target, Refusal> {
     }
     let meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
     if !meta.is_dir() {
-        return Ok(Target::File(path));
+        return Ok(Place::File(path));
     }
     match (raw_path.ends_with('/'), last) {
-        (true, _) | (false, None) => Ok(Target::Dir(path)),
+        (true, _) | (false, None) => Ok(Place::Dir(path)),
         // Relative, so it stays on this host whatever the path looked like.
-        (false, Some(name)) => Ok(Target::Redirect(format!(
+        (false, Some(name)) => Ok(Place::Redirect(format!(
             "{}/",
             percent_encoding::utf8_percent_encode(&name, listing::SEGMENT)
         ))),

@@ -23,19 +23,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::Subprotocol;
-use super::frame::{self, FrameError, HeaderBytes, OpCode};
-use crate::edge::stream::{ClientReader, ClientStream, ClientWriter};
+use super::frame::{self, HeaderBytes, HeaderError, OpCode};
+use crate::edge::stream::{BULK_READ, ClientReader, ClientStream, ClientWriter};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
+use crate::ws::Subprotocol;
 
 /// The largest message a client may send unless `--max-message-size` says otherwise.
 /// websockify has no limit; 64 MiB bounds what one `base64` session can make us hold (binary
 /// messages are passed on in pieces) while staying far above any VNC update.
 pub const MAX_MESSAGE_SIZE: usize = crate::limits::DEFAULT_MAX_MESSAGE_SIZE as usize;
-
-/// How much room a read from the client asks for (once one read filled the first, smaller
-/// room: see `stream::FIRST_READ`).
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A data frame's payload is passed on whole when it is at most this large, else in pieces of
 /// about this size as they arrive.
@@ -166,7 +162,7 @@ fn protocol_error(code: u16, reason: &'static str) -> RecvError {
     RecvError::Protocol(Close::new(code, reason))
 }
 
-fn frame_error(e: FrameError) -> RecvError {
+fn frame_error(e: HeaderError) -> RecvError {
     RecvError::Protocol(Close {
         code: close_code::PROTOCOL_ERROR,
         reason: format!("Protocol error: {e}").into(),
@@ -387,7 +383,7 @@ impl ClientRx for HybiRx {
                     Step::NeedMore => {}
                 }
             }
-            match self.reader.read_lazily(&mut self.buf, READ_CHUNK).await {
+            match self.reader.read_lazily(&mut self.buf, BULK_READ).await {
                 Ok(0) => {
                     return Err(RecvError::Gone(
                         "connection closed without a close frame".to_string(),

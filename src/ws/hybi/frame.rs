@@ -54,7 +54,7 @@ impl OpCode {
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// The longest header: 2 bytes, 8 of extended length, 4 of mask.
-pub const MAX_HEADER: usize = 14;
+pub const MAX_FRAME_HEADER: usize = 14;
 
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct Header {
 
 /// A header that breaks RFC 6455; every one is answered with close code 1002.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
+pub enum HeaderError {
     /// RSV1-3 set without an extension that defines them (we negotiate none).
     ReservedBits,
     /// Opcodes 3-7 and 0xB-0xF.
@@ -83,36 +83,36 @@ pub enum FrameError {
     LengthOverflow,
 }
 
-impl fmt::Display for FrameError {
+impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::ReservedBits => f.write_str("reserved bits set"),
-            FrameError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
-            FrameError::FragmentedControl => f.write_str("fragmented control frame"),
-            FrameError::ControlTooLong => f.write_str("control frame too long"),
-            FrameError::LengthOverflow => f.write_str("invalid frame length"),
+            HeaderError::ReservedBits => f.write_str("reserved bits set"),
+            HeaderError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x}"),
+            HeaderError::FragmentedControl => f.write_str("fragmented control frame"),
+            HeaderError::ControlTooLong => f.write_str("control frame too long"),
+            HeaderError::LengthOverflow => f.write_str("invalid frame length"),
         }
     }
 }
 
 /// Parses the header at the start of `buf`: `Ok(None)` while it is incomplete.
-pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
+pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
     if b0 & 0x70 != 0 {
-        return Err(FrameError::ReservedBits);
+        return Err(HeaderError::ReservedBits);
     }
-    let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(FrameError::ReservedOpcode(b0 & 0x0F))?;
+    let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(HeaderError::ReservedOpcode(b0 & 0x0F))?;
     let fin = b0 & 0x80 != 0;
     let masked = b1 & 0x80 != 0;
     if opcode.is_control() {
         if !fin {
-            return Err(FrameError::FragmentedControl);
+            return Err(HeaderError::FragmentedControl);
         }
         // An extended length is more than 125 already.
         if usize::from(b1 & 0x7F) > MAX_CONTROL_PAYLOAD {
-            return Err(FrameError::ControlTooLong);
+            return Err(HeaderError::ControlTooLong);
         }
     }
     let (payload_len, mut len) = match b1 & 0x7F {
@@ -131,7 +131,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
         n => (u64::from(n), 2),
     };
     if payload_len >> 63 != 0 {
-        return Err(FrameError::LengthOverflow);
+        return Err(HeaderError::LengthOverflow);
     }
     let mask = if masked {
         let Some(m) = buf.get(len..len + 4) else {
@@ -269,19 +269,22 @@ mod tests {
 
     #[test]
     fn broken_headers_are_named() {
-        assert_eq!(parse_header(&[0xC2, 0x80]), Err(FrameError::ReservedBits));
+        assert_eq!(parse_header(&[0xC2, 0x80]), Err(HeaderError::ReservedBits));
         assert_eq!(
             parse_header(&[0x83, 0x80]),
-            Err(FrameError::ReservedOpcode(3))
+            Err(HeaderError::ReservedOpcode(3))
         );
         assert_eq!(
             parse_header(&[0x09, 0x80]),
-            Err(FrameError::FragmentedControl)
+            Err(HeaderError::FragmentedControl)
         );
-        assert_eq!(parse_header(&[0x89, 0xFE]), Err(FrameError::ControlTooLong));
+        assert_eq!(
+            parse_header(&[0x89, 0xFE]),
+            Err(HeaderError::ControlTooLong)
+        );
         let mut huge = vec![0x82, 0xFF];
         huge.extend_from_slice(&u64::MAX.to_be_bytes());
-        assert_eq!(parse_header(&huge), Err(FrameError::LengthOverflow));
+        assert_eq!(parse_header(&huge), Err(HeaderError::LengthOverflow));
     }
 
     proptest! {

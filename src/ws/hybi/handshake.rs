@@ -3,12 +3,11 @@
 
 use base64::Engine;
 use http::header::{
-    AsHeaderName, CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
-    UPGRADE,
+    CONNECTION, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 
-use super::{Rejection, Subprotocol};
+use crate::ws::{Rejection, Subprotocol, has_token, header_str};
 
 /// The versions we speak, as a 426 answer lists them.
 pub const SUPPORTED_VERSIONS: &str = "13, 8, 7";
@@ -122,22 +121,6 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Rejection> {
         "no supported subprotocol in `{}`: this server speaks binary, base64",
         offered.join(", ")
     )))
-}
-
-// Names are taken as `http`'s constants where there are some: a `&str` is parsed into a
-// header name on every lookup (callgrind: a tenth of a handshake's instructions).
-fn header_str(headers: &HeaderMap, name: impl AsHeaderName) -> Option<&str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether a comma-separated header (possibly repeated) holds `token`, ignoring case.
-pub fn has_token(headers: &HeaderMap, name: impl AsHeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

@@ -1,0 +1,12 @@
+//! HyBi: RFC 6455 (version 13) and the drafts 7 and 8, whose framing is the same.
+//!
+//! - `handshake`: the request checks, the subprotocol, the 101.
+//! - `frame`: frame headers and masking.
+//! - `session`: the framing on the relay's hot path, as a [`crate::session`] pair.
+
+pub mod frame;
+pub mod handshake;
+mod session;
+
+pub use handshake::HybiHandshake;
+pub use session::{HybiRx, HybiTx, MAX_MESSAGE_SIZE, PIECE, session};
