@@ -23,10 +23,9 @@ use http::Request;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::edge::http::{HeadError, MAX_HEAD_BYTES};
-use crate::edge::listen::ClientAddr;
 use crate::edge::sniff::{self, FLASH_POLICY_REQUEST, SniffError, Sniffed};
 use crate::edge::stream::{ClientIo, ClientStream};
-use crate::server::handler::Facts;
+use crate::request::{Channel, ClientAddr, Facts};
 use crate::session::{ClientRx, Inbound, RecvError, close_code};
 use crate::ws::hixie::{self, Decoded, Decoder, HixieHandshake};
 use crate::ws::hybi::frame::{self, HeaderBytes, MAX_FRAME_HEADER, OpCode};
@@ -164,7 +163,9 @@ pub fn request_head(data: &[u8]) {
                     HeadError::Timeout(_) | HeadError::Io(_) => panic!("{e} from memory"),
                 }
                 if let Some(status) = e.status() {
-                    check_answer(&crate::edge::http::response(status, &[], &e.to_string()));
+                    check_answer(
+                        &crate::edge::http::Refusal::new(status, e.to_string()).response(),
+                    );
                 }
                 return;
             }
@@ -178,8 +179,13 @@ pub fn request_head(data: &[u8]) {
             "bytes after the head"
         );
         assert!(data[..head_len].ends_with(b"\n"), "head without its end");
-        let request = &head.request;
-        check_facts(request);
+        let facts = Facts {
+            client: ClientAddr::Unix,
+            channel: Channel::default(),
+            head: head.request,
+        };
+        check_facts(&facts);
+        let request = &facts.head;
         match crate::ws::decide(request) {
             Decision::Http => {
                 for name in ["upgrade", "sec-websocket-key", "sec-websocket-version"] {
@@ -322,15 +328,11 @@ async fn check_hixie(
 }
 
 /// The token and the facts a plugin is asked with, both ways of finding the token.
-fn check_facts(request: &Request<()>) {
-    let facts = Facts {
-        secure: false,
-        client_cert_cn: None,
-    };
+fn check_facts(facts: &Facts) {
     for host_token in [false, true] {
-        let got = crate::gate::token::request_facts(request, &facts, &ClientAddr::Unix, host_token);
-        assert_eq!(got.path, request.uri().path());
-        assert_eq!(got.query, request.uri().query().unwrap_or(""));
+        let got = crate::gate::token::query(facts, host_token);
+        assert_eq!(got.path, facts.head.uri().path());
+        assert_eq!(got.query, facts.head.uri().query().unwrap_or(""));
         if host_token {
             assert!(
                 got.host.starts_with(&got.token),

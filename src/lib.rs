@@ -48,6 +48,7 @@ pub mod gate;
 pub mod limits;
 pub mod plugin;
 pub mod process;
+pub mod request;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 //! in the typed request; the bytes a client sent past the head are kept for the protocol that
 //! follows.
 
+use std::borrow::Cow;
 use std::io;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use bytes::BytesMut;
 use http::uri::InvalidUri;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::bounded::{Bound, ReadError, read_until};
 
 /// The largest request head we read. Browsers send 1 to 4 KiB; 16 KiB leaves room for big
 /// cookies while keeping a hostile client's cost per connection small.
@@ -53,6 +56,12 @@ impl HeadError {
             HeadError::Closed | HeadError::Io(_) => None,
         }
     }
+
+    /// The answer, if an answer makes sense at all.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.status()
+            .map(|status| Refusal::new(status, self.to_string()))
+    }
 }
 
 /// A parsed request head and the bytes the client sent after it.
@@ -72,32 +81,26 @@ pub async fn read_head_within<S: AsyncRead + Unpin>(
     stream: &mut S,
     timeout: Option<Duration>,
 ) -> Result<Head, HeadError> {
-    match timeout {
-        Some(limit) => tokio::time::timeout(limit, read_head_untimed(stream))
-            .await
-            .unwrap_or(Err(HeadError::Timeout(limit))),
-        None => read_head_untimed(stream).await,
-    }
-}
-
-async fn read_head_untimed<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Head, HeadError> {
     let mut buf = BytesMut::with_capacity(2048);
-    loop {
-        if let Some((request, len)) = parse(&buf)? {
-            let rest = buf.split_off(len);
-            return Ok(Head { request, rest });
-        }
-        if buf.len() >= MAX_HEAD_BYTES {
-            return Err(HeadError::TooLarge);
-        }
-        // Never read past the limit: a head cannot borrow room from what follows it.
-        let room = MAX_HEAD_BYTES - buf.len();
-        buf.reserve(room.min(4096));
-        let mut limited = (&mut *stream).take(room as u64);
-        if limited.read_buf(&mut buf).await? == 0 {
-            return Err(HeadError::Closed);
-        }
-    }
+    let bound = Bound {
+        limit: MAX_HEAD_BYTES,
+        step: 4096,
+        timeout,
+    };
+    let parsed = read_until(stream, &mut buf, bound, |buf| {
+        Ok(parse(buf)?.map(|(request, len)| Head {
+            request,
+            rest: buf.split_off(len),
+        }))
+    })
+    .await;
+    parsed.map_err(|e| match e {
+        ReadError::Invalid(e) => e,
+        ReadError::TooLarge => HeadError::TooLarge,
+        ReadError::Timeout(limit) => HeadError::Timeout(limit),
+        ReadError::Closed => HeadError::Closed,
+        ReadError::Io(e) => HeadError::Io(e),
+    })
 }
 
 /// Parses a complete head from `buf`, or `None` if more bytes are needed.
@@ -137,23 +140,84 @@ fn parse(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HeadError> {
     Ok(Some((request, len)))
 }
 
-/// A short plain-text answer: status line, the given headers, and a one-line body.
-pub fn response(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let reason = status.canonical_reason().unwrap_or("");
-    let body = if body.is_empty() {
-        String::new()
-    } else {
-        format!("{body}\n")
-    };
-    let mut out = format!("HTTP/1.1 {} {reason}\r\n", status.as_u16());
-    for (name, value) in headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
+/// A request answered with an error instead of being served: the status, a one-line reason
+/// (the answer's body) and the headers the answer needs (`Retry-After`, `Allow`, a Basic
+/// challenge). Whoever refuses (the head reader, a handshake, the gate, a plugin, the web
+/// directory) says it with this one type, and the transport writes it its own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub reason: Cow<'static, str>,
+    /// Names as they are written: ours capitalised, a plugin's as `http` spells them.
+    pub headers: Vec<(Cow<'static, str>, String)>,
+}
+
+impl Refusal {
+    pub fn new(status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
     }
-    out.push_str(&format!(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    out.into_bytes()
+
+    pub fn bad_request(reason: impl Into<Cow<'static, str>>) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Refusal {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The HTTP/1.1 answer: the headers, the reason as a plain-text body, and the end of the
+    /// connection.
+    pub fn response(&self) -> Vec<u8> {
+        let body = if self.reason.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n", self.reason)
+        };
+        let headers = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_ref(), value.as_bytes()))
+            .chain([("Content-Type", TEXT_PLAIN.as_bytes())]);
+        let mut out = Vec::with_capacity(160 + body.len());
+        write_head(&mut out, self.status, headers, Some(body.len() as u64));
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+}
+
+/// The content type of every plain answer.
+pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// An HTTP/1.1 response head as every answer on these ports is written: the status line,
+/// `headers` in order, `Content-Length` when the body's length is known here, and
+/// `Connection: close` (one request per connection), then the blank line.
+pub fn write_head<'a>(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    content_length: Option<u64>,
+) {
+    let reason = status.canonical_reason().unwrap_or("");
+    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", status.as_u16()).as_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(len) = content_length {
+        out.extend_from_slice(format!("Content-Length: {len}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
 }
 
 /// Writes an answer and closes the connection so that the client can read it: we shut our
@@ -225,7 +289,9 @@ mod tests {
 
     #[test]
     fn response_format() {
-        let r = response(StatusCode::BAD_REQUEST, &[("X-A", "b")], "why");
+        let r = Refusal::bad_request("why")
+            .with_header("X-A", "b")
+            .response();
         let text = String::from_utf8(r).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\nX-A: b\r\n"));
         assert!(text.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nwhy\n"));

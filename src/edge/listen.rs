@@ -1,7 +1,6 @@
 //! Binding the listening socket: TCP (every interface for a bare port, dual-stack where the
 //! system has IPv6), a unix socket with its mode, or the socket inetd hands us on stdin.
 
-use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
@@ -14,6 +13,7 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::config::{FileMode, Listen};
 use crate::edge::stream::{ClientIo, ClientStream};
+use crate::request::ClientAddr;
 use crate::session::target::tune_tcp;
 
 /// websockify's listen backlog.
@@ -63,34 +63,6 @@ impl Drop for UnixSocket {
     fn drop(&mut self) {
         if let Some(path) = &self.path {
             let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Who connected, for logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAddr {
-    Tcp(SocketAddr),
-    Unix,
-}
-
-impl ClientAddr {
-    /// The client's IP address (none for a unix socket client).
-    pub fn ip(&self) -> Option<std::net::IpAddr> {
-        match self {
-            ClientAddr::Tcp(a) => Some(a.ip()),
-            ClientAddr::Unix => None,
-        }
-    }
-}
-
-impl fmt::Display for ClientAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            // Port 0: an address learned from X-Forwarded-For, which carries none.
-            ClientAddr::Tcp(a) if a.port() == 0 => write!(f, "{}", a.ip()),
-            ClientAddr::Tcp(a) => write!(f, "{a}"),
-            ClientAddr::Unix => f.write_str("unix-socket"),
         }
     }
 }

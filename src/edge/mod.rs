@@ -6,9 +6,11 @@
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tls`: rustls on the proxy port (reloadable) and toward targets (`--ssl-target`).
 //! - `stream`: one type over TCP, unix and TLS sockets, and the relay's halves of them.
+//! - `bounded`: reading what a peer sends first, with bounds on its size and time.
 //! - `http`: the request head, read with bounded size and time, and plain answers.
 //! - `forwarded`: `--trusted-proxies`: the client and scheme from forwarded headers.
 
+pub mod bounded;
 pub mod forwarded;
 pub mod http;
 pub mod listen;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
+
+use super::bounded::{Bound, ReadError, read_until};
 
 /// The longest header accepted: a v1 line is at most 107 bytes; a v2 header is 16 bytes and
 /// its addresses, plus TLVs that balancers add (TLS facts, a connection id, a VPC endpoint),
@@ -158,24 +160,23 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, HeaderError> {
 /// Reads one header from the start of `stream`; also returns the bytes read past it, which
 /// belong to what follows (a TLS ClientHello, an HTTP request).
 pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(Header, BytesMut), HeaderError> {
-    let read = async {
-        let mut buf = BytesMut::with_capacity(256);
-        loop {
-            if let Some((header, len)) = parse(&buf)? {
-                return Ok((header, buf.split_off(len)));
-            }
-            // Never ask for more than the limit leaves room for.
-            let room = MAX_PROXY_HEADER - buf.len();
-            buf.reserve(room.min(512));
-            let mut limited = (&mut *stream).take(room as u64);
-            if limited.read_buf(&mut buf).await? == 0 {
-                return Err(HeaderError::Closed);
-            }
-        }
+    let mut buf = BytesMut::with_capacity(256);
+    let bound = Bound {
+        limit: MAX_PROXY_HEADER,
+        step: 512,
+        timeout: Some(HEADER_TIMEOUT),
     };
-    tokio::time::timeout(HEADER_TIMEOUT, read)
-        .await
-        .unwrap_or(Err(HeaderError::Timeout))
+    let read = read_until(stream, &mut buf, bound, |buf| {
+        Ok(parse(buf)?.map(|(header, len)| (header, buf.split_off(len))))
+    })
+    .await;
+    read.map_err(|e| match e {
+        ReadError::Invalid(e) => e,
+        ReadError::TooLarge => HeaderError::TooLong,
+        ReadError::Timeout(_) => HeaderError::Timeout,
+        ReadError::Closed => HeaderError::Closed,
+        ReadError::Io(e) => HeaderError::Io(e),
+    })
 }
 
 /// The header that tells a target about `client`, which connected to `server`; without a

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 
+use super::bounded::{Bound, ReadError, read_until};
 use crate::edge::stream::ClientStream;
 
 /// How long a client may stay silent after connecting (websockify waits 3 s too).
@@ -50,21 +50,28 @@ pub fn classify(seen: &[u8]) -> Option<Sniffed> {
 
 /// Reads until the first bytes decide, within [`SNIFF_TIMEOUT`], and puts them back.
 pub async fn sniff(stream: &mut ClientStream) -> Result<Sniffed, SniffError> {
-    let mut seen = BytesMut::with_capacity(512);
-    let decided = tokio::time::timeout(SNIFF_TIMEOUT, async {
-        loop {
-            if stream.read_buf(&mut seen).await? == 0 {
-                return Err(SniffError::Closed);
-            }
-            if let Some(kind) = classify(&seen) {
-                return Ok(kind);
-            }
-        }
+    let mut seen = BytesMut::new();
+    // Any first read decides but one that could still be the Flash request; 512 bytes are
+    // far more than any decision needs.
+    let bound = Bound {
+        limit: 512,
+        step: 512,
+        timeout: Some(SNIFF_TIMEOUT),
+    };
+    let decided = read_until(stream, &mut seen, bound, |seen| {
+        Ok::<_, std::convert::Infallible>(classify(seen))
     })
-    .await
-    .unwrap_or(Err(SniffError::Silent));
+    .await;
     stream.unread(seen.freeze());
-    decided
+    decided.map_err(|e| match e {
+        ReadError::Timeout(_) => SniffError::Silent,
+        ReadError::Closed => SniffError::Closed,
+        ReadError::Io(e) => SniffError::Io(e),
+        ReadError::Invalid(never) => match never {},
+        // Cannot happen: `classify` decides by the byte after the Flash request's length,
+        // far under the limit.
+        ReadError::TooLarge => SniffError::Closed,
+    })
 }
 
 #[cfg(test)]

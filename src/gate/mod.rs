@@ -1,4 +1,256 @@
-//! The gate every request passes before it is served, whatever carried it.
+//! The gate: what every request passes before it is served, whatever carried it. It takes a
+//! request's facts ([`Facts`]) and answers with where its session goes (or, for a web
+//! request, a pass) or with a refusal (status, reason, headers), which the transport writes
+//! its own way. It never sees a socket, a handshake or a protocol version: an HTTP/1.1
+//! upgrade, a Hixie handshake and (next) an HTTP/2 extended CONNECT are decided alike.
+//!
+//! The steps, in order:
+//! 1. [`Gate::admit`]: `--max-connections` and `--max-connections-per-ip` (`admission`): a
+//!    permit held for as long as the request is served, or 503 with `Retry-After`;
+//! 2. authentication by the auth plugin (`--auth-plugin`): every WebSocket session, and web
+//!    requests with `--web-auth`; the plugin's refusal (401 with a challenge, 403) is the
+//!    answer;
+//! 3. [`Gate::session`]'s target: the one static target, or where the request's token
+//!    (`token`) leads by the token plugin; an unknown token is 404, a failing plugin 502, a
+//!    slow one 504.
+//!
+//! `--allow-target` is checked on the target's resolved addresses when it is connected.
 
 pub mod admission;
 pub mod token;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::StatusCode;
+use tracing::Instrument;
+
+use crate::edge::http::Refusal;
+use crate::plugin::{self, Answer, CallError, Reloadable};
+use crate::request::{ClientAddr, Facts};
+use crate::session::target::Target;
+use crate::telemetry::logging::SPAN_TARGET;
+use crate::telemetry::metrics::{self, HandshakeFailure, PluginResult};
+use admission::{Admission, Permit, Refused};
+
+/// The decisions every request of one server passes, shared by its connections.
+#[derive(Debug)]
+pub struct Gate {
+    admission: Admission,
+    auth: Option<Auth>,
+    targets: Targets,
+}
+
+/// `--auth-plugin`, and whether it guards the web directory too (`--web-auth`).
+#[derive(Debug)]
+pub struct Auth {
+    pub plugin: Arc<Reloadable>,
+    pub web: bool,
+}
+
+/// Where sessions go. A wrapped program is a static target by the time anything is served.
+#[derive(Debug)]
+pub enum Targets {
+    /// Every session to one place: `target_addr:target_port`, `--unix-target`, or the
+    /// wrapped program's port.
+    Static(Target),
+    /// Each session where its token leads (`--token-plugin`).
+    Token {
+        plugin: Arc<Reloadable>,
+        /// `--host-token`: the token is the Host header without its port.
+        host_token: bool,
+    },
+}
+
+impl fmt::Display for Targets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Targets::Static(target) => write!(f, "{target}"),
+            Targets::Token { plugin, .. } => {
+                write!(f, "targets from token plugin {}", plugin.name())
+            }
+        }
+    }
+}
+
+/// The step that turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Over a connection limit.
+    Admission(Refused),
+    Authentication,
+    TokenLookup,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stage::Admission(_) => f.write_str("admission"),
+            Stage::Authentication => f.write_str("authentication"),
+            Stage::TokenLookup => f.write_str("token lookup"),
+        }
+    }
+}
+
+/// A request the gate turned away: the answer for the client, and for the operator why.
+#[derive(Debug)]
+pub struct Denied {
+    pub stage: Stage,
+    pub refusal: Refusal,
+    /// The reason the handshake-failure metric counts.
+    pub failure: HandshakeFailure,
+    /// A plugin that failed rather than answered: what went wrong, for the log only (the
+    /// client gets a plain 502 or 504).
+    pub fault: Option<CallError>,
+}
+
+impl Gate {
+    pub fn new(admission: Admission, auth: Option<Auth>, targets: Targets) -> Gate {
+        Gate {
+            admission,
+            auth,
+            targets,
+        }
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// The plugins that SIGHUP re-creates, by the setting that named them.
+    pub fn plugins(&self) -> impl Iterator<Item = (&'static str, &Arc<Reloadable>)> {
+        let token = match &self.targets {
+            Targets::Token { plugin, .. } => Some(("token_plugin", plugin)),
+            Targets::Static(_) => None,
+        };
+        let auth = self.auth.as_ref().map(|a| ("auth_plugin", &a.plugin));
+        token.into_iter().chain(auth)
+    }
+
+    /// A place among the requests served now for one more from `client`, held until the
+    /// permit is dropped.
+    pub fn admit(&self, client: &ClientAddr) -> Result<Permit, Denied> {
+        self.admission.admit(client.ip()).map_err(|refused| {
+            let failure = match refused {
+                Refused::Total { .. } => HandshakeFailure::MaxConnections,
+                Refused::PerIp { .. } => HandshakeFailure::MaxConnectionsPerIp,
+            };
+            let refusal = Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections, try again later",
+            )
+            .with_header("Retry-After", crate::limits::RETRY_AFTER.to_string());
+            Denied {
+                stage: Stage::Admission(refused),
+                refusal,
+                failure,
+                fault: None,
+            }
+        })
+    }
+
+    /// Whether a request for the web directory may be served (`--web-auth`).
+    pub async fn web(&self, facts: &Facts) -> Result<(), Denied> {
+        match &self.auth {
+            Some(auth) if auth.web => authenticate(&auth.plugin, facts).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Where a WebSocket session asked for by `facts` goes, once it is authenticated.
+    pub async fn session(&self, facts: &Facts) -> Result<Target, Denied> {
+        if let Some(auth) = &self.auth {
+            authenticate(&auth.plugin, facts).await?;
+        }
+        match &self.targets {
+            Targets::Static(target) => Ok(target.clone()),
+            Targets::Token { plugin, host_token } => look_up(plugin, facts, *host_token).await,
+        }
+    }
+}
+
+/// Asks the auth plugin; a refusal is the plugin's own (status, reason and headers, e.g. a
+/// Basic challenge).
+async fn authenticate(plugin: &Reloadable, facts: &Facts) -> Result<(), Denied> {
+    let instance = plugin.current();
+    let name = instance.plugin_name();
+    let answer = plugin::call(&instance, token::query(facts, false))
+        .instrument(tracing::info_span!(target: SPAN_TARGET, "auth", plugin = name))
+        .await;
+    let m = metrics::get();
+    let denied = |refusal, failure, fault| Denied {
+        stage: Stage::Authentication,
+        refusal,
+        failure,
+        fault,
+    };
+    match answer {
+        Ok(Answer::Allow) => {
+            m.auth_check(name, PluginResult::Ok);
+            Ok(())
+        }
+        Ok(Answer::Refuse(refusal)) => {
+            m.auth_check(name, PluginResult::Refused);
+            Err(denied(refusal, HandshakeFailure::AuthRefused, None))
+        }
+        Ok(Answer::Target(_)) => {
+            m.auth_check(name, PluginResult::Error);
+            let refusal = Refusal::new(StatusCode::BAD_GATEWAY, "the auth plugin gave a target");
+            Err(denied(refusal, HandshakeFailure::PluginFailed, None))
+        }
+        Err(e) => {
+            m.auth_check(name, call_result(&e));
+            let refusal = Refusal::new(e.status(), "the authentication check failed");
+            Err(denied(refusal, HandshakeFailure::PluginFailed, Some(e)))
+        }
+    }
+}
+
+/// Asks the token plugin where the request's token leads, before anything is answered, so
+/// that a token that leads nowhere gets a real HTTP answer.
+async fn look_up(plugin: &Reloadable, facts: &Facts, host_token: bool) -> Result<Target, Denied> {
+    let instance = plugin.current();
+    let name = instance.plugin_name();
+    let answer = plugin::call(&instance, token::query(facts, host_token))
+        .instrument(tracing::info_span!(target: SPAN_TARGET, "token_lookup", plugin = name))
+        .await;
+    let m = metrics::get();
+    let denied = |refusal, failure, fault| Denied {
+        stage: Stage::TokenLookup,
+        refusal,
+        failure,
+        fault,
+    };
+    match answer {
+        Ok(Answer::Target(target)) => {
+            m.token_lookup(name, PluginResult::Ok);
+            Ok(target)
+        }
+        Ok(Answer::Refuse(refusal)) => {
+            m.token_lookup(name, PluginResult::Refused);
+            Err(denied(refusal, HandshakeFailure::TokenRefused, None))
+        }
+        Ok(Answer::Allow) => {
+            m.token_lookup(name, PluginResult::Error);
+            let refusal = Refusal::new(StatusCode::BAD_GATEWAY, "the token plugin gave no target");
+            Err(denied(refusal, HandshakeFailure::PluginFailed, None))
+        }
+        Err(e) => {
+            m.token_lookup(name, call_result(&e));
+            let refusal = Refusal::new(e.status(), "the token lookup failed");
+            Err(denied(refusal, HandshakeFailure::PluginFailed, Some(e)))
+        }
+    }
+}
+
+/// A failed plugin call as a metric result.
+fn call_result(e: &CallError) -> PluginResult {
+    match e {
+        CallError::Failed { .. } => PluginResult::Error,
+        CallError::Timeout { .. } => PluginResult::Timeout,
+    }
+}

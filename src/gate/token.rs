@@ -8,11 +8,9 @@
 //! them at the first colon).
 
 use base64::Engine;
-use http::Request;
 
-use crate::edge::listen::ClientAddr;
-use crate::plugin::RequestFacts;
-use crate::server::handler::Facts;
+use crate::plugin::Query;
+use crate::request::{BEARER_PROTOCOL_PREFIX, Facts};
 
 /// The value of query parameter `name`, decoded as a form value.
 pub fn query_param(query: &str, name: &str) -> Option<String> {
@@ -28,9 +26,6 @@ fn decode(s: &str) -> String {
         .decode_utf8_lossy()
         .into_owned()
 }
-
-/// The prefix of a subprotocol entry that carries a bearer token (base64url, unpadded).
-pub const BEARER_PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
 
 /// The value of cookie `name`.
 pub fn cookie(headers: &http::HeaderMap, name: &str) -> Option<String> {
@@ -76,13 +71,10 @@ pub fn host_without_port(host: &str) -> &str {
     host.split(':').next().unwrap_or(host)
 }
 
-/// Everything a token plugin may look at for this request.
-pub fn request_facts(
-    request: &Request<()>,
-    facts: &Facts,
-    client: &ClientAddr,
-    host_token: bool,
-) -> RequestFacts {
+/// What a plugin is asked about this request: its facts, and the token found where
+/// `host_token` says to look.
+pub fn query(facts: &Facts, host_token: bool) -> Query {
+    let request = &facts.head;
     let header = |name: &str| {
         request
             .headers()
@@ -105,14 +97,14 @@ pub fn request_facts(
         o if o.is_empty() => header("sec-websocket-origin"),
         o => o,
     };
-    RequestFacts {
+    Query {
         token,
         path: request.uri().path().to_string(),
         query,
         host,
         origin,
-        client_addr: client.to_string(),
-        client_cert_cn: facts.client_cert_cn.clone().unwrap_or_default(),
+        client_addr: facts.client.to_string(),
+        client_cert_cn: facts.channel.client_cert_cn.clone().unwrap_or_default(),
         headers: request
             .headers()
             .iter()

@@ -20,43 +20,93 @@ use http::StatusCode;
 use websockify_plugin_api::{self as api, ABI_VERSION, Facts, Header, Out, Str, Table, outcome};
 
 use crate::addr::HostPort;
+use crate::edge::http::Refusal;
 use crate::session::target::Target;
 
 /// How long one plugin call may take before its request gets 504.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-static TOKEN_FILE: Table = api::table::<websockify_tokenfile::TokenFile>();
-static READ_ONLY_TOKEN_FILE: Table = api::table::<websockify_tokenfile::ReadOnlyTokenFile>();
-static TOKEN_FILE_NAME: Table = api::table::<websockify_tokenfile::TokenFileName>();
-static UNIX_SOCKET_DIRECTORY: Table =
-    api::table::<websockify_tokenfile::UnixDomainSocketDirectory>();
-static BASE_TOKEN_API: Table = api::table::<websockify_tokenapi::BaseTokenAPI>();
-static JSON_TOKEN_API: Table = api::table::<websockify_tokenapi::JSONTokenApi>();
-static JWT_TOKEN_API: Table = api::table::<websockify_jwt::JWTTokenApi>();
-static TOKEN_REDIS: Table = api::table::<websockify_redis::TokenRedis>();
-static BASIC_HTTP_AUTH: Table = api::table::<websockify_auth::BasicHTTPAuth>();
-static EXPECT_ORIGIN: Table = api::table::<websockify_auth::ExpectOrigin>();
-static CLIENT_CERT_CN_AUTH: Table = api::table::<websockify_auth::ClientCertCNAuth>();
+/// A plugin linked into the binary.
+struct Builtin {
+    /// websockify's class name.
+    name: &'static str,
+    table: Table,
+    /// Its source names a file or directory (which `-D` must make absolute before it
+    /// changes to `/`).
+    source_is_path: bool,
+}
 
-/// The built-in plugins, by websockify's class names (also accepted as
+/// The built-in plugins, called through the same table a loaded library provides.
+static BUILTINS: [Builtin; 11] = [
+    Builtin {
+        name: "TokenFile",
+        table: api::table::<websockify_tokenfile::TokenFile>(),
+        source_is_path: true,
+    },
+    Builtin {
+        name: "ReadOnlyTokenFile",
+        table: api::table::<websockify_tokenfile::ReadOnlyTokenFile>(),
+        source_is_path: true,
+    },
+    Builtin {
+        name: "TokenFileName",
+        table: api::table::<websockify_tokenfile::TokenFileName>(),
+        source_is_path: true,
+    },
+    Builtin {
+        name: "UnixDomainSocketDirectory",
+        table: api::table::<websockify_tokenfile::UnixDomainSocketDirectory>(),
+        source_is_path: true,
+    },
+    Builtin {
+        name: "BaseTokenAPI",
+        table: api::table::<websockify_tokenapi::BaseTokenAPI>(),
+        source_is_path: false,
+    },
+    Builtin {
+        name: "JSONTokenApi",
+        table: api::table::<websockify_tokenapi::JSONTokenApi>(),
+        source_is_path: false,
+    },
+    Builtin {
+        name: "JWTTokenApi",
+        table: api::table::<websockify_jwt::JWTTokenApi>(),
+        source_is_path: true,
+    },
+    Builtin {
+        name: "TokenRedis",
+        table: api::table::<websockify_redis::TokenRedis>(),
+        source_is_path: false,
+    },
+    Builtin {
+        name: "BasicHTTPAuth",
+        table: api::table::<websockify_auth::BasicHTTPAuth>(),
+        source_is_path: false,
+    },
+    Builtin {
+        name: "ExpectOrigin",
+        table: api::table::<websockify_auth::ExpectOrigin>(),
+        source_is_path: false,
+    },
+    Builtin {
+        name: "ClientCertCNAuth",
+        table: api::table::<websockify_auth::ClientCertCNAuth>(),
+        source_is_path: false,
+    },
+];
+
+/// The built-in plugin `name` names: websockify's class name, also accepted as
 /// `websockify.token_plugins.NAME` / `websockify.auth_plugins.NAME`, as websockify's command
-/// lines write them).
-fn builtin(name: &str) -> Option<&'static Table> {
+/// lines write them.
+fn builtin(name: &str) -> Option<&'static Builtin> {
     let short = name.rsplit('.').next().unwrap_or(name);
-    match short {
-        "TokenFile" => Some(&TOKEN_FILE),
-        "ReadOnlyTokenFile" => Some(&READ_ONLY_TOKEN_FILE),
-        "TokenFileName" => Some(&TOKEN_FILE_NAME),
-        "UnixDomainSocketDirectory" => Some(&UNIX_SOCKET_DIRECTORY),
-        "BaseTokenAPI" => Some(&BASE_TOKEN_API),
-        "JSONTokenApi" => Some(&JSON_TOKEN_API),
-        "JWTTokenApi" => Some(&JWT_TOKEN_API),
-        "TokenRedis" => Some(&TOKEN_REDIS),
-        "BasicHTTPAuth" => Some(&BASIC_HTTP_AUTH),
-        "ExpectOrigin" => Some(&EXPECT_ORIGIN),
-        "ClientCertCNAuth" => Some(&CLIENT_CERT_CN_AUTH),
-        _ => None,
-    }
+    BUILTINS.iter().find(|b| b.name == short)
+}
+
+/// Whether `plugin`'s source names a file or directory (made absolute before `-D` changes
+/// to `/`): a built-in that reads one; a library's source is its own business.
+pub fn source_is_path(plugin: &str) -> bool {
+    builtin(plugin).is_some_and(|b| b.source_is_path)
 }
 
 /// A plugin's table and, for a loaded one, the library that must outlive it.
@@ -82,81 +132,61 @@ pub enum Answer {
     Refuse(Refusal),
 }
 
-/// A plugin's refusal, checked: a 4xx/5xx status, a one-line reason, safe headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub reason: String,
-    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
-
-impl Refusal {
-    /// Parses a refusal's text: the reason line, then `Name: value` header lines.
-    fn parse(status: u16, text: &str) -> Result<Refusal, String> {
-        let status = match StatusCode::from_u16(status) {
-            Ok(s) if (400..600).contains(&status) => s,
-            _ => {
-                return Err(format!(
-                    "refusal with a status that is not 4xx/5xx: {status}"
-                ));
-            }
-        };
-        let mut lines = text.split('\n');
-        let reason = lines.next().unwrap_or("").trim().to_string();
-        let mut headers = Vec::new();
-        for line in lines.filter(|l| !l.trim().is_empty()) {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| format!("bad header line from the plugin: {line:?}"))?;
-            let name = http::HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| format!("bad header name from the plugin: {name:?}"))?;
-            if [
-                http::header::CONTENT_LENGTH,
-                http::header::TRANSFER_ENCODING,
-                http::header::CONNECTION,
-            ]
-            .contains(&name)
-            {
-                return Err(format!("the plugin may not set {name}"));
-            }
-            let value = http::HeaderValue::from_str(value.trim())
-                .map_err(|_| format!("bad header value from the plugin for {name}"))?;
-            headers.push((name, value));
+/// A plugin's refusal, checked: a 4xx/5xx status, the reason line, then `Name: value` header
+/// lines, none of which may touch the answer's framing.
+fn parse_refusal(status: u16, text: &str) -> Result<Refusal, String> {
+    let status = match StatusCode::from_u16(status) {
+        Ok(s) if (400..600).contains(&status) => s,
+        _ => {
+            return Err(format!(
+                "refusal with a status that is not 4xx/5xx: {status}"
+            ));
         }
-        Ok(Refusal {
-            status,
-            reason,
-            headers,
-        })
+    };
+    let mut lines = text.split('\n');
+    let mut refusal = Refusal::new(status, lines.next().unwrap_or("").trim().to_string());
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line from the plugin: {line:?}"))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("bad header name from the plugin: {name:?}"))?;
+        if [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::CONNECTION,
+        ]
+        .contains(&name)
+        {
+            return Err(format!("the plugin may not set {name}"));
+        }
+        // Visible ASCII only, as `HeaderValue::from_str` accepts.
+        let value = http::HeaderValue::from_str(value.trim())
+            .ok()
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .ok_or_else(|| format!("bad header value from the plugin for {name}"))?;
+        refusal = refusal.with_header(name.as_str().to_string(), value);
     }
-
-    /// The HTTP answer.
-    pub fn response(&self) -> Vec<u8> {
-        let headers: Vec<(&str, &str)> = self
-            .headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
-            .collect();
-        crate::edge::http::response(self.status, &headers, &self.reason)
-    }
+    Ok(refusal)
 }
 
 impl Plugin {
     /// A built-in name or a path to a shared library.
     pub fn load(spec: &str, kind: api::Kind) -> anyhow::Result<Arc<Plugin>> {
         let plugin = match builtin(spec) {
-            Some(table) => Plugin {
-                table,
+            Some(builtin) => Plugin {
+                table: &builtin.table,
                 name: spec.to_string(),
                 _library: None,
             },
             None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
-            None => bail!(
-                "unknown plugin `{spec}`: use TokenFile, ReadOnlyTokenFile, TokenFileName, \
-                 UnixDomainSocketDirectory, BaseTokenAPI, JSONTokenApi, JWTTokenApi, TokenRedis, \
-                 BasicHTTPAuth, \
-                 ExpectOrigin, ClientCertCNAuth, or the path of a plugin library (.so)"
-            ),
+            None => {
+                let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+                bail!(
+                    "unknown plugin `{spec}`: use {}, or the path of a plugin library (.so)",
+                    names.join(", ")
+                )
+            }
         };
         if plugin.table.kind != kind as u32 {
             let wanted = match kind {
@@ -336,9 +366,10 @@ impl Reloadable {
     }
 }
 
-/// The request facts in owned form, for a call on another thread.
+/// What a plugin is asked: the request's facts as the ABI passes them ([`api::Facts`]), in
+/// owned form for a call on another thread.
 #[derive(Debug, Clone, Default)]
-pub struct RequestFacts {
+pub struct Query {
     pub token: String,
     pub path: String,
     pub query: String,
@@ -351,7 +382,7 @@ pub struct RequestFacts {
 
 impl Instance {
     /// Calls the plugin (blocking) and checks its answer.
-    pub fn call_blocking(&self, facts: &RequestFacts) -> Result<Answer, String> {
+    pub fn call_blocking(&self, facts: &Query) -> Result<Answer, String> {
         let headers: Vec<Header> = facts
             .headers
             .iter()
@@ -386,7 +417,7 @@ impl Instance {
                 Ok(Answer::Target(Target::Unix(text.into())))
             }
             outcome::UNIX_SOCKET => Err(format!("bad unix socket path from the plugin: {text:?}")),
-            outcome::REFUSE => Refusal::parse(out.status, &text).map(Answer::Refuse),
+            outcome::REFUSE => parse_refusal(out.status, &text).map(Answer::Refuse),
             outcome::ALLOW => Ok(Answer::Allow),
             outcome::ERROR => Err(text),
             other => Err(format!("unknown answer kind {other}")),
@@ -418,7 +449,7 @@ impl CallError {
 }
 
 /// Calls `instance` off the async workers, under [`CALL_TIMEOUT`].
-pub async fn call(instance: &Arc<Instance>, facts: RequestFacts) -> Result<Answer, CallError> {
+pub async fn call(instance: &Arc<Instance>, facts: Query) -> Result<Answer, CallError> {
     let plugin = instance.plugin_name().to_string();
     let worker = instance.clone();
     let task = tokio::task::spawn_blocking(move || worker.call_blocking(&facts));
@@ -468,8 +499,8 @@ mod tests {
 
     #[test]
     fn refusal_headers_are_checked() {
-        let r = Refusal::parse(401, "login\nWWW-Authenticate: Basic realm=\"Websockify\"").unwrap();
-        assert_eq!(r.headers[0].0, http::header::WWW_AUTHENTICATE);
+        let r = parse_refusal(401, "login\nWWW-Authenticate: Basic realm=\"Websockify\"").unwrap();
+        assert_eq!(r.headers[0].0, http::header::WWW_AUTHENTICATE.as_str());
         let text = String::from_utf8(r.response()).unwrap();
         assert!(
             text.starts_with(
@@ -477,9 +508,9 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(Refusal::parse(200, "ok").is_err());
-        assert!(Refusal::parse(403, "x\nContent-Length: 0").is_err());
-        assert!(Refusal::parse(403, "x\nno colon").is_err());
+        assert!(parse_refusal(200, "ok").is_err());
+        assert!(parse_refusal(403, "x\nContent-Length: 0").is_err());
+        assert!(parse_refusal(403, "x\nno colon").is_err());
     }
 
     #[tokio::test]
@@ -490,9 +521,9 @@ mod tests {
         std::fs::write(&file, "a: [::1]:5900\nu: unix_socket:/run/x.sock\n").unwrap();
         let plugin = Plugin::load("TokenFile", api::Kind::Resolver).unwrap();
         let instance = Arc::new(plugin.create(file.to_str().unwrap()).unwrap());
-        let ask = |token: &str| RequestFacts {
+        let ask = |token: &str| Query {
             token: token.to_string(),
-            ..RequestFacts::default()
+            ..Query::default()
         };
         assert_eq!(
             call(&instance, ask("a")).await.unwrap(),
@@ -506,7 +537,7 @@ mod tests {
             panic!("an unknown token is refused");
         };
         assert_eq!(
-            (refusal.status, refusal.reason.as_str()),
+            (refusal.status, &*refusal.reason),
             (StatusCode::NOT_FOUND, "unknown token")
         );
         let err = plugin.create("/nonexistent/tokens").unwrap_err();

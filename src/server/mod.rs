@@ -24,15 +24,17 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::config::Route;
 use crate::edge::listen::Listener;
 use crate::edge::tls::ServerTls;
 use crate::gate::admission;
+use crate::gate::{Auth, Gate, Targets};
 use crate::plugin::Reloadable;
 use crate::process::shutdown::Trigger;
 use crate::process::wrap::Wrapper;
 use crate::session::target::Target;
 use crate::telemetry::ops::{self, Readiness};
-use handler::Handler;
+use handler::{Handler, Shared};
 use tracker::Tracker;
 
 /// How long sessions get to finish their closing handshakes once they are told to close: the
@@ -108,7 +110,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     let mut hangup = signal(SignalKind::hangup())?;
     let tls = ServerTls::load(&config.tls)?;
     let web = match &config.web {
-        Some(w) => Some(Arc::new(crate::web::WebRoot::new(&w.dir, w.file_only)?)),
+        Some(w) => Some(crate::web::WebRoot::new(&w.dir, w.file_only)?),
         None => None,
     };
     if let Some(web) = &web {
@@ -128,17 +130,6 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         );
         tokio::spawn(ops::serve(ops, readiness.clone()));
     }
-    let resolver = match &config.route {
-        crate::config::Route::Token(t) => {
-            let plugin =
-                crate::plugin::Plugin::load(&t.plugin, websockify_plugin_api::Kind::Resolver)
-                    .context("--token-plugin")?;
-            let instance = Reloadable::create(plugin, &t.source).context("--token-plugin")?;
-            tracing::info!("token plugin {} ready", instance.name());
-            Some(Arc::new(instance))
-        }
-        crate::config::Route::Static(_) | crate::config::Route::Wrap(_) => None,
-    };
     let auth = match &config.auth {
         Some(a) => {
             let plugin = crate::plugin::Plugin::load(&a.plugin, websockify_plugin_api::Kind::Auth)
@@ -153,7 +144,10 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                     ""
                 }
             );
-            Some(Arc::new(instance))
+            Some(Auth {
+                plugin: Arc::new(instance),
+                web: a.web,
+            })
         }
         None => None,
     };
@@ -164,19 +158,29 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     if config.tls.verify_client.is_none() && config.cafile_without_verify {
         tracing::warn!("--cafile has no effect without --verify-client");
     }
-    let mut config = config;
-    let wrapper = match &config.route {
-        crate::config::Route::Wrap(wrap) => {
+    // Last of the fallible steps: the wrapped program starts only once everything else is
+    // ready.
+    let (wrapper, targets) = match &config.route {
+        Route::Static(target) => (None, Targets::Static(target.clone())),
+        Route::Token(t) => {
+            let plugin =
+                crate::plugin::Plugin::load(&t.plugin, websockify_plugin_api::Kind::Resolver)
+                    .context("--token-plugin")?;
+            let instance = Reloadable::create(plugin, &t.source).context("--token-plugin")?;
+            tracing::info!("token plugin {} ready", instance.name());
+            let plugin = Arc::new(instance);
+            let host_token = t.host_token;
+            (None, Targets::Token { plugin, host_token })
+        }
+        Route::Wrap(wrap) => {
             let port = listener
                 .tcp_port()
                 .context("wrap mode needs a TCP listen port")?;
             let wrapper = Wrapper::start(wrap, port)?;
-            config.route = crate::config::Route::Static(Target::Loopback(wrapper.port));
-            Some(wrapper)
+            let target = Target::Loopback(wrapper.port);
+            (Some(wrapper), Targets::Static(target))
         }
-        _ => None,
     };
-    let config = Arc::new(config);
     let admission = admission::Admission::new(
         config.limits.max_connections.unwrap_or_else(|| {
             let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
@@ -192,6 +196,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
             None => String::new(),
         }
     );
+    let config = Arc::new(config);
     let tracker = Tracker::new();
     let shutdown = Trigger::new();
     let where_ = listener.describe();
@@ -218,7 +223,15 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     // Ready before the line that tells the world we listen.
     readiness.set(true);
     tracing::info!("listening on {where_}");
-    tracing::info!("proxying from {where_} to {}", config.route);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        tls: tls.clone(),
+        target_tls,
+        web,
+        gate: Gate::new(admission, auth, targets),
+        tracker: tracker.clone(),
+    });
+    tracing::info!("proxying from {where_} to {}", shared.gate.targets());
 
     // In a block of its own: the lifecycle future borrows the wrapper, which is stopped later.
     let reason = {
@@ -229,19 +242,12 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
             tokio::select! {
                 reason = &mut stop => break reason,
                 () = signals.recv() => break StopReason::Signal,
-                _ = hangup.recv() => reload(tls.as_ref(), resolver.as_ref(), auth.as_ref()),
+                _ = hangup.recv() => reload(tls.as_ref(), &shared.gate),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, client)) => {
                         next_id += 1;
                         let handler = Handler {
-                            config: config.clone(),
-                            tls: tls.clone(),
-                            target_tls: target_tls.clone(),
-                            web: web.clone(),
-                            resolver: resolver.clone(),
-                            auth: auth.clone(),
-                            tracker: tracker.clone(),
-                            admission: admission.clone(),
+                            shared: shared.clone(),
                             shutdown: shutdown.subscribe(),
                             id: next_id,
                             client,
@@ -352,19 +358,13 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// SIGHUP: the certificate at once; the plugins in a task of their own, since creating one
 /// may wait on a file, a network source or a database.
-fn reload(
-    tls: Option<&Arc<ServerTls>>,
-    resolver: Option<&Arc<Reloadable>>,
-    auth: Option<&Arc<Reloadable>>,
-) {
+fn reload(tls: Option<&Arc<ServerTls>>, gate: &Gate) {
     match tls {
         Some(tls) => tls.reload_and_log("SIGHUP"),
         None => tracing::debug!("SIGHUP: no TLS certificate to reload"),
     }
-    for (what, plugin) in [("token_plugin", resolver), ("auth_plugin", auth)] {
-        let Some(plugin) = plugin.cloned() else {
-            continue;
-        };
+    for (what, plugin) in gate.plugins() {
+        let plugin = plugin.clone();
         tokio::spawn(async move {
             let reloaded = plugin.reload().await;
             crate::telemetry::metrics::get().reload(what, reloaded.is_ok());

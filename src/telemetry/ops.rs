@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 
-use crate::edge::http::{close_gracefully, read_head};
+use crate::edge::http::{TEXT_PLAIN, close_gracefully, read_head, write_head};
 use crate::edge::listen::Listener;
 use crate::edge::stream::ClientStream;
 
@@ -58,50 +58,42 @@ async fn answer(mut stream: ClientStream, readiness: Arc<Readiness>) {
         }
     };
     let request = &head.request;
-    let (status, content_type, body): (StatusCode, &str, Vec<u8>) =
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "text/plain; charset=utf-8",
-                b"GET or HEAD only\n".to_vec(),
-            )
-        } else {
-            match request.uri().path() {
-                "/metrics" => (
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    crate::telemetry::metrics::get().encode(),
-                ),
-                "/healthz" => (
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    b"ok\n".to_vec(),
-                ),
-                "/readyz" if readiness.is_ready() => (
-                    StatusCode::OK,
-                    "text/plain; charset=utf-8",
-                    b"ready\n".to_vec(),
-                ),
-                "/readyz" => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain; charset=utf-8",
-                    b"not ready: starting or draining\n".to_vec(),
-                ),
-                _ => (
-                    StatusCode::NOT_FOUND,
-                    "text/plain; charset=utf-8",
-                    b"/metrics, /healthz or /readyz\n".to_vec(),
-                ),
-            }
-        };
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    )
-    .into_bytes();
+    let (status, content_type, body): (StatusCode, &str, Vec<u8>) = if request.method()
+        != Method::GET
+        && request.method() != Method::HEAD
+    {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT_PLAIN,
+            b"GET or HEAD only\n".to_vec(),
+        )
+    } else {
+        match request.uri().path() {
+            "/metrics" => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::telemetry::metrics::get().encode(),
+            ),
+            "/healthz" => (StatusCode::OK, TEXT_PLAIN, b"ok\n".to_vec()),
+            "/readyz" if readiness.is_ready() => (StatusCode::OK, TEXT_PLAIN, b"ready\n".to_vec()),
+            "/readyz" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                TEXT_PLAIN,
+                b"not ready: starting or draining\n".to_vec(),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                TEXT_PLAIN,
+                b"/metrics, /healthz or /readyz\n".to_vec(),
+            ),
+        }
+    };
+    let mut out = Vec::with_capacity(160 + body.len());
+    let headers = [
+        ("Content-Type", content_type.as_bytes()),
+        ("Cache-Control", b"no-store".as_slice()),
+    ];
+    write_head(&mut out, status, headers, Some(body.len() as u64));
     if request.method() != Method::HEAD {
         out.extend_from_slice(&body);
     }

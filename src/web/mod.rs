@@ -29,6 +29,8 @@ use hyper_staticfile::ResolvedFile;
 use hyper_staticfile::util::FileResponseBuilder;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::edge::http::{Refusal, write_head};
+
 /// The web directory, resolved once at start-up.
 #[derive(Debug)]
 pub struct WebRoot {
@@ -49,10 +51,6 @@ enum Place {
     /// A directory asked for without it: redirect to `<last segment>/`.
     Redirect(String),
 }
-
-/// A refusal with its status and a one-line reason.
-#[derive(Debug, PartialEq, Eq)]
-struct Refusal(StatusCode, &'static str);
 
 impl WebRoot {
     /// Checks the directory; a missing or unreadable one is a start-up error.
@@ -81,7 +79,7 @@ impl WebRoot {
     ) -> io::Result<StatusCode> {
         let response = match self.respond(req).await {
             Ok(response) => response,
-            Err(Refusal(status, reason)) => plain(status, reason),
+            Err(refusal) => plain(refusal.status, &refusal.reason),
         };
         let status = response.status();
         write_response(response, req.method() == Method::HEAD, out).await?;
@@ -111,7 +109,7 @@ impl WebRoot {
                 };
                 let mut r = plain(StatusCode::MOVED_PERMANENTLY, "moved");
                 let value = header::HeaderValue::from_str(&location)
-                    .map_err(|_| Refusal(StatusCode::BAD_REQUEST, "bad path"))?;
+                    .map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "bad path"))?;
                 r.headers_mut().insert(header::LOCATION, value);
                 Ok(r)
             }
@@ -126,11 +124,11 @@ impl WebRoot {
                     }
                 }
                 if self.file_only {
-                    return Err(Refusal(StatusCode::NOT_FOUND, "not found"));
+                    return Err(Refusal::new(StatusCode::NOT_FOUND, "not found"));
                 }
                 let html = listing::render(&dir, raw_path)
                     .await
-                    .map_err(|_| Refusal(StatusCode::NOT_FOUND, "not found"))?;
+                    .map_err(|_| Refusal::new(StatusCode::NOT_FOUND, "not found"))?;
                 let mut r = Response::new(WebBody::Bytes(Bytes::from(html)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -145,16 +143,16 @@ impl WebRoot {
     async fn contained(&self, path: &Path) -> Result<PathBuf, Refusal> {
         let real = tokio::fs::canonicalize(path)
             .await
-            .map_err(|_| Refusal(StatusCode::NOT_FOUND, "not found"))?;
+            .map_err(|_| Refusal::new(StatusCode::NOT_FOUND, "not found"))?;
         if real.starts_with(&self.root) {
             Ok(real)
         } else {
-            Err(Refusal(StatusCode::NOT_FOUND, "not found"))
+            Err(Refusal::new(StatusCode::NOT_FOUND, "not found"))
         }
     }
 
     async fn file(&self, req: &Request<()>, path: &Path) -> Result<Response<WebBody>, Refusal> {
-        let not_found = || Refusal(StatusCode::NOT_FOUND, "not found");
+        let not_found = || Refusal::new(StatusCode::NOT_FOUND, "not found");
         let real = self.contained(path).await?;
         let handle = tokio::fs::File::open(&real)
             .await
@@ -193,7 +191,7 @@ impl WebRoot {
             .request(req)
             .build(resolved)
             .map_err(|_| {
-                Refusal(
+                Refusal::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "cannot build the response",
                 )
@@ -226,7 +224,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
 
 /// Maps a request path to a place under `root`, refusing every form of escape.
 async fn resolve(root: &Path, raw_path: &str) -> Result<Place, Refusal> {
-    let bad = |why| Refusal(StatusCode::BAD_REQUEST, why);
+    let bad = |why| Refusal::new(StatusCode::BAD_REQUEST, why);
     if raw_path.starts_with("//") {
         return Err(bad("a path may not start with //"));
     }
@@ -249,7 +247,7 @@ async fn resolve(root: &Path, raw_path: &str) -> Result<Place, Refusal> {
     }
     // Whatever the path names, file or directory, it must really be under the root: a
     // symlink inside may point anywhere.
-    let not_found = || Refusal(StatusCode::NOT_FOUND, "not found");
+    let not_found = || Refusal::new(StatusCode::NOT_FOUND, "not found");
     let path = tokio::fs::canonicalize(&path)
         .await
         .map_err(|_| not_found())?;
@@ -277,7 +275,7 @@ enum WebBody {
     Empty,
 }
 
-fn plain(status: StatusCode, reason: &'static str) -> Response<WebBody> {
+fn plain(status: StatusCode, reason: &str) -> Response<WebBody> {
     let mut r = Response::new(WebBody::Bytes(Bytes::from(format!("{reason}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -295,30 +293,20 @@ async fn write_response<S: AsyncWrite + Unpin>(
     out: &mut S,
 ) -> io::Result<()> {
     let (parts, body) = response.into_parts();
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        parts.status.as_u16(),
-        parts.status.canonical_reason().unwrap_or("")
-    );
-    for (name, value) in &parts.headers {
-        if name == header::CONNECTION {
-            continue;
-        }
-        head.push_str(name.as_str());
-        head.push_str(": ");
-        head.push_str(&String::from_utf8_lossy(value.as_bytes()));
-        head.push_str("\r\n");
-    }
-    if let WebBody::Bytes(b) = &body
-        && !parts.headers.contains_key(header::CONTENT_LENGTH)
-    {
-        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    if matches!(body, WebBody::Empty) && !parts.headers.contains_key(header::CONTENT_LENGTH) {
-        head.push_str("Content-Length: 0\r\n");
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    out.write_all(head.as_bytes()).await?;
+    let content_length = match &body {
+        _ if parts.headers.contains_key(header::CONTENT_LENGTH) => None,
+        WebBody::Bytes(b) => Some(b.len() as u64),
+        WebBody::Empty => Some(0),
+        WebBody::File(_) => None,
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| **name != header::CONNECTION)
+        .map(|(name, value)| (name.as_str(), value.as_bytes()));
+    let mut head = Vec::with_capacity(512);
+    write_head(&mut head, parts.status, headers, content_length);
+    out.write_all(&head).await?;
     if !head_only && parts.status != StatusCode::NOT_MODIFIED {
         match body {
             WebBody::Bytes(b) => out.write_all(&b).await?,

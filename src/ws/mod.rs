@@ -10,7 +10,9 @@ pub mod hixie;
 pub mod hybi;
 
 use http::header::AsHeaderName;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request};
+
+pub use crate::edge::http::Refusal;
 
 pub use hixie::HixieHandshake;
 pub use hybi::HybiHandshake;
@@ -33,40 +35,6 @@ impl Subprotocol {
     }
 }
 
-/// A request refused before the upgrade, with the status and one-line reason to answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub status: StatusCode,
-    pub reason: String,
-    pub headers: Vec<(&'static str, String)>,
-}
-
-impl Rejection {
-    pub fn new(status: StatusCode, reason: &str) -> Rejection {
-        Rejection {
-            status,
-            reason: reason.to_string(),
-            headers: Vec::new(),
-        }
-    }
-
-    pub fn bad_request(reason: &str) -> Rejection {
-        Rejection::new(StatusCode::BAD_REQUEST, reason)
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: &str) -> Rejection {
-        self.headers.push((name, value.to_string()));
-        self
-    }
-
-    /// The HTTP answer.
-    pub fn response(&self) -> Vec<u8> {
-        let headers: Vec<(&str, &str)> =
-            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        crate::edge::http::response(self.status, &headers, &self.reason)
-    }
-}
-
 /// What a request head asks for.
 #[derive(Debug)]
 pub enum Decision {
@@ -75,7 +43,7 @@ pub enum Decision {
     /// A Hixie-75 or Hixie-76 upgrade that we accept.
     Hixie(HixieHandshake),
     /// A WebSocket upgrade that we refuse.
-    Refuse(Rejection),
+    Refuse(Refusal),
     /// Plain HTTP, no upgrade.
     Http,
 }

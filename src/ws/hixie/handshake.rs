@@ -2,16 +2,18 @@
 //! both `Sec-WebSocket-Key1` and `Key2`, else 75; the 101 names the origin and location, and
 //! 76 appends the MD5 answer to its key numbers and the eight bytes after the head.
 
+use std::convert::Infallible;
 use std::io;
 
 use bytes::BytesMut;
 use http::{Method, Request, StatusCode};
 use md5::{Digest, Md5};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::Draft;
 use super::framing::{self, HixieRx, HixieTx};
-use crate::ws::{Rejection, Subprotocol, has_token};
+use crate::edge::bounded::{Bound, ReadError, read_until};
+use crate::ws::{Refusal, Subprotocol, has_token};
 
 /// Draft 76 sends this many bytes after its head (the third key).
 const KEY3_LEN: usize = 8;
@@ -61,9 +63,9 @@ pub fn challenge_answer(n1: u32, n2: u32, key3: &[u8]) -> [u8; 16] {
 impl HixieHandshake {
     /// Checks a request without `Sec-WebSocket-Version`: 76 when it has both
     /// `Sec-WebSocket-Key1` and `Key2`, else 75.
-    pub fn from_request(req: &Request<()>) -> Result<HixieHandshake, Rejection> {
+    pub fn from_request(req: &Request<()>) -> Result<HixieHandshake, Refusal> {
         if req.method() != Method::GET {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "a WebSocket upgrade must use GET",
             )
@@ -71,19 +73,17 @@ impl HixieHandshake {
         }
         let headers = req.headers();
         if !has_token(headers, http::header::UPGRADE, "websocket") {
-            return Err(Rejection::bad_request(
+            return Err(Refusal::bad_request(
                 "missing or bad Upgrade header: expected `Upgrade: WebSocket`",
             ));
         }
         if !has_token(headers, http::header::CONNECTION, "upgrade") {
-            return Err(Rejection::bad_request(
+            return Err(Refusal::bad_request(
                 "missing or bad Connection header: expected `Connection: Upgrade`",
             ));
         }
         let Some(host) = header(req, "host").filter(|h| !h.is_empty()) else {
-            return Err(Rejection::bad_request(
-                "a Hixie upgrade needs a Host header",
-            ));
+            return Err(Refusal::bad_request("a Hixie upgrade needs a Host header"));
         };
         // Presence decides the draft, readability is checked after: a key that is not
         // visible ASCII must be refused, not make the request look like draft 75.
@@ -96,7 +96,7 @@ impl HixieHandshake {
                 match (number(k1), number(k2)) {
                     (Some(n1), Some(n2)) => Some((n1, n2)),
                     _ => {
-                        return Err(Rejection::bad_request(
+                        return Err(Refusal::bad_request(
                             "bad Sec-WebSocket-Key1/Key2: no spaces, not a whole multiple of \
                              them, or a number over 32 bits",
                         ));
@@ -105,7 +105,7 @@ impl HixieHandshake {
             }
             (None, None) => None,
             _ => {
-                return Err(Rejection::bad_request(
+                return Err(Refusal::bad_request(
                     "Hixie-76 needs both Sec-WebSocket-Key1 and Sec-WebSocket-Key2",
                 ));
             }
@@ -131,7 +131,7 @@ impl HixieHandshake {
             .collect();
         let protocol_offered = !offered.is_empty();
         if protocol_offered && !offered.contains(&Subprotocol::Base64.name()) {
-            return Err(Rejection::bad_request(&format!(
+            return Err(Refusal::bad_request(format!(
                 "no supported subprotocol in `{offer}`: Hixie speaks base64 only"
             )));
         }
@@ -192,21 +192,25 @@ where
 {
     let mut answer = hs.response_head(secure).into_bytes();
     if let Some((n1, n2)) = hs.keys {
-        let read_key = async {
-            while rest.len() < KEY3_LEN {
-                rest.reserve(KEY3_LEN);
-                if stream.read_buf(&mut rest).await? == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "closed before the 8 key bytes of Hixie-76",
-                    ));
-                }
-            }
-            Ok(())
+        let bound = Bound {
+            limit: KEY3_LEN,
+            step: KEY3_LEN,
+            timeout: Some(crate::edge::http::HEAD_TIMEOUT),
         };
-        tokio::time::timeout(crate::edge::http::HEAD_TIMEOUT, read_key)
+        let whole = |buf: &mut BytesMut| Ok::<_, Infallible>((buf.len() >= KEY3_LEN).then_some(()));
+        read_until(&mut stream, &mut rest, bound, whole)
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no Hixie-76 key bytes"))??;
+            .map_err(|e| match e {
+                ReadError::Io(e) => e,
+                ReadError::Timeout(_) => {
+                    io::Error::new(io::ErrorKind::TimedOut, "no Hixie-76 key bytes")
+                }
+                // Eight bytes always decide, so only the end of the connection is left.
+                ReadError::Closed | ReadError::TooLarge | ReadError::Invalid(_) => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before the 8 key bytes of Hixie-76",
+                ),
+            })?;
         let key3 = rest.split_to(KEY3_LEN);
         answer.extend_from_slice(&challenge_answer(n1, n2, &key3));
     }

@@ -7,7 +7,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 
-use crate::ws::{Rejection, Subprotocol, has_token, header_str};
+use crate::ws::{Refusal, Subprotocol, has_token, header_str};
 
 /// The versions we speak, as a 426 answer lists them.
 pub const SUPPORTED_VERSIONS: &str = "13, 8, 7";
@@ -25,25 +25,25 @@ pub struct HybiHandshake {
 
 impl HybiHandshake {
     /// Checks an upgrade request as RFC 6455 section 4.2.1 requires.
-    pub fn from_request(req: &Request<()>) -> Result<HybiHandshake, Rejection> {
+    pub fn from_request(req: &Request<()>) -> Result<HybiHandshake, Refusal> {
         let headers = req.headers();
         if req.method() != Method::GET {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "a WebSocket upgrade must use GET",
             )
             .with_header("Allow", "GET"));
         }
         if req.version() < Version::HTTP_11 {
-            return Err(Rejection::bad_request("a WebSocket upgrade needs HTTP/1.1"));
+            return Err(Refusal::bad_request("a WebSocket upgrade needs HTTP/1.1"));
         }
         if !has_token(headers, UPGRADE, "websocket") {
-            return Err(Rejection::bad_request(
+            return Err(Refusal::bad_request(
                 "missing or bad Upgrade header: expected `Upgrade: websocket`",
             ));
         }
         if !has_token(headers, CONNECTION, "upgrade") {
-            return Err(Rejection::bad_request(
+            return Err(Refusal::bad_request(
                 "missing or bad Connection header: expected `Connection: Upgrade`",
             ));
         }
@@ -56,11 +56,11 @@ impl HybiHandshake {
                     Some(v) => format!("unsupported Sec-WebSocket-Version `{v}`"),
                     None => "no Sec-WebSocket-Version".to_string(),
                 };
-                return Err(Rejection {
-                    status: StatusCode::UPGRADE_REQUIRED,
-                    reason: format!("{why}: this server speaks {SUPPORTED_VERSIONS}"),
-                    headers: vec![("Sec-WebSocket-Version", SUPPORTED_VERSIONS.to_string())],
-                });
+                return Err(Refusal::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    format!("{why}: this server speaks {SUPPORTED_VERSIONS}"),
+                )
+                .with_header("Sec-WebSocket-Version", SUPPORTED_VERSIONS));
             }
         };
         let key = header_str(headers, SEC_WEBSOCKET_KEY).map(str::trim);
@@ -70,7 +70,7 @@ impl HybiHandshake {
                 .is_ok_and(|raw| raw.len() == 16)
         });
         let Some(key) = key.filter(|_| key_ok) else {
-            return Err(Rejection::bad_request(
+            return Err(Refusal::bad_request(
                 "missing or bad Sec-WebSocket-Key: expected 16 bytes in base64",
             ));
         };
@@ -99,15 +99,15 @@ impl HybiHandshake {
 
 /// `binary` if offered, else `base64` if offered; nothing offered means no subprotocol (binary
 /// frames); offers that are all unknown are refused, as websockify refuses them.
-fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Rejection> {
+fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Refusal> {
     let offered: Vec<&str> = headers
         .get_all(SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        // A bearer token riding in the list is not a protocol offer (see `crate::gate::token`).
-        .filter(|p| !p.is_empty() && !p.starts_with(crate::gate::token::BEARER_PROTOCOL_PREFIX))
+        // A bearer token riding in the list is not a protocol offer (see `crate::request`).
+        .filter(|p| !p.is_empty() && !p.starts_with(crate::request::BEARER_PROTOCOL_PREFIX))
         .collect();
     if offered.is_empty() {
         return Ok(None);
@@ -117,7 +117,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Rejection> {
             return Ok(Some(wanted));
         }
     }
-    Err(Rejection::bad_request(&format!(
+    Err(Refusal::bad_request(format!(
         "no supported subprotocol in `{}`: this server speaks binary, base64",
         offered.join(", ")
     )))
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(err.status, StatusCode::UPGRADE_REQUIRED);
         assert_eq!(
             err.headers,
-            [("Sec-WebSocket-Version", "13, 8, 7".to_string())]
+            [("Sec-WebSocket-Version".into(), "13, 8, 7".to_string())]
         );
     }
 
