@@ -101,7 +101,7 @@ pub struct Denied {
     pub failure: HandshakeFailure,
     /// A plugin that failed rather than answered: what went wrong, for the log only (the
     /// client gets a plain 502 or 504).
-    pub fault: Option<CallError>,
+    pub fault: Option<Box<CallError>>,
 }
 
 impl Gate {
@@ -205,7 +205,11 @@ async fn authenticate(plugin: &Reloadable, facts: &Facts) -> Result<(), Denied> 
         Err(e) => {
             m.auth_check(name, call_result(&e));
             let refusal = Refusal::new(e.status(), "the authentication check failed");
-            Err(denied(refusal, HandshakeFailure::PluginFailed, Some(e)))
+            Err(denied(
+                refusal,
+                HandshakeFailure::PluginFailed,
+                Some(Box::new(e)),
+            ))
         }
     }
 }
@@ -242,7 +246,11 @@ async fn look_up(plugin: &Reloadable, facts: &Facts, host_token: bool) -> Result
         Err(e) => {
             m.token_lookup(name, call_result(&e));
             let refusal = Refusal::new(e.status(), "the token lookup failed");
-            Err(denied(refusal, HandshakeFailure::PluginFailed, Some(e)))
+            Err(denied(
+                refusal,
+                HandshakeFailure::PluginFailed,
+                Some(Box::new(e)),
+            ))
         }
     }
 }
