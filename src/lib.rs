@@ -39,6 +39,7 @@
 
 pub mod addr;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod edge;
 // Fuzz targets for `fuzz/` and `tests/fuzz_corpus.rs`; not part of the proxy's API.

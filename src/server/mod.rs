@@ -23,6 +23,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use anyhow::Context;
 
+use crate::clock::sleep_until;
 use crate::config::Config;
 use crate::config::Route;
 use crate::edge::listen::Listener;
@@ -346,13 +347,6 @@ async fn drain(
                 (phase, deadline) = next(Phase::Draining);
             }
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -81,6 +81,12 @@ pub enum RecvError {
 #[error("sending to client: {0}")]
 pub struct SendError(pub String);
 
+impl From<std::io::Error> for SendError {
+    fn from(e: std::io::Error) -> Self {
+        SendError(e.to_string())
+    }
+}
+
 /// The receiving half of a client session.
 pub trait ClientRx: Send {
     /// The next message, skipping control frames (which the protocol layer answers itself).

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
+use crate::clock::sleep_until;
 use crate::edge::stream::{BULK_READ, TargetReader, TargetStream, TargetWriter};
 use crate::process::shutdown::Shutdown;
 use crate::session::record::Recorder;
@@ -396,12 +397,5 @@ async fn downstream<T: ClientTx>(
             }
             Err(e) => return Downstream::TargetRead(e),
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

@@ -2,8 +2,6 @@
 //! with `0xFF 0x00`. The decoder is incremental (input may arrive split anywhere) and
 //! bounded (a frame that never ends is refused at [`MAX_FRAME`]).
 
-use std::io;
-
 use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -215,10 +213,6 @@ impl<S: AsyncRead + AsyncWrite + Send> ClientRx for HixieRx<S> {
     }
 }
 
-fn send_error(e: io::Error) -> SendError {
-    SendError(e.to_string())
-}
-
 impl<S: AsyncRead + AsyncWrite + Send> HixieTx<S> {
     /// 76 sends its close frame; both drafts then end our side of the TCP connection.
     async fn end(&mut self) -> Result<(), SendError> {
@@ -227,23 +221,17 @@ impl<S: AsyncRead + AsyncWrite + Send> HixieTx<S> {
         }
         self.closed = true;
         if self.draft == Draft::Hixie76 {
-            self.writer
-                .write_all(&CLOSE_FRAME)
-                .await
-                .map_err(send_error)?;
+            self.writer.write_all(&CLOSE_FRAME).await?;
         }
-        self.writer.flush().await.map_err(send_error)?;
-        self.writer.shutdown().await.map_err(send_error)
+        self.writer.flush().await?;
+        self.writer.shutdown().await.map_err(SendError::from)
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Send> ClientTx for HixieTx<S> {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
-        self.writer
-            .write_all(&encode(&data))
-            .await
-            .map_err(send_error)?;
-        self.writer.flush().await.map_err(send_error)
+        self.writer.write_all(&encode(&data)).await?;
+        self.writer.flush().await.map_err(SendError::from)
     }
 
     /// The drafts have no ping.

@@ -396,10 +396,6 @@ impl ClientRx for HybiRx {
     }
 }
 
-fn send_error(e: io::Error) -> SendError {
-    SendError(e.to_string())
-}
-
 impl ClientTx for HybiTx {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
         let mut writer = self.writer.lock().await;
@@ -410,7 +406,7 @@ impl ClientTx for HybiTx {
                 writer.frame(OpCode::Text, text.as_bytes()).await
             }
         };
-        result.map_err(send_error)
+        result.map_err(SendError::from)
     }
 
     async fn ping(&mut self) -> Result<(), SendError> {
@@ -418,7 +414,10 @@ impl ClientTx for HybiTx {
         if writer.closed {
             return Ok(());
         }
-        writer.frame(OpCode::Ping, &[]).await.map_err(send_error)
+        writer
+            .frame(OpCode::Ping, &[])
+            .await
+            .map_err(SendError::from)
     }
 
     async fn close(&mut self, close: &Close) -> Result<(), SendError> {
@@ -427,14 +426,14 @@ impl ClientTx for HybiTx {
             .await
             .close(Some(close))
             .await
-            .map_err(send_error)
+            .map_err(SendError::from)
     }
 
     async fn finish(&mut self) -> Result<(), SendError> {
         let mut writer = self.writer.lock().await;
         // The echo of the client's close frame (RFC 6455 5.5.1), then our side of the stream.
         let echo = writer.reply.take().flatten();
-        writer.close(echo.as_ref()).await.map_err(send_error)?;
-        writer.io.shutdown().await.map_err(send_error)
+        writer.close(echo.as_ref()).await?;
+        writer.io.shutdown().await.map_err(SendError::from)
     }
 }
