@@ -42,7 +42,9 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod edge;
-// Fuzz targets for `fuzz/` and `tests/fuzz_corpus.rs`; not part of the proxy's API.
+// Fuzz targets for `fuzz/` (the `fuzzing` feature) and their corpus replay (unit tests); not
+// part of the proxy or its API.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;

@@ -1,6 +1,6 @@
-//! The fuzz corpora replayed on stable: every file of `fuzz/corpus/NAME/` and
-//! `fuzz/regressions/NAME/` goes through `websockify::fuzzing::NAME`, the same function the
-//! cargo-fuzz binary calls. A corpus that went missing fails here rather than replaying
+//! The fuzz corpora replayed on stable, as unit tests: every file of `fuzz/corpus/NAME/` and
+//! `fuzz/regressions/NAME/` goes through `fuzzing::NAME`, the same function the cargo-fuzz
+//! binary calls. A corpus that went missing fails here rather than replaying
 //! nothing; a panic names the file. See docs/fuzzing.md.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use websockify::fuzzing;
+use crate::fuzzing;
 
 /// Regression inputs of bugs not fixed yet, each replayed by its own `#[ignore]`d test
 /// instead (`target/file name`).
@@ -81,7 +81,7 @@ fn replay(name: &str, target: fn(&[u8])) {
             Ok((_, Ok(()))) => {}
             Ok((file, Err(()))) => panic!(
                 "fuzz input {} panicked (message above); reproduce with \
-                 `cargo test --test fuzz_corpus {name}` or \
+                 `cargo test --lib fuzzing::replay::{name}` or \
                  `RUSTC_BOOTSTRAP=1 cargo fuzz run {name} {0}`",
                 file.display()
             ),

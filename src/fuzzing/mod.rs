@@ -1,9 +1,11 @@
 //! Fuzz targets: one function per parser that reads bytes from outside, each taking arbitrary
 //! bytes and asserting the parser's invariants. A panic is a finding.
 //!
-//! They live in the library (not in `fuzz/`) so that two callers share them: the cargo-fuzz
-//! binaries in `fuzz/fuzz_targets/` (one line each, nightly, libFuzzer) and the corpus replay
-//! `tests/fuzz_corpus.rs` (a plain `cargo test` on stable). See `docs/fuzzing.md`.
+//! They live in the library (not in `fuzz/`) so that two callers share them and they can reach
+//! the crate's internals: the cargo-fuzz binaries in `fuzz/fuzz_targets/` (one line each,
+//! nightly, libFuzzer), which build the library with the `fuzzing` feature, and the corpus
+//! replay (`replay`, unit tests in a plain `cargo test` on stable). A default build has none
+//! of it. See `docs/fuzzing.md`.
 //!
 //! The assertions here are the point: every `assert!` states something the proxy relies on,
 //! and libFuzzer reports the input that breaks it. Nothing here runs in the server.
@@ -11,6 +13,9 @@
 //! Where a target needs a choice the input should make (where to split it, which subprotocol),
 //! the first byte is that choice and the rest is the input proper, so the corpus files of
 //! `request_head`, `sniff`, `token_file` and `config_file` stay readable as they are.
+
+#[cfg(test)]
+mod replay;
 
 use std::future::Future;
 use std::io;
