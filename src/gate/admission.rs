@@ -1,8 +1,10 @@
 //! Admission: `--max-connections` and `--max-connections-per-ip`.
 //!
 //! A request is admitted once its head has been read, so the refusal can be a real HTTP
-//! answer (503 with `Retry-After`) that a browser or a load balancer understands; what a
-//! connection costs before that is bounded by the handshake timeout and the head size limit.
+//! answer (503 with `Retry-After`) that a browser or a load balancer understands. Before
+//! that, each connection is bounded in time (the PROXY header 5 s, the first bytes 3 s, TLS
+//! 10 s, the head `--handshake-timeout`) and in buffer (the head's 16 KiB), but not in
+//! number: nothing limits how many connections are in those steps at once.
 //! The permit is held until the connection closes: a WebSocket session holds it for its whole
 //! life, a web request until its answer is sent.
 

@@ -5,9 +5,12 @@
 //! Its ABI version is checked before anything else is read; a file that is not a plugin, or a
 //! plugin for another ABI version, is a start-up error naming the file.
 //!
-//! Calls run on tokio's blocking pool under [`CALL_TIMEOUT`], never on the async workers, so a
-//! slow or hanging plugin delays only its own request (504), and its answer is checked like any
-//! other input from outside (502 for garbage).
+//! Calls run on tokio's blocking pool under [`CALL_TIMEOUT`], never on the async workers: a
+//! request whose plugin does not answer in time gets 504, and an answer is checked like any
+//! other input from outside (502 for garbage). A call that timed out is abandoned, not
+//! stopped: it keeps its blocking thread until the plugin returns, and nothing yet bounds
+//! how many such calls run at once, so a plugin that hangs on every call can fill the
+//! blocking pool that DNS lookups, `--web` files and `--record` share.
 
 use std::ffi::c_void;
 use std::path::Path;

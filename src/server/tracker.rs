@@ -11,7 +11,9 @@ use tokio::sync::Notify;
 /// A snapshot of the counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Accepted connections not yet closed (handshakes in progress included).
+    /// Accepted connections not yet closed, from the end of their PROXY header (with
+    /// `--proxy-protocol`; at once without it): handshakes in progress are included, a
+    /// connection still sending its PROXY header is not.
     pub connections: usize,
     /// Connections ever accepted.
     pub connections_accepted: u64,

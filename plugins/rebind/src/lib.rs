@@ -12,8 +12,11 @@
 //! socket so that its bind succeeds next to the reservation. (websockify's `rebind.so` binds
 //! port 0 and closes it first, which races, and knows IPv4 only.)
 //!
-//! This is one of the two places with `unsafe` in the project: it is a C ABI function that
-//! receives raw pointers from C code.
+//! The shim is one of the two places with `unsafe` in the project (the plugin ABI is the
+//! other): the exported `bind` receives raw pointers from C code, and it finds and calls
+//! libc's own `bind` (`dlsym`, then a function pointer made from its address), reads the
+//! caller's address structure, sets `SO_REUSEADDR` and `errno`. Every block says why it is
+//! sound.
 
 use std::mem::size_of;
 use std::sync::OnceLock;
