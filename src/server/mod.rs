@@ -77,6 +77,13 @@ impl fmt::Display for StopReason {
     }
 }
 
+/// Where the requests to terminate come from: SIGTERM and SIGINT in the server, a channel in
+/// the tests of the drain.
+trait Terminations {
+    /// Completes at the next request to terminate.
+    fn recv(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
 /// Terminating signals, SIGTERM and SIGINT.
 struct Signals {
     term: Signal,
@@ -90,7 +97,9 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
         })
     }
+}
 
+impl Terminations for Signals {
     async fn recv(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
@@ -267,7 +276,14 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     drop(listener);
     readiness.set(false);
     tracing::info!("{reason}: no longer accepting connections");
-    drain(reason, &config, &tracker, &shutdown, &mut signals).await;
+    drain(
+        reason,
+        config.shutdown_grace,
+        &tracker,
+        &shutdown,
+        &mut signals,
+    )
+    .await;
     if let Some(wrapper) = wrapper {
         wrapper.stop().await;
     }
@@ -289,25 +305,25 @@ enum Phase {
 /// Waits for every connection to end, by the rules of the module doc.
 async fn drain(
     reason: StopReason,
-    config: &Config,
+    grace: Duration,
     tracker: &Tracker,
     shutdown: &Trigger,
-    signals: &mut Signals,
+    signals: &mut impl Terminations,
 ) {
     let mut phase = Phase::Waiting;
     let mut deadline = None;
     let next = |phase: Phase| -> (Phase, Option<tokio::time::Instant>) {
         let now = tokio::time::Instant::now();
         match phase {
-            Phase::Waiting if !config.shutdown_grace.is_zero() => {
+            Phase::Waiting if !grace.is_zero() => {
                 let n = tracker.counts().connections;
                 if n > 0 {
                     tracing::info!(
                         "draining {n} connection(s) for up to {}s (--shutdown-grace)",
-                        config.shutdown_grace.as_secs()
+                        grace.as_secs()
                     );
                 }
-                (Phase::Draining, Some(now + config.shutdown_grace))
+                (Phase::Draining, Some(now + grace))
             }
             _ => {
                 let n = tracker.counts().connections;
@@ -437,5 +453,160 @@ async fn accept_failed(e: std::io::Error) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     } else {
         tracing::debug!("accept: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+    use tokio::time::{Instant, sleep};
+
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    impl Terminations for mpsc::UnboundedReceiver<()> {
+        async fn recv(&mut self) {
+            if mpsc::UnboundedReceiver::recv(self).await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// When the trigger fires, as a task that reports the instant.
+    fn watch(trigger: &Trigger) -> tokio::task::JoinHandle<Instant> {
+        let mut told = trigger.subscribe();
+        tokio::spawn(async move {
+            told.recv().await;
+            Instant::now()
+        })
+    }
+
+    /// Sends a signal after each delay, counted from the start.
+    fn signals_at(times: &[Duration]) -> mpsc::UnboundedReceiver<()> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let start = Instant::now();
+        for &at in times {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(start + at).await;
+                let _ = tx.send(());
+            });
+        }
+        // Kept open by the spawned senders, then by this one for good.
+        std::mem::forget(tx);
+        rx
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_for_waits_out_a_quiet_spell_and_restarts_on_every_connection() {
+        let tracker = Tracker::new();
+        let start = Instant::now();
+        let idle = tokio::spawn({
+            let tracker = tracker.clone();
+            async move {
+                idle_for(&tracker, 10 * S).await;
+                Instant::now()
+            }
+        });
+        sleep(4 * S).await;
+        // A connection that comes and goes between two looks restarts the wait...
+        drop(tracker.connection());
+        sleep(3 * S).await;
+        // ...and one that stays open holds it off for as long as it lasts.
+        let open = tracker.connection();
+        sleep(30 * S).await;
+        assert!(!idle.is_finished(), "idle with a connection open");
+        drop(open);
+        assert_eq!(idle.await.unwrap() - start, 37 * S + 10 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_gives_the_grace_then_closes_with_1001_then_gives_up() {
+        let (tracker, trigger) = (Tracker::new(), Trigger::new());
+        let told = watch(&trigger);
+        let _stuck = tracker.connection();
+        let start = Instant::now();
+        let mut none = signals_at(&[]);
+        drain(StopReason::Signal, 30 * S, &tracker, &trigger, &mut none).await;
+        assert_eq!(
+            told.await.unwrap() - start,
+            30 * S,
+            "told to close at the grace's end"
+        );
+        assert_eq!(
+            Instant::now() - start,
+            30 * S + CLOSE_WAIT,
+            "then waited CLOSE_WAIT"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_with_the_last_connection_and_tells_nobody() {
+        let (tracker, trigger) = (Tracker::new(), Trigger::new());
+        let connection = tracker.connection();
+        tokio::spawn(async move {
+            sleep(10 * S).await;
+            drop(connection);
+        });
+        let start = Instant::now();
+        let mut none = signals_at(&[]);
+        drain(StopReason::Signal, 30 * S, &tracker, &trigger, &mut none).await;
+        assert_eq!(Instant::now() - start, 10 * S);
+        assert!(!trigger.subscribe().is_shutdown());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_second_signal_closes_at_once_and_a_third_exits() {
+        let (tracker, trigger) = (Tracker::new(), Trigger::new());
+        let told = watch(&trigger);
+        let _stuck = tracker.connection();
+        let start = Instant::now();
+        let mut signals = signals_at(&[5 * S, 7 * S]);
+        drain(StopReason::Signal, 30 * S, &tracker, &trigger, &mut signals).await;
+        assert_eq!(told.await.unwrap() - start, 5 * S);
+        assert_eq!(Instant::now() - start, 7 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_lifecycle_rule_sessions_run_on_until_a_signal() {
+        let (tracker, trigger) = (Tracker::new(), Trigger::new());
+        let told = watch(&trigger);
+        let _stuck = tracker.connection();
+        let start = Instant::now();
+        let mut signals = signals_at(&[1000 * S]);
+        drain(
+            StopReason::Timeout,
+            30 * S,
+            &tracker,
+            &trigger,
+            &mut signals,
+        )
+        .await;
+        assert_eq!(
+            told.await.unwrap() - start,
+            1030 * S,
+            "the signal began the grace"
+        );
+        assert_eq!(Instant::now() - start, 1030 * S + CLOSE_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_grace_a_signal_closes_at_once() {
+        let (tracker, trigger) = (Tracker::new(), Trigger::new());
+        let told = watch(&trigger);
+        let _stuck = tracker.connection();
+        let start = Instant::now();
+        let mut none = signals_at(&[]);
+        drain(
+            StopReason::Signal,
+            Duration::ZERO,
+            &tracker,
+            &trigger,
+            &mut none,
+        )
+        .await;
+        assert_eq!(told.await.unwrap() - start, Duration::ZERO);
+        assert_eq!(Instant::now() - start, CLOSE_WAIT);
     }
 }
