@@ -498,22 +498,32 @@ mod tests {
         rx
     }
 
+    /// `--idle-timeout`'s wait, in a task that reports when it ended.
+    fn idle(tracker: &Tracker, after: Duration) -> tokio::task::JoinHandle<Instant> {
+        let tracker = tracker.clone();
+        tokio::spawn(async move {
+            idle_for(&tracker, after).await;
+            Instant::now()
+        })
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn idle_for_waits_out_a_quiet_spell_and_restarts_on_every_connection() {
+    async fn idle_for_restarts_on_a_connection_that_came_and_went_between_two_looks() {
         let tracker = Tracker::new();
         let start = Instant::now();
-        let idle = tokio::spawn({
-            let tracker = tracker.clone();
-            async move {
-                idle_for(&tracker, 10 * S).await;
-                Instant::now()
-            }
-        });
+        let idle = idle(&tracker, 10 * S);
         sleep(4 * S).await;
-        // A connection that comes and goes between two looks restarts the wait...
+        // Opened and closed before the waiting task looks again.
         drop(tracker.connection());
-        sleep(3 * S).await;
-        // ...and one that stays open holds it off for as long as it lasts.
+        assert_eq!(idle.await.unwrap() - start, 4 * S + 10 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_for_waits_while_a_connection_is_open() {
+        let tracker = Tracker::new();
+        let start = Instant::now();
+        let idle = idle(&tracker, 10 * S);
+        sleep(7 * S).await;
         let open = tracker.connection();
         sleep(30 * S).await;
         assert!(!idle.is_finished(), "idle with a connection open");
