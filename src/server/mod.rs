@@ -473,11 +473,13 @@ mod tests {
         }
     }
 
-    /// When the trigger fires, as a task that reports the instant.
+    /// When the trigger fires, as a task that reports the instant (or panics if it has not
+    /// after a day of the paused clock, rather than hang the test).
     fn watch(trigger: &Trigger) -> tokio::task::JoinHandle<Instant> {
         let mut told = trigger.subscribe();
         tokio::spawn(async move {
-            told.recv().await;
+            let fired = tokio::time::timeout(86_400 * S, told.recv()).await;
+            assert!(fired.is_ok(), "never told to close");
             Instant::now()
         })
     }
