@@ -177,8 +177,12 @@ async fn run_once_exits_0_after_the_first_websocket_session() {
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
     raw.send_binary(b"once").await;
     assert_eq!(raw.read_data(4).await, b"once");
-    // Still running while the session lives, and no longer accepting.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still running while the session lives, and no longer accepting: the proxy logs this
+    // once it has closed its listener.
+    proxy.wait_log(
+        "--run-once: the WebSocket session began: no longer accepting connections",
+        Duration::from_secs(10),
+    );
     assert!(proxy.child.try_wait().unwrap().is_none());
     assert!(
         tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
@@ -215,8 +219,12 @@ async fn timeout_lets_a_running_session_finish() {
         &format!("127.0.0.1:{echo}"),
     ]);
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Past the timeout: no new connections, but the session still works.
+    // Past the timeout: no new connections, but the session still works. The proxy logs this
+    // once it has closed its listener.
+    proxy.wait_log(
+        "--timeout reached: no longer accepting connections",
+        Duration::from_secs(10),
+    );
     assert!(
         tokio::net::TcpStream::connect(("127.0.0.1", proxy.port))
             .await
@@ -239,11 +247,19 @@ async fn idle_timeout_exits_only_when_idle() {
         &format!("127.0.0.1:{echo}"),
     ]);
     let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
-    // A live session keeps it running past the idle timeout.
+    // A live session keeps it running past the idle timeout. Nothing happens to wait for (the
+    // idle clock does not run while a connection is open), so this waits out the timeout.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     assert!(
         proxy.child.try_wait().unwrap().is_none(),
         "exited with a session open"
+    );
+    // A wrongly fired idle timeout would keep the process alive too, waiting for the session,
+    // but it would have stopped accepting, which the log tells.
+    let log = proxy.log();
+    assert!(
+        !log.contains("no longer accepting"),
+        "stopped accepting with a session open:\n{log}"
     );
     raw.send_binary(b"alive").await;
     assert_eq!(raw.read_data(5).await, b"alive");

@@ -147,10 +147,15 @@ async fn hixie_76_echo_and_client_close() {
 async fn hixie_76_key_bytes_split_across_segments() {
     let proxy = echo_proxy().await;
     let mut raw = Raw::connect(proxy.port).await;
+    // Every write leaves at once, in a segment of its own.
+    raw.stream.set_nodelay(true).unwrap();
+    // The head alone, read by the proxy before anything else is sent; then three of the eight
+    // key bytes alone, read too, so the proxy has had a part of the key and must wait for the
+    // rest. A proxy that left bytes unread until more came makes the wait fail.
     raw.stream.write_all(head76("").as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_read_by_peer(&raw.stream).await;
     raw.stream.write_all(&KEY3[..3]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_until_read_by_peer(&raw.stream).await;
     // The rest of the key and a first frame in one segment.
     let mut tail = KEY3[3..].to_vec();
     tail.extend(frame(b"first"));
@@ -164,6 +169,35 @@ async fn hixie_76_key_bytes_split_across_segments() {
     assert_eq!(&raw.buf[..16], ANSWER);
     raw.buf.drain(..16);
     assert_eq!(read_frame(&mut raw).await.unwrap(), b"first");
+}
+
+/// The check the split test stands on: bytes the peer has not read, all or some, keep it
+/// waiting (and failing at its deadline); once the peer read them all it passes. Over IPv4
+/// and IPv6, whose tables are apart and whose addresses are printed differently.
+#[tokio::test]
+async fn the_read_by_peer_check_tells_unread_bytes_from_read_ones() {
+    for host in ["127.0.0.1", "::1"] {
+        let listener = tokio::net::TcpListener::bind((host, 0)).await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        client.set_nodelay(true).unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        client.write_all(b"unread").await.unwrap();
+        let short = Duration::from_millis(200);
+        let err = try_wait_until_read_by_peer(&client, short)
+            .await
+            .expect_err("nothing was read");
+        assert!(err.contains("rx_queue: 6"), "{host}: {err}");
+        let mut half = [0u8; 3];
+        server.read_exact(&mut half).await.unwrap();
+        let err = try_wait_until_read_by_peer(&client, short)
+            .await
+            .expect_err("half was read");
+        assert!(err.contains("rx_queue: 3"), "{host}: {err}");
+        server.read_exact(&mut half).await.unwrap();
+        wait_until_read_by_peer(&client).await;
+    }
 }
 
 #[tokio::test]

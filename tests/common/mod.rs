@@ -658,3 +658,110 @@ pub fn metrics_port(proxy: &Proxy) -> u16 {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no metrics port in\n{log}"))
 }
+
+/// Waits until the process at the other end of `stream` has read every byte written on it so
+/// far, or panics after ten seconds with what the kernel showed. Lets a test prove that bytes
+/// it wrote apart were also *read* apart (a split across TCP segments that the peer saw as
+/// such), instead of sleeping and hoping.
+///
+/// Both ends must be on this host (loopback) in this network namespace. Reads the kernel's
+/// socket tables, `/proc/net/tcp` and `/proc/net/tcp6`, in two steps: first this end's row
+/// (local = our address, remote = the peer's) until its `tx_queue` is 0, i.e. the peer's
+/// kernel acknowledged every byte, so they are in its receive queue or already read; then the
+/// peer's row (local = the peer's address, remote = ours) until its `rx_queue` is 0, i.e. the
+/// peer process took them out. Without the first step a read of the table before loopback
+/// delivered the bytes would show an empty receive queue and pass too early.
+pub async fn wait_until_read_by_peer(stream: &TcpStream) {
+    if let Err(e) = try_wait_until_read_by_peer(stream, Duration::from_secs(10)).await {
+        panic!("{e}");
+    }
+}
+
+/// [`wait_until_read_by_peer`] with a deadline of the caller's, failing with a description.
+pub async fn try_wait_until_read_by_peer(
+    stream: &TcpStream,
+    within: Duration,
+) -> Result<(), String> {
+    let canonical =
+        |a: std::net::SocketAddr| std::net::SocketAddr::new(a.ip().to_canonical(), a.port());
+    let ours = canonical(stream.local_addr().expect("local address"));
+    let theirs = canonical(stream.peer_addr().expect("peer address"));
+    let end = Instant::now() + within;
+    let mut acked = false;
+    loop {
+        let rows = tcp_table_rows();
+        let row = |local, remote| rows.iter().find(|r| r.local == local && r.remote == remote);
+        let (ours_row, theirs_row) = (row(ours, theirs), row(theirs, ours));
+        // The peer's row is looked at only in a reading of the table made after the one that
+        // showed every byte acknowledged.
+        if acked && theirs_row.is_some_and(|r| r.rx_queue == 0) {
+            return Ok(());
+        }
+        acked = ours_row.is_some_and(|r| r.tx_queue == 0);
+        if Instant::now() > end {
+            return Err(format!(
+                "{theirs}, the peer of {ours}, did not read what was written within {within:?}: \
+                 our row {ours_row:?} (tx_queue: bytes not yet acknowledged), \
+                 its row {theirs_row:?} (rx_queue: bytes received, not read)"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One row of `/proc/net/tcp{,6}`: the two ends, with IPv4-mapped IPv6 addresses as IPv4.
+#[derive(Debug)]
+pub struct TcpRow {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+    /// Bytes sent and not yet acknowledged (established sockets).
+    pub tx_queue: u64,
+    /// Bytes received and not yet read by the process (established sockets).
+    pub rx_queue: u64,
+}
+
+/// Every row of `/proc/net/tcp` and `/proc/net/tcp6`.
+pub fn tcp_table_rows() -> Vec<TcpRow> {
+    let mut rows = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            // A kernel without IPv6 has no tcp6 table.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("reading {file}: {e}"),
+        };
+        // "sl local_address rem_address st tx_queue:rx_queue ...", after a header line.
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let parsed = (|| {
+                let (tx, rx) = fields.get(4)?.split_once(':')?;
+                Some(TcpRow {
+                    local: proc_net_addr(fields.get(1)?)?,
+                    remote: proc_net_addr(fields.get(2)?)?,
+                    tx_queue: u64::from_str_radix(tx, 16).ok()?,
+                    rx_queue: u64::from_str_radix(rx, 16).ok()?,
+                })
+            })();
+            rows.push(parsed.unwrap_or_else(|| panic!("unexpected line in {file}: {line:?}")));
+        }
+    }
+    rows
+}
+
+/// An address as `/proc/net/tcp{,6}` prints it: `ADDR:PORT` in hex, the address as 32-bit
+/// words each printed in host byte order (one for IPv4, four for IPv6), the port as a number.
+fn proc_net_addr(field: &str) -> Option<std::net::SocketAddr> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..addr.len()).step_by(8) {
+        let word = u32::from_str_radix(addr.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?).to_canonical(),
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
