@@ -1,9 +1,12 @@
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
 use super::*;
+use crate::cli::Cli;
+use crate::target::Target;
 
 fn cli(args: &[&str]) -> Cli {
     let mut all = vec!["websockify"];
@@ -489,7 +492,7 @@ fn every_setting_is_a_flag_and_a_variable() {
     ]);
     let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
     for key in SETTING_NAMES.iter().filter(|k| **k != "listen") {
-        assert_eq!(loaded.source_of(key), layer::flag_name(key), "{key}");
+        assert_eq!(loaded.source_of(key), load::flag_name(key), "{key}");
     }
     let vars: Vec<(String, String)> = SETTING_NAMES
         .iter()
@@ -520,14 +523,14 @@ fn every_setting_is_a_flag_and_a_variable() {
                 | "daemon" | "legacy_syslog" | "proxy_protocol" => "true",
                 _ => "/some/value",
             };
-            (layer::env_name(k), value.to_string())
+            (load::env_name(k), value.to_string())
         })
         .collect();
     let loaded = load(&cli(&[]), &vars).unwrap();
     for key in SETTING_NAMES {
         assert_eq!(
             loaded.source_of(key),
-            format!("environment variable {}", layer::env_name(key)),
+            format!("environment variable {}", load::env_name(key)),
             "{key}"
         );
     }

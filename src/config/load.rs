@@ -1,14 +1,225 @@
-//! The environment and command-line layers as figment providers. Each one names its values the
-//! way an operator wrote them (`WEBSOCKIFY_TIMEOUT`, `--timeout`), so that an error can point at
-//! the exact variable, flag or file key.
+//! Loading: defaults < TOML file < `WEBSOCKIFY_*` environment < command line, merged by
+//! figment. The environment and command-line layers name their values the way an operator
+//! wrote them (`WEBSOCKIFY_TIMEOUT`, `--timeout`), so that an error can point at the exact
+//! variable, flag or file key.
 
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
+use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
-use figment::{Metadata, Profile, Provider};
+use figment::{Figment, Metadata, Profile, Provider};
 
-use super::{ENV_BUILD_COMMIT, ENV_CONFIG, ENV_PREFIX, SETTING_NAMES};
+use super::{SETTING_NAMES, Settings};
+use crate::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
+
+/// The prefix of every environment variable that is a setting.
+pub const ENV_PREFIX: &str = "WEBSOCKIFY_";
+
+/// The variable naming the configuration file; it is not itself a setting.
+pub const ENV_CONFIG: &str = "WEBSOCKIFY_CONFIG";
+
+/// The build's commit for `--version`, read at compile time (build.rs). Cargo also sets it
+/// when it runs the binary (`cargo run`, tests), so at run time it is ignored, not refused.
+pub const ENV_BUILD_COMMIT: &str = "WEBSOCKIFY_BUILD_COMMIT";
+
+/// A configuration that cannot be used, with a message for the operator.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// A command-line problem, reported in clap's format.
+    Usage(Box<clap::Error>),
+    /// A problem in the environment or file, or a conflict between settings.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Usage(e) => write!(f, "{e}"),
+            ConfigError::Invalid(msg) => write!(f, "{msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The merged settings and the figment they came from (which knows each value's source).
+pub struct Loaded {
+    pub settings: Settings,
+    figment: Figment,
+}
+
+/// Merges the layers: defaults < file < environment < command line.
+///
+/// `env` is the process environment (passed in so tests can give their own).
+pub fn load(cli: &Cli, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    let mut figment = Figment::from(figment::providers::Serialized::defaults(Settings::default()));
+
+    let config_file = cli.config.clone().or_else(|| {
+        env.iter()
+            .find(|(k, v)| k == ENV_CONFIG && !v.is_empty())
+            .map(|(_, v)| PathBuf::from(v))
+    });
+    if let Some(path) = &config_file {
+        check_file(path)?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Layer::environment(env).map_err(ConfigError::Invalid)?);
+    figment = figment.merge(Layer::command_line(cli, &[]));
+
+    // Which positional is which depends on the merged settings: with --inetd or --unix-listen
+    // there is no listen address, so the only positional is the target.
+    let flags: Settings = figment
+        .extract()
+        .map_err(|e| describe(e, config_file.as_deref()))?;
+    let positionals = assign_positionals(cli, &flags)?;
+    if !positionals.is_empty() {
+        figment = figment.merge(Layer::command_line(cli, &positionals));
+    }
+    let settings: Settings = figment
+        .extract()
+        .map_err(|e| describe(e, config_file.as_deref()))?;
+    Ok(Loaded { settings, figment })
+}
+
+/// The process environment's `WEBSOCKIFY_*` variables; one that is not valid UTF-8 is an error
+/// naming it rather than a silently ignored setting.
+pub fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with(ENV_PREFIX)) else {
+            continue;
+        };
+        match value.into_string() {
+            Ok(value) => out.push((name.to_string(), value)),
+            Err(_) => {
+                return Err(ConfigError::Invalid(format!(
+                    "environment variable {name} is not valid UTF-8"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_file(path: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(ConfigError::Invalid(format!(
+            "configuration file {} is not a regular file",
+            path.display()
+        ))),
+        Err(e) => Err(ConfigError::Invalid(format!(
+            "cannot read configuration file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Parses the positionals as `listen` and `target` (or `target` alone), with clap-style errors.
+fn assign_positionals(
+    cli: &Cli,
+    flags: &Settings,
+) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    use clap::error::ErrorKind;
+    let usage = |kind, msg: String| ConfigError::Usage(Box::new(Cli::usage_error(kind, msg)));
+    let no_listen = flags.inetd || flags.unix_listen.is_some();
+    let names: &[(&'static str, &str)] = if no_listen {
+        &[("target", "target_addr:target_port")]
+    } else {
+        &[
+            ("listen", "[source_addr:]source_port"),
+            ("target", "target_addr:target_port"),
+        ]
+    };
+    if cli.positionals.len() > names.len() {
+        let why = if flags.inetd {
+            "--inetd takes no listen address"
+        } else if no_listen {
+            "--unix-listen takes no listen address"
+        } else {
+            "expected [source_addr:]source_port target_addr:target_port"
+        };
+        return Err(usage(
+            ErrorKind::TooManyValues,
+            format!(
+                "unexpected argument `{}`: {why}",
+                cli.positionals[names.len()]
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for ((key, form), value) in names.iter().zip(&cli.positionals) {
+        let parsed = match *key {
+            "listen" => value.parse::<ListenAddr>().map(|a| a.to_string()),
+            _ => value.parse::<HostPort>().map(|a| a.to_string()),
+        };
+        match parsed {
+            Ok(_) => out.push((*key, value.clone())),
+            Err(e) => {
+                return Err(usage(
+                    ErrorKind::ValueValidation,
+                    format!("invalid value '{value}' for '{form}': {e}"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Turns figment's errors into one message per problem that names the source of the value.
+fn describe(err: figment::Error, file: Option<&Path>) -> ConfigError {
+    let mut lines = Vec::new();
+    for e in err {
+        let source = e.metadata.as_ref().map(|m| m.name.to_string());
+        let line = match &e.kind {
+            figment::error::Kind::UnknownField(field, _) => {
+                unknown_setting(source.as_deref(), field, file)
+            }
+            kind => {
+                let key = e.path.join(".");
+                let at = match &e.metadata {
+                    Some(m) => describe_source(m, &key, file),
+                    None => format!("setting `{key}`"),
+                };
+                format!("invalid value for {at}: {kind}")
+            }
+        };
+        lines.push(line);
+    }
+    ConfigError::Invalid(lines.join("\n"))
+}
+
+impl Loaded {
+    /// Where a setting's value came from, in the words an operator would search for.
+    pub fn source_of(&self, key: &str) -> String {
+        match self.figment.find_metadata(key) {
+            Some(m) => describe_source(m, key, None),
+            None => format!("`{key}`"),
+        }
+    }
+
+    /// The effective configuration as TOML, for `--print-config`; unset settings are listed as
+    /// comments so that every name an operator can use appears.
+    pub fn to_toml(&self) -> String {
+        let mut out =
+            String::from("# websockify effective configuration (defaults < file < env < flags)\n");
+        let table = match toml::Table::try_from(&self.settings) {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render configuration: {e}\n"),
+        };
+        for name in SETTING_NAMES {
+            match table.get(*name) {
+                Some(value) => {
+                    out.push_str(&format!("{name} = {value}  # {}\n", self.source_of(name)))
+                }
+                None => out.push_str(&format!("# {name} is unset\n")),
+            }
+        }
+        out
+    }
+}
 
 const ENVIRONMENT: &str = "environment";
 const COMMAND_LINE: &str = "command line";
