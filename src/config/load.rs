@@ -6,11 +6,14 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, FromArgMatches};
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-use super::{SETTING_NAMES, Settings};
+use super::Settings;
+use super::settings::{POSITIONALS, definition, setting_names};
 use crate::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
 
@@ -52,8 +55,11 @@ pub struct Loaded {
 
 /// Merges the layers: defaults < file < environment < command line.
 ///
-/// `env` is the process environment (passed in so tests can give their own).
-pub fn load(cli: &Cli, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+/// `matches` is the command line as clap matched it against [`Cli::command`] (the settings are
+/// read from its raw text, the positionals and `--config` from the typed [`Cli`]); `env` is the
+/// process environment (passed in so tests can give their own).
+pub fn load(matches: &ArgMatches, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    let cli = Cli::from_arg_matches(matches).map_err(|e| ConfigError::Usage(Box::new(e)))?;
     let mut figment = Figment::from(figment::providers::Serialized::defaults(Settings::default()));
 
     let config_file = cli.config.clone().or_else(|| {
@@ -66,16 +72,16 @@ pub fn load(cli: &Cli, env: &[(String, String)]) -> Result<Loaded, ConfigError> 
         figment = figment.merge(Toml::file_exact(path));
     }
     figment = figment.merge(Layer::environment(env).map_err(ConfigError::Invalid)?);
-    figment = figment.merge(Layer::command_line(cli, &[]));
+    figment = figment.merge(Layer::command_line(matches)?);
 
     // Which positional is which depends on the merged settings: with --inetd or --unix-listen
     // there is no listen address, so the only positional is the target.
     let flags: Settings = figment
         .extract()
         .map_err(|e| describe(e, config_file.as_deref()))?;
-    let positionals = assign_positionals(cli, &flags)?;
+    let positionals = assign_positionals(&cli.positionals, &flags)?;
     if !positionals.is_empty() {
-        figment = figment.merge(Layer::command_line(cli, &positionals));
+        figment = figment.merge(Layer::positionals(&positionals));
     }
     let settings: Settings = figment
         .extract()
@@ -119,51 +125,43 @@ fn check_file(path: &Path) -> Result<(), ConfigError> {
 
 /// Parses the positionals as `listen` and `target` (or `target` alone), with clap-style errors.
 fn assign_positionals(
-    cli: &Cli,
+    given: &[String],
     flags: &Settings,
 ) -> Result<Vec<(&'static str, String)>, ConfigError> {
     use clap::error::ErrorKind;
     let usage = |kind, msg: String| ConfigError::Usage(Box::new(Cli::usage_error(kind, msg)));
     let no_listen = flags.inetd || flags.unix_listen.is_some();
-    let names: &[(&'static str, &str)] = if no_listen {
-        &[("target", "target_addr:target_port")]
-    } else {
-        &[
-            ("listen", "[source_addr:]source_port"),
-            ("target", "target_addr:target_port"),
-        ]
-    };
-    if cli.positionals.len() > names.len() {
+    let expected: Vec<_> = POSITIONALS
+        .iter()
+        .filter(|p| !(no_listen && p.key == "listen"))
+        .collect();
+    if let Some(extra) = given.get(expected.len()) {
         let why = if flags.inetd {
-            "--inetd takes no listen address"
+            "--inetd takes no listen address".to_string()
         } else if no_listen {
-            "--unix-listen takes no listen address"
+            "--unix-listen takes no listen address".to_string()
         } else {
-            "expected [source_addr:]source_port target_addr:target_port"
+            let forms: Vec<&str> = expected.iter().map(|p| p.form).collect();
+            format!("expected {}", forms.join(" "))
         };
         return Err(usage(
             ErrorKind::TooManyValues,
-            format!(
-                "unexpected argument `{}`: {why}",
-                cli.positionals[names.len()]
-            ),
+            format!("unexpected argument `{extra}`: {why}"),
         ));
     }
     let mut out = Vec::new();
-    for ((key, form), value) in names.iter().zip(&cli.positionals) {
-        let parsed = match *key {
-            "listen" => value.parse::<ListenAddr>().map(|a| a.to_string()),
-            _ => value.parse::<HostPort>().map(|a| a.to_string()),
+    for (positional, value) in expected.iter().zip(given) {
+        let parsed = match positional.key {
+            "listen" => value.parse::<ListenAddr>().map(drop),
+            _ => value.parse::<HostPort>().map(drop),
         };
-        match parsed {
-            Ok(_) => out.push((*key, value.clone())),
-            Err(e) => {
-                return Err(usage(
-                    ErrorKind::ValueValidation,
-                    format!("invalid value '{value}' for '{form}': {e}"),
-                ));
-            }
+        if let Err(e) = parsed {
+            return Err(usage(
+                ErrorKind::ValueValidation,
+                format!("invalid value '{value}' for '{}': {e}", positional.form),
+            ));
         }
+        out.push((positional.key, value.clone()));
     }
     Ok(out)
 }
@@ -209,7 +207,7 @@ impl Loaded {
             Ok(t) => t,
             Err(e) => return format!("# cannot render configuration: {e}\n"),
         };
-        for name in SETTING_NAMES {
+        for name in setting_names() {
             match table.get(*name) {
                 Some(value) => {
                     out.push_str(&format!("{name} = {value}  # {}\n", self.source_of(name)))
@@ -244,7 +242,7 @@ impl Layer {
                 continue;
             }
             let key = key.to_ascii_lowercase();
-            if !SETTING_NAMES.contains(&key.as_str()) {
+            if !setting_names().contains(&key.as_str()) {
                 unknown.push(unknown_setting(Some(ENVIRONMENT), &key, None));
                 continue;
             }
@@ -260,117 +258,57 @@ impl Layer {
         }
     }
 
-    /// The flags that were given (a flag not given must not override the lower layers), and the
-    /// positionals once [`super::assign_positionals`] knows which is which.
-    pub fn command_line(cli: &Cli, positionals: &[(&'static str, String)]) -> Layer {
+    /// The settings' flags that were given on the command line (a flag not given must not
+    /// override the lower layers), each as the raw text typed, the way the environment gives
+    /// its strings: the same deserializers then read the three layers. A flag is `true`; a
+    /// repeatable one (`--allow-target`, the command after `--`) a list of its values. clap
+    /// has already checked each value with its parser, to report a wrong one clap's way.
+    pub fn command_line(matches: &ArgMatches) -> Result<Layer, ConfigError> {
         let mut dict = Dict::new();
-        let mut put = |key: &str, value: Value| {
+        for arg in definition().get_arguments() {
+            let key = arg.get_id().as_str();
+            if matches.value_source(key) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            if matches!(arg.get_action(), ArgAction::SetTrue) {
+                dict.insert(key.to_string(), Value::from(true));
+                continue;
+            }
+            let raw = matches
+                .try_get_raw(key)
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", flag_name(key))))?;
+            let mut values = Vec::new();
+            for text in raw.into_iter().flatten() {
+                let Some(text) = text.to_str() else {
+                    return Err(ConfigError::Usage(Box::new(Cli::usage_error(
+                        clap::error::ErrorKind::InvalidUtf8,
+                        format!("the value of {} is not valid UTF-8", flag_name(key)),
+                    ))));
+                };
+                values.push(Value::from(text));
+            }
+            let value = if matches!(arg.get_action(), ArgAction::Append) {
+                Value::from(values)
+            } else {
+                match values.pop() {
+                    Some(value) => value,
+                    None => continue,
+                }
+            };
             dict.insert(key.to_string(), value);
-        };
-        for (key, value) in positionals {
-            put(key, Value::from(value.clone()));
         }
-        let path = |p: &Path| Value::from(p.to_string_lossy().into_owned());
-        for (key, on) in [
-            ("verbose", cli.verbose),
-            ("traffic", cli.traffic),
-            ("run_once", cli.run_once),
-            ("inetd", cli.inetd),
-            ("prefer_ipv6", cli.prefer_ipv6),
-            ("file_only", cli.file_only),
-            ("ssl_only", cli.ssl_only),
-            ("ssl_target", cli.ssl_target),
-            ("verify_client", cli.verify_client),
-            ("host_token", cli.host_token),
-            ("web_auth", cli.web_auth),
-            ("daemon", cli.daemon),
-            ("legacy_syslog", cli.legacy_syslog),
-            ("proxy_protocol", cli.proxy_protocol),
-        ] {
-            if on {
-                put(key, Value::from(true));
-            }
-        }
-        for (key, number) in [
-            ("timeout", cli.timeout),
-            ("idle_timeout", cli.idle_timeout),
-            ("heartbeat", cli.heartbeat),
-            ("shutdown_grace", cli.shutdown_grace),
-            ("handshake_timeout", cli.handshake_timeout),
-            ("connect_timeout", cli.connect_timeout),
-            ("session_idle_timeout", cli.session_idle_timeout),
-            ("max_connections", cli.max_connections),
-            ("max_connections_per_ip", cli.max_connections_per_ip),
-        ] {
-            if let Some(number) = number {
-                put(key, Value::from(number));
-            }
-        }
-        for (key, file) in [
-            ("unix_target", &cli.unix_target),
-            ("unix_listen", &cli.unix_listen),
-            ("log_file", &cli.log_file),
-            ("web", &cli.web),
-            ("cert", &cli.cert),
-            ("key", &cli.key),
-            ("cafile", &cli.cafile),
-            ("ssl_target_ca", &cli.ssl_target_ca),
-            ("target_config", &cli.target_config),
-            ("rebind_lib", &cli.rebind_lib),
-            ("record", &cli.record),
-        ] {
-            if let Some(file) = file {
-                put(key, path(file));
-            }
-        }
-        for (key, text) in [
-            ("key_password", &cli.key_password),
-            ("ssl_ciphers", &cli.ssl_ciphers),
-            ("token_plugin", &cli.token_plugin),
-            ("token_source", &cli.token_source),
-            ("auth_plugin", &cli.auth_plugin),
-            ("auth_source", &cli.auth_source),
-            ("syslog", &cli.syslog),
-        ] {
-            if let Some(text) = text {
-                put(key, Value::from(text.clone()));
-            }
-        }
-        if let Some(version) = cli.ssl_version {
-            put("ssl_version", Value::from(version.to_string()));
-        }
-        if !cli.wrap_command.is_empty() {
-            let words = cli.wrap_command.iter().cloned().map(Value::from);
-            put("wrap_command", Value::from(words.collect::<Vec<_>>()));
-        }
-        if let Some(mode) = cli.wrap_mode {
-            put("wrap_mode", Value::from(mode.to_string()));
-        }
-        if let Some(format) = cli.log_format {
-            put("log_format", Value::from(format.to_string()));
-        }
-        if let Some(addr) = &cli.metrics_listen {
-            put("metrics_listen", Value::from(addr.to_string()));
-        }
-        if !cli.trusted_proxies.is_empty() {
-            let nets = cli.trusted_proxies.iter().flat_map(|l| l.0.iter());
-            let nets = nets.map(|n| Value::from(n.to_string()));
-            put("trusted_proxies", Value::from(nets.collect::<Vec<_>>()));
-        }
-        if let Some(version) = cli.target_proxy_protocol {
-            put("target_proxy_protocol", Value::from(version.to_string()));
-        }
-        if let Some(size) = cli.max_message_size {
-            put("max_message_size", Value::from(size.to_string()));
-        }
-        if !cli.allow_target.is_empty() {
-            let rules = cli.allow_target.iter().flat_map(|l| l.0.iter());
-            let rules = rules.map(|r| Value::from(r.to_string()));
-            put("allow_target", Value::from(rules.collect::<Vec<_>>()));
-        }
-        if let Some(mode) = cli.unix_listen_mode {
-            put("unix_listen_mode", Value::from(mode.to_string()));
-        }
+        Ok(Layer {
+            name: COMMAND_LINE,
+            dict,
+        })
+    }
+
+    /// The positionals, once [`assign_positionals`] knows which is which.
+    pub fn positionals(positionals: &[(&'static str, String)]) -> Layer {
+        let dict = positionals
+            .iter()
+            .map(|(key, value)| (key.to_string(), Value::from(value.clone())))
+            .collect();
         Layer {
             name: COMMAND_LINE,
             dict,
@@ -393,13 +331,18 @@ pub fn env_name(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
 }
 
-/// The flag (or positional) that sets `key`.
+/// The flag (or positional) that sets `key`, as the definition names it.
 pub fn flag_name(key: &str) -> String {
-    match key {
-        "listen" => "the argument [source_addr:]source_port".to_string(),
-        "target" => "the argument target_addr:target_port".to_string(),
-        "wrap_command" => "the command after `--`".to_string(),
-        _ => format!("--{}", key.replace('_', "-")),
+    if let Some(positional) = POSITIONALS.iter().find(|p| p.key == key) {
+        return format!("the argument {}", positional.form);
+    }
+    match definition().get_arguments().find(|a| a.get_id() == key) {
+        Some(arg) if arg.is_last_set() => "the command after `--`".to_string(),
+        Some(arg) => match arg.get_long() {
+            Some(long) => format!("--{long}"),
+            None => format!("`{key}`"),
+        },
+        None => format!("`{key}`"),
     }
 }
 
@@ -417,7 +360,7 @@ pub fn describe_source(meta: &Metadata, key: &str, file: Option<&Path>) -> Strin
 
 /// The message for a name that is no setting, with the closest valid name.
 pub fn unknown_setting(source: Option<&str>, key: &str, file: Option<&Path>) -> String {
-    let closest = SETTING_NAMES
+    let closest = setting_names()
         .iter()
         .map(|name| (strsim::jaro_winkler(key, name), *name))
         .filter(|(score, _)| *score > 0.7)

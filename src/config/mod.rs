@@ -12,9 +12,10 @@ mod settings;
 mod validate;
 
 pub use load::{ConfigError, ENV_BUILD_COMMIT, ENV_CONFIG, ENV_PREFIX, Loaded, load, process_env};
+pub use load::{env_name, flag_name};
 pub use settings::{
-    DEFAULT_SHUTDOWN_GRACE, FileMode, LogFormat, SETTING_NAMES, Secret, Settings, SslVersion,
-    WrapMode,
+    DEFAULT_SHUTDOWN_GRACE, FileMode, LogFormat, POSITIONALS, Positional, Secret, Settings,
+    SslVersion, WrapMode, definition, setting_names,
 };
 pub use validate::{
     AuthPlugin, Config, DEFAULT_CERT, Listen, Route, TargetTls, TlsFiles, TokenPlugin, Web, Wrap,

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
+use clap::{ArgAction, Args, Command, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
 use super::de;
@@ -14,132 +16,439 @@ use crate::limits::{
     DEFAULT_MAX_MESSAGE_SIZE,
 };
 
-/// Every setting, as merged from all layers and before cross-field validation.
+/// Every setting, as merged from all layers and before cross-field validation: the ONE
+/// definition of each setting.
 ///
-/// Field names are the file keys; see the module doc for the naming rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A field is a setting: its name is the file key (`idle_timeout`) and, after
+/// [`super::ENV_PREFIX`], the environment variable (`WEBSOCKIFY_IDLE_TIMEOUT`); its `#[arg]` is
+/// the flag (`--idle-timeout`), whose doc comment is the help and whose default is the
+/// setting's default; its serde attributes read the value from the file, the environment and
+/// the command line alike (clap only checks a flag's value, so that a wrong one is reported the
+/// clap way). `listen` and `target` are the positionals ([`POSITIONALS`]), not flags.
+/// Adding a setting is adding a field here (and its validation, and a test).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Args)]
 #[serde(default, deny_unknown_fields)]
+#[command(about = None, long_about = None)]
 pub struct Settings {
     /// `[source_addr:]source_port`, the first positional.
+    #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<ListenAddr>,
+
     /// `target_addr:target_port`, the second positional.
+    #[arg(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<HostPort>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unix_target: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unix_listen: Option<PathBuf>,
-    pub unix_listen_mode: FileMode,
-    #[serde(deserialize_with = "de::flag")]
-    pub inetd: bool,
-    #[serde(deserialize_with = "de::flag")]
-    pub prefer_ipv6: bool,
-    #[serde(deserialize_with = "de::flag")]
-    pub verbose: bool,
-    #[serde(deserialize_with = "de::flag")]
-    pub traffic: bool,
-    #[serde(deserialize_with = "de::flag")]
-    pub run_once: bool,
-    #[serde(deserialize_with = "de::seconds")]
-    pub timeout: u64,
-    #[serde(deserialize_with = "de::seconds")]
-    pub idle_timeout: u64,
-    #[serde(deserialize_with = "de::seconds")]
-    pub heartbeat: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub web: Option<PathBuf>,
-    #[serde(deserialize_with = "de::flag")]
-    pub file_only: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cert: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_password: Option<Secret>,
-    #[serde(deserialize_with = "de::flag")]
-    pub ssl_only: bool,
-    #[serde(deserialize_with = "de::flag")]
-    pub ssl_target: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_target_ca: Option<PathBuf>,
-    #[serde(deserialize_with = "de::flag")]
-    pub verify_client: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cafile: Option<PathBuf>,
-    pub ssl_version: SslVersion,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ssl_ciphers: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_config: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_plugin: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_source: Option<String>,
-    #[serde(deserialize_with = "de::flag")]
-    pub host_token: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_plugin: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_source: Option<String>,
-    #[serde(deserialize_with = "de::flag")]
-    pub web_auth: bool,
-    /// `--metrics-listen`: where `/metrics`, `/healthz` and `/readyz` are served (off if unset).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metrics_listen: Option<ListenAddr>,
-    pub log_format: LogFormat,
-    #[serde(deserialize_with = "de::seconds")]
-    pub shutdown_grace: u64,
-    /// `--max-connections` (0: from the descriptor limit).
-    #[serde(deserialize_with = "de::count")]
-    pub max_connections: u64,
-    /// `--max-connections-per-ip` (0: no limit).
-    #[serde(deserialize_with = "de::count")]
-    pub max_connections_per_ip: u64,
-    pub max_message_size: ByteSize,
-    #[serde(deserialize_with = "de::seconds")]
-    pub handshake_timeout: u64,
-    #[serde(deserialize_with = "de::seconds")]
-    pub connect_timeout: u64,
-    #[serde(deserialize_with = "de::seconds")]
-    pub session_idle_timeout: u64,
-    #[serde(
-        skip_serializing_if = "AllowList::is_empty",
-        deserialize_with = "de::comma_list"
+
+    /// `-- COMMAND ARGS...`: the program to wrap (see --wrap-mode)
+    #[arg(
+        last = true,
+        value_name = "WRAP_COMMAND_LINE",
+        allow_hyphen_values = true
     )]
-    pub allow_target: AllowList,
-    /// `--proxy-protocol`: every connection starts with a PROXY protocol header.
-    #[serde(deserialize_with = "de::flag")]
-    pub proxy_protocol: bool,
-    /// `--target-proxy-protocol`: send a PROXY protocol header to targets.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
-    /// `--trusted-proxies`: believe forwarded headers from these networks.
-    #[serde(
-        skip_serializing_if = "TrustedProxies::is_empty",
-        deserialize_with = "de::comma_list"
-    )]
-    pub trusted_proxies: TrustedProxies,
-    /// `-- COMMAND ARGS...`: the program to wrap (a list, or one shell-quoted string).
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "de::command"
     )]
     pub wrap_command: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wrap_mode: Option<WrapMode>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rebind_lib: Option<PathBuf>,
+
+    /// Verbose messages (debug level)
+    #[arg(short, long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub verbose: bool,
+
+    /// Per frame traffic: log each frame's size and direction
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub traffic: bool,
+
+    /// Record each session to FILE.<session number>, in the format noVNC's player reads
+    #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<PathBuf>,
+
+    /// Become a daemon (background process); log with --log-file or --syslog
+    #[arg(short = 'D', long)]
     #[serde(deserialize_with = "de::flag")]
     pub daemon: bool,
+
+    /// Handle a single WebSocket connection and exit
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub run_once: bool,
+
+    /// After TIMEOUT seconds stop accepting, and exit when not connected (0: never)
+    #[arg(long, value_name = "TIMEOUT", value_parser = parse_seconds, default_value_t = 0)]
+    #[serde(deserialize_with = "de::seconds")]
+    pub timeout: u64,
+
+    /// Server exits after IDLE_TIMEOUT seconds if there are no active connections (0: never)
+    #[arg(long, value_name = "IDLE_TIMEOUT", value_parser = parse_seconds, default_value_t = 0)]
+    #[serde(deserialize_with = "de::seconds")]
+    pub idle_timeout: u64,
+
+    /// TLS certificate file (PEM; may also hold the key). Default self.pem, used if present
+    #[arg(long, value_name = "CERT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+
+    /// TLS key file, if separate from the certificate
+    #[arg(long, value_name = "KEY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+
+    /// Password of an encrypted (PKCS#8) key
+    #[arg(long, value_name = "KEY_PASSWORD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_password: Option<Secret>,
+
+    /// Disallow non-encrypted client connections
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub ssl_only: bool,
+
+    /// Connect to the target with TLS, as a TLS client
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub ssl_target: bool,
+
+    /// Require TLS clients to present a certificate signed by --cafile (or the system CAs)
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub verify_client: bool,
+
+    /// CA certificates (PEM) trusted for client certificates (with --verify-client)
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cafile: Option<PathBuf>,
+
+    /// Minimum TLS version: default, tlsv1_1, tlsv1_2 or tlsv1_3
+    #[arg(long, value_name = "SSL_VERSION", default_value_t = SslVersion::Default)]
+    #[serde(deserialize_with = "de::parsed")]
+    pub ssl_version: SslVersion,
+
+    /// TLS cipher suites allowed, OpenSSL or IANA names separated by colons
+    #[arg(long, value_name = "SSL_CIPHERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ciphers: Option<String>,
+
+    /// Listen on unix socket FILE instead of [source_addr:]source_port
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_listen: Option<PathBuf>,
+
+    /// Mode of the --unix-listen socket, in octal
+    #[arg(long, value_name = "UNIX_LISTEN_MODE", default_value_t = FileMode(0o600))]
+    pub unix_listen_mode: FileMode,
+
+    /// Connect to unix socket target FILE instead of target_addr:target_port
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_target: Option<PathBuf>,
+
+    /// Inetd mode, receive the listening socket from standard input
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub inetd: bool,
+
+    /// Run a web server on the same port, serving files from DIR
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<PathBuf>,
+
+    /// What to do when the wrapped program exits: exit (with its status), ignore, respawn
+    #[arg(long, value_name = "MODE")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::parsed_option"
+    )]
+    pub wrap_mode: Option<WrapMode>,
+
+    /// Prefer IPv6 when resolving source_addr and target_addr
+    #[arg(short = '6', long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub prefer_ipv6: bool,
+
+    /// Old token file form: FILE or DIR of `token: host:port` lines (same as
+    /// --token-plugin TokenFile --token-source FILE)
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_config: Option<PathBuf>,
+
+    /// Token plugin: TokenFile, ReadOnlyTokenFile, or the path of a plugin library (.so)
+    #[arg(long, value_name = "CLASS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_plugin: Option<String>,
+
+    /// Argument passed to the token plugin when it is created
+    #[arg(long, value_name = "ARG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_source: Option<String>,
+
+    /// Use the Host header (without its port) as the token instead of the `token` parameter
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub host_token: bool,
+
+    /// Auth plugin: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth, or a plugin library (.so)
+    #[arg(long, value_name = "CLASS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_plugin: Option<String>,
+
+    /// Argument passed to the auth plugin when it is created
+    #[arg(long, value_name = "ARG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_source: Option<String>,
+
+    /// Require authentication (the auth plugin) for the web server too
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub web_auth: bool,
+
+    /// Send a ping to an idle client every INTERVAL seconds (0: never)
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_seconds, default_value_t = 0)]
+    #[serde(deserialize_with = "de::seconds")]
+    pub heartbeat: u64,
+
+    /// File where logs will be saved (appended), instead of standard error
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<PathBuf>,
+
+    /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port
+    /// pair
+    #[arg(long, value_name = "SERVER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog: Option<String>,
+
+    /// Use the old syslog protocol (RFC 3164) instead of RFC 5424
+    #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub legacy_syslog: bool,
+
+    /// Disable directory listings in the web server
+    #[arg(long)]
+    #[serde(deserialize_with = "de::flag")]
+    pub file_only: bool,
+
+    /// CA certificates (PEM) to verify the target with --ssl-target, instead of the system's
+    #[arg(long, value_name = "FILE", help_heading = OURS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_target_ca: Option<PathBuf>,
+
+    /// Serve /metrics, /healthz and /readyz on this separate [ADDR:]PORT (off by default)
+    #[arg(long, value_name = "ADDR:PORT", help_heading = OURS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<ListenAddr>,
+
+    /// Log lines as text or json, one object per line
+    #[arg(long, value_name = "FORMAT", default_value_t = LogFormat::Text, help_heading = OURS)]
+    #[serde(deserialize_with = "de::parsed")]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM/SIGINT, let sessions run this many seconds before closing them
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = parse_seconds,
+        default_value_t = DEFAULT_SHUTDOWN_GRACE,
+        help_heading = OURS
+    )]
+    #[serde(deserialize_with = "de::seconds")]
+    pub shutdown_grace: u64,
+
+    /// Serve at most N requests at once, sessions included; over it, 503 with Retry-After
+    /// (0: from the descriptor limit, two descriptors per session)
+    #[arg(long, value_name = "N", value_parser = parse_count, default_value_t = 0, help_heading = LIMITS)]
+    #[serde(deserialize_with = "de::count")]
+    pub max_connections: u64,
+
+    /// Serve at most N requests at once from one client address (0: no limit)
+    #[arg(long, value_name = "N", value_parser = parse_count, default_value_t = 0, help_heading = LIMITS)]
+    #[serde(deserialize_with = "de::count")]
+    pub max_connections_per_ip: u64,
+
+    /// Close a client's session with 1009 when it announces a larger message
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value_t = ByteSize(DEFAULT_MAX_MESSAGE_SIZE),
+        help_heading = LIMITS
+    )]
+    pub max_message_size: ByteSize,
+
+    /// Cut off a client whose request head is not complete after this long
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = parse_seconds,
+        default_value_t = DEFAULT_HANDSHAKE_TIMEOUT,
+        help_heading = LIMITS
+    )]
+    #[serde(deserialize_with = "de::seconds")]
+    pub handshake_timeout: u64,
+
+    /// Give up on a target that has not accepted after this long
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = parse_seconds,
+        default_value_t = DEFAULT_CONNECT_TIMEOUT,
+        help_heading = LIMITS
+    )]
+    #[serde(deserialize_with = "de::seconds")]
+    pub connect_timeout: u64,
+
+    /// Close a session with 1001 after this long without data either way (0: never)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, default_value_t = 0, help_heading = LIMITS)]
+    #[serde(deserialize_with = "de::seconds")]
+    pub session_idle_timeout: u64,
+
+    /// Only reach targets these rules allow: CIDR, CIDR:PORT, [IPV6-CIDR]:PORT, HOST:PORT,
+    /// HOST:* or unix:PATH (a PORT may be a range, 5900-5999); repeat the flag or separate
+    /// with commas (default: any target)
+    #[arg(
+        long,
+        value_name = "RULE,...",
+        action = ArgAction::Append,
+        default_value = "",
+        hide_default_value = true,
+        help_heading = LIMITS
+    )]
+    #[serde(
+        skip_serializing_if = "AllowList::is_empty",
+        deserialize_with = "de::comma_list"
+    )]
+    pub allow_target: AllowList,
+
+    /// Every connection starts with a PROXY protocol header (v1 or v2, from a load balancer);
+    /// its client address is the one logged, limited and given to plugins
+    #[arg(long, help_heading = LOAD_BALANCERS)]
+    #[serde(deserialize_with = "de::flag")]
+    pub proxy_protocol: bool,
+
+    /// Send targets a PROXY protocol header (v1 or v2) naming the real client
+    #[arg(long, value_name = "VERSION", help_heading = LOAD_BALANCERS)]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::parsed_option"
+    )]
+    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+
+    /// Believe Forwarded / X-Forwarded-For / X-Forwarded-Proto only from these networks
+    /// (an ingress or reverse proxy in front); from anyone else they are ignored
+    #[arg(
+        long,
+        value_name = "CIDR,...",
+        action = ArgAction::Append,
+        default_value = "",
+        hide_default_value = true,
+        help_heading = LOAD_BALANCERS
+    )]
+    #[serde(
+        skip_serializing_if = "TrustedProxies::is_empty",
+        deserialize_with = "de::comma_list"
+    )]
+    pub trusted_proxies: TrustedProxies,
+
+    /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
+    #[arg(long, value_name = "FILE", help_heading = OURS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebind_lib: Option<PathBuf>,
+}
+
+/// The help headings after websockify's own options.
+const OURS: &str = "websockify-rs options";
+const LIMITS: &str = "Limits";
+const LOAD_BALANCERS: &str = "Load balancers";
+
+/// A setting given on the command line as a positional argument rather than a flag (which
+/// positional is which depends on the listen mode: with `--inetd` or `--unix-listen` the only
+/// one is the target).
+#[derive(Debug)]
+pub struct Positional {
+    /// The setting: its file key.
+    pub key: &'static str,
+    /// How usage and errors name it.
+    pub form: &'static str,
+    /// What it means, for the README's table of settings.
+    pub help: &'static str,
+}
+
+/// `listen` and `target`, in command-line order.
+pub const POSITIONALS: &[Positional] = &[
+    Positional {
+        key: "listen",
+        form: "[source_addr:]source_port",
+        help: "Where to listen; a bare port means every interface.",
+    },
+    Positional {
+        key: "target",
+        form: "target_addr:target_port",
+        help: "Where to relay each session.",
+    },
+];
+
+/// The settings' clap definition on its own: the arguments [`Settings`] adds to a command.
+pub fn definition() -> &'static Command {
+    static DEFINITION: LazyLock<Command> =
+        LazyLock::new(|| Settings::augment_args(Command::new("websockify")));
+    &DEFINITION
+}
+
+/// The names of every setting (the file keys), in the definition's order: the fields of
+/// [`Settings`] as serde reads them, so there is no second list to keep in step.
+pub fn setting_names() -> &'static [&'static str] {
+    static NAMES: LazyLock<&'static [&'static str]> = LazyLock::new(|| {
+        let mut names = FieldNames(None);
+        // The capture always "fails": it stops at the struct's field list.
+        let _ = Settings::deserialize(&mut names);
+        names.0.unwrap_or_default()
+    });
+    &NAMES
+}
+
+/// A deserializer that reads nothing but records the field names of the struct asked of it.
+struct FieldNames(Option<&'static [&'static str]>);
+
+impl<'de> serde::Deserializer<'de> for &mut FieldNames {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom(
+            "only a struct's field names are read",
+        ))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = Some(fields);
+        Err(serde::de::Error::custom("field names read"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+/// A whole number of seconds; the message states the accepted form.
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected a whole number of seconds, e.g. 30 (0 turns it off)".to_string())
+}
+
+/// A whole number; the message states the accepted form.
+fn parse_count(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected a whole number, e.g. 1000 (0: no limit)".to_string())
 }
 
 /// `--wrap-mode`: what to do when the wrapped program exits.
@@ -226,6 +535,12 @@ impl Secret {
     }
 }
 
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
@@ -277,122 +592,22 @@ impl FromStr for SslVersion {
     }
 }
 
+/// The defaults are the clap definition's: what an empty command line gives.
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            listen: None,
-            target: None,
-            unix_target: None,
-            unix_listen: None,
-            unix_listen_mode: FileMode(0o600),
-            inetd: false,
-            prefer_ipv6: false,
-            verbose: false,
-            traffic: false,
-            run_once: false,
-            timeout: 0,
-            idle_timeout: 0,
-            heartbeat: 0,
-            log_file: None,
-            web: None,
-            file_only: false,
-            cert: None,
-            key: None,
-            key_password: None,
-            ssl_only: false,
-            ssl_target: false,
-            ssl_target_ca: None,
-            verify_client: false,
-            cafile: None,
-            ssl_version: SslVersion::Default,
-            ssl_ciphers: None,
-            target_config: None,
-            token_plugin: None,
-            token_source: None,
-            host_token: false,
-            auth_plugin: None,
-            auth_source: None,
-            web_auth: false,
-            metrics_listen: None,
-            log_format: LogFormat::Text,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            max_connections: 0,
-            max_connections_per_ip: 0,
-            max_message_size: ByteSize(DEFAULT_MAX_MESSAGE_SIZE),
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            session_idle_timeout: 0,
-            allow_target: AllowList::default(),
-            proxy_protocol: false,
-            target_proxy_protocol: None,
-            trusted_proxies: TrustedProxies::default(),
-            wrap_command: None,
-            wrap_mode: None,
-            rebind_lib: None,
-            record: None,
-            daemon: false,
-            syslog: None,
-            legacy_syslog: false,
-        }
+        static DEFAULTS: LazyLock<Settings> = LazyLock::new(|| {
+            definition()
+                .clone()
+                .no_binary_name(true)
+                .try_get_matches_from(std::iter::empty::<&str>())
+                .and_then(|matches| Settings::from_arg_matches(&matches))
+                // The definition alone decides this, never the user (a unit test covers it):
+                // every setting without a clap default is an Option.
+                .expect("the settings' clap definition parses an empty command line")
+        });
+        DEFAULTS.clone()
     }
 }
-
-/// The names of every setting (the file keys), for "did you mean" suggestions and checks.
-pub const SETTING_NAMES: &[&str] = &[
-    "listen",
-    "target",
-    "unix_target",
-    "unix_listen",
-    "unix_listen_mode",
-    "inetd",
-    "prefer_ipv6",
-    "verbose",
-    "traffic",
-    "run_once",
-    "timeout",
-    "idle_timeout",
-    "heartbeat",
-    "log_file",
-    "web",
-    "file_only",
-    "cert",
-    "key",
-    "key_password",
-    "ssl_only",
-    "ssl_target",
-    "ssl_target_ca",
-    "verify_client",
-    "cafile",
-    "ssl_version",
-    "ssl_ciphers",
-    "target_config",
-    "token_plugin",
-    "token_source",
-    "host_token",
-    "auth_plugin",
-    "auth_source",
-    "web_auth",
-    "metrics_listen",
-    "log_format",
-    "shutdown_grace",
-    "max_connections",
-    "max_connections_per_ip",
-    "max_message_size",
-    "handshake_timeout",
-    "connect_timeout",
-    "session_idle_timeout",
-    "allow_target",
-    "proxy_protocol",
-    "target_proxy_protocol",
-    "trusted_proxies",
-    "wrap_command",
-    "wrap_mode",
-    "rebind_lib",
-    "record",
-    "daemon",
-    "syslog",
-    "legacy_syslog",
-];
 
 /// A unix file mode, written in octal (`0600`) everywhere a person reads or writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,10 +8,10 @@ use super::*;
 use crate::cli::Cli;
 use crate::target::Target;
 
-fn cli(args: &[&str]) -> Cli {
+fn cli(args: &[&str]) -> clap::ArgMatches {
     let mut all = vec!["websockify"];
     all.extend_from_slice(args);
-    Cli::try_parse_from(all).unwrap()
+    Cli::command().try_get_matches_from(all).unwrap()
 }
 
 fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -63,6 +63,34 @@ mod tempfile_lite {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+#[test]
+fn defaults_come_from_the_definition() {
+    // Settings::default parses an empty command line through the clap definition; a setting
+    // without a clap default that is no Option would make it panic here.
+    let d = Settings::default();
+    assert_eq!(d.unix_listen_mode, FileMode(0o600));
+    assert_eq!(d.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(
+        d.max_message_size,
+        crate::limits::ByteSize(crate::limits::DEFAULT_MAX_MESSAGE_SIZE)
+    );
+    assert_eq!(
+        (d.handshake_timeout, d.connect_timeout),
+        (
+            crate::limits::DEFAULT_HANDSHAKE_TIMEOUT,
+            crate::limits::DEFAULT_CONNECT_TIMEOUT
+        )
+    );
+    assert_eq!(
+        (d.timeout, d.ssl_version, d.log_format),
+        (0, SslVersion::Default, LogFormat::Text)
+    );
+    assert!(d.allow_target.is_empty() && d.trusted_proxies.is_empty());
+    assert!(!d.verbose && d.listen.is_none() && d.wrap_command.is_none());
+    // And they are what a run with nothing given merges to.
+    assert_eq!(load(&cli(&[]), &[]).unwrap().settings, d);
 }
 
 #[test]
@@ -304,7 +332,7 @@ fn print_config_lists_every_setting() {
     assert!(text.contains("verbose = true  # --verbose"), "{text}");
     assert!(text.contains("unix_listen_mode = \"0600\""), "{text}");
     assert!(text.contains("# unix_target is unset"), "{text}");
-    for name in SETTING_NAMES {
+    for name in setting_names() {
         assert!(text.contains(name), "{name} missing from {text}");
     }
     // What it prints reads back as the same settings.
@@ -352,7 +380,7 @@ fn setting_names_match_the_struct() {
     .unwrap();
     let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    let mut names = SETTING_NAMES.to_vec();
+    let mut names = setting_names().to_vec();
     names.sort_unstable();
     assert_eq!(keys, names);
 }
@@ -491,10 +519,10 @@ fn every_setting_is_a_flag_and_a_variable() {
         "arg",
     ]);
     let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
-    for key in SETTING_NAMES.iter().filter(|k| **k != "listen") {
+    for key in setting_names().iter().filter(|k| **k != "listen") {
         assert_eq!(loaded.source_of(key), load::flag_name(key), "{key}");
     }
-    let vars: Vec<(String, String)> = SETTING_NAMES
+    let vars: Vec<(String, String)> = setting_names()
         .iter()
         .map(|k| {
             let value = match *k {
@@ -527,7 +555,7 @@ fn every_setting_is_a_flag_and_a_variable() {
         })
         .collect();
     let loaded = load(&cli(&[]), &vars).unwrap();
-    for key in SETTING_NAMES {
+    for key in setting_names() {
         assert_eq!(
             loaded.source_of(key),
             format!("environment variable {}", load::env_name(key)),
