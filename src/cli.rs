@@ -46,7 +46,8 @@ pub const VERSION: &str = concat!(
     override_usage = USAGE,
     after_help = AFTER_HELP,
     next_line_help = false,
-    max_term_width = 100
+    max_term_width = 100,
+    disable_help_flag = true
 )]
 pub struct Cli {
     /// [source_addr:]source_port, then target_addr:target_port (with --inetd or --unix-listen,
@@ -67,6 +68,12 @@ pub struct Cli {
     /// Print the merged effective configuration as TOML and exit
     #[arg(long, help_heading = "websockify-rs options")]
     pub print_config: bool,
+
+    /// Print help
+    // `--help` prints the short help too: the longer texts of the settings are for the man
+    // page and the README's table, and would stretch --help to several screens.
+    #[arg(short, long, action = ArgAction::HelpShort)]
+    help: Option<bool>,
 }
 
 impl Cli {

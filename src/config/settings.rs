@@ -41,6 +41,9 @@ pub struct Settings {
     pub target: Option<HostPort>,
 
     /// `-- COMMAND ARGS...`: the program to wrap (see --wrap-mode)
+    ///
+    /// It is wrapped instead of a target: see [Wrap mode](#wrap-mode). The variable is one
+    /// shell-quoted string; the file key a list or a string.
     #[arg(
         last = true,
         value_name = "WRAP_COMMAND_LINE",
@@ -63,81 +66,121 @@ pub struct Settings {
     pub traffic: bool,
 
     /// Record each session to FILE.<session number>, in the format noVNC's player reads
+    ///
+    /// See [Recording](#recording-sessions).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<PathBuf>,
 
     /// Become a daemon (background process); log with --log-file or --syslog
+    ///
+    /// See [Daemon](#daemon-and-syslog).
     #[arg(short = 'D', long)]
     #[serde(deserialize_with = "de::flag")]
     pub daemon: bool,
 
     /// Handle a single WebSocket connection and exit
+    ///
+    /// It stops accepting once a WebSocket session begins and exits 0 when it ends. Plain HTTP
+    /// does not count.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub run_once: bool,
 
     /// After TIMEOUT seconds stop accepting, and exit when not connected (0: never)
+    ///
+    /// The seconds count from the start; the exit status is 0.
     #[arg(long, value_name = "TIMEOUT", value_parser = parse_seconds, default_value_t = 0)]
     #[serde(deserialize_with = "de::seconds")]
     pub timeout: u64,
 
     /// Server exits after IDLE_TIMEOUT seconds if there are no active connections (0: never)
+    ///
+    /// The seconds are in a row without any connection; the exit status is 0.
     #[arg(long, value_name = "IDLE_TIMEOUT", value_parser = parse_seconds, default_value_t = 0)]
     #[serde(deserialize_with = "de::seconds")]
     pub idle_timeout: u64,
 
     /// TLS certificate file (PEM; may also hold the key). Default self.pem, used if present
+    ///
+    /// The file holds the certificate chain.
+    ///
+    /// Default: `self.pem`.
     #[arg(long, value_name = "CERT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
 
     /// TLS key file, if separate from the certificate
+    ///
+    /// PEM: PKCS#8, PKCS#1 or SEC1; encrypted PKCS#8 with `--key-password`.
+    ///
+    /// Default: the key in `cert`.
     #[arg(long, value_name = "KEY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
 
     /// Password of an encrypted (PKCS#8) key
+    ///
+    /// `--print-config` shows it as `<redacted>`.
     #[arg(long, value_name = "KEY_PASSWORD")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_password: Option<Secret>,
 
     /// Disallow non-encrypted client connections
+    ///
+    /// Each refusal is logged.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub ssl_only: bool,
 
     /// Connect to the target with TLS, as a TLS client
+    ///
+    /// The target's certificate is verified for the target's host name.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub ssl_target: bool,
 
     /// Require TLS clients to present a certificate signed by --cafile (or the system CAs)
+    ///
+    /// The certificate's CN is logged and used by `ClientCertCNAuth`.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub verify_client: bool,
 
     /// CA certificates (PEM) trusted for client certificates (with --verify-client)
+    ///
+    /// Default: system CAs.
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cafile: Option<PathBuf>,
 
     /// Minimum TLS version: default, tlsv1_1, tlsv1_2 or tlsv1_3
+    ///
+    /// rustls has no TLS 1.1, so `default`, `tlsv1_1` and `tlsv1_2` all mean TLS 1.2 and 1.3.
     #[arg(long, value_name = "SSL_VERSION", default_value_t = SslVersion::Default)]
     #[serde(deserialize_with = "de::parsed")]
     pub ssl_version: SslVersion,
 
     /// TLS cipher suites allowed, OpenSSL or IANA names separated by colons
+    ///
+    /// A name rustls cannot honour is a start-up error. Listing no TLS 1.3 suite leaves TLS 1.3's
+    /// suites on, as OpenSSL does.
+    ///
+    /// Default: all.
     #[arg(long, value_name = "SSL_CIPHERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_ciphers: Option<String>,
 
     /// Listen on unix socket FILE instead of [source_addr:]source_port
+    ///
+    /// Then the only positional is the target.
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unix_listen: Option<PathBuf>,
 
     /// Mode of the --unix-listen socket, in octal
+    ///
+    /// In the file a string (`"0660"`) or a TOML octal number (`0o660`).
     #[arg(long, value_name = "UNIX_LISTEN_MODE", default_value_t = FileMode(0o600))]
     pub unix_listen_mode: FileMode,
 
@@ -147,6 +190,8 @@ pub struct Settings {
     pub unix_target: Option<PathBuf>,
 
     /// Inetd mode, receive the listening socket from standard input
+    ///
+    /// The socket may be TCP or unix; the only positional is the target.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub inetd: bool,
@@ -157,6 +202,8 @@ pub struct Settings {
     pub web: Option<PathBuf>,
 
     /// What to do when the wrapped program exits: exit (with its status), ignore, respawn
+    ///
+    /// Default: `exit`.
     #[arg(long, value_name = "MODE")]
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -165,22 +212,30 @@ pub struct Settings {
     pub wrap_mode: Option<WrapMode>,
 
     /// Prefer IPv6 when resolving source_addr and target_addr
+    ///
+    /// IPv6 addresses are tried first for the listen and target hosts.
     #[arg(short = '6', long)]
     #[serde(deserialize_with = "de::flag")]
     pub prefer_ipv6: bool,
 
     /// Old token file form: FILE or DIR of `token: host:port` lines (same as
     /// --token-plugin TokenFile --token-source FILE)
+    ///
+    /// It is websockify 0.6's name. See [Tokens](#tokens-one-proxy-many-targets).
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_config: Option<PathBuf>,
 
     /// Token plugin: TokenFile, ReadOnlyTokenFile, or the path of a plugin library (.so)
+    ///
+    /// It replaces `target_addr:target_port`. See [Tokens](#tokens-one-proxy-many-targets).
     #[arg(long, value_name = "CLASS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_plugin: Option<String>,
 
     /// Argument passed to the token plugin when it is created
+    ///
+    /// For the token files: a file or a directory.
     #[arg(long, value_name = "ARG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_source: Option<String>,
@@ -191,6 +246,8 @@ pub struct Settings {
     pub host_token: bool,
 
     /// Auth plugin: BasicHTTPAuth, ExpectOrigin, ClientCertCNAuth, or a plugin library (.so)
+    ///
+    /// See [Authentication](#authentication).
     #[arg(long, value_name = "CLASS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_plugin: Option<String>,
@@ -201,27 +258,38 @@ pub struct Settings {
     pub auth_source: Option<String>,
 
     /// Require authentication (the auth plugin) for the web server too
+    ///
+    /// Needs `--auth-plugin` and `--web`.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub web_auth: bool,
 
     /// Send a ping to an idle client every INTERVAL seconds (0: never)
+    ///
+    /// Idle: without traffic either way.
     #[arg(long, value_name = "INTERVAL", value_parser = parse_seconds, default_value_t = 0)]
     #[serde(deserialize_with = "de::seconds")]
     pub heartbeat: u64,
 
     /// File where logs will be saved (appended), instead of standard error
+    ///
+    /// Default: standard error.
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_file: Option<PathBuf>,
 
     /// Log to syslog server. SERVER can be local socket, such as /dev/log, or a UDP host:port
     /// pair
+    ///
+    /// Every log line goes to syslog too, as websockify sends it. See
+    /// [Daemon and syslog](#daemon-and-syslog).
     #[arg(long, value_name = "SERVER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub syslog: Option<String>,
 
     /// Use the old syslog protocol (RFC 3164) instead of RFC 5424
+    ///
+    /// Lines are `<PRI>websockify[PID]: msg`. Needs `--syslog`.
     #[arg(long)]
     #[serde(deserialize_with = "de::flag")]
     pub legacy_syslog: bool,
@@ -232,11 +300,20 @@ pub struct Settings {
     pub file_only: bool,
 
     /// CA certificates (PEM) to verify the target with --ssl-target, instead of the system's
+    ///
+    /// It pins the CA that signs the target's certificate.
+    ///
+    /// Default: system CAs.
     #[arg(long, value_name = "FILE", help_heading = OURS)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_target_ca: Option<PathBuf>,
 
     /// Serve /metrics, /healthz and /readyz on this separate [ADDR:]PORT (off by default)
+    ///
+    /// For example `127.0.0.1:9187`, or a bare port for every interface. See
+    /// [Operating it](#operating-it).
+    ///
+    /// Default: off.
     #[arg(long, value_name = "ADDR:PORT", help_heading = OURS)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<ListenAddr>,
@@ -247,6 +324,8 @@ pub struct Settings {
     pub log_format: LogFormat,
 
     /// On SIGTERM/SIGINT, let sessions run this many seconds before closing them
+    ///
+    /// They are closed with `1001`; `0` closes them at once.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -259,16 +338,26 @@ pub struct Settings {
 
     /// Serve at most N requests at once, sessions included; over it, 503 with Retry-After
     /// (0: from the descriptor limit, two descriptors per session)
+    ///
+    /// WebSocket sessions and web requests both count; the `503` carries `Retry-After: 5`. `0`
+    /// takes what the descriptor limit allows: (soft `RLIMIT_NOFILE`, raised to the hard limit at start,
+    /// − 64) / 2. See [Limits](#limits-and-hostile-clients).
     #[arg(long, value_name = "N", value_parser = parse_count, default_value_t = 0, help_heading = LIMITS)]
     #[serde(deserialize_with = "de::count")]
     pub max_connections: u64,
 
     /// Serve at most N requests at once from one client address (0: no limit)
+    ///
+    /// Over it, `503` with `Retry-After`. Off by default because behind a load balancer every
+    /// client has the balancer's address.
     #[arg(long, value_name = "N", value_parser = parse_count, default_value_t = 0, help_heading = LIMITS)]
     #[serde(deserialize_with = "de::count")]
     pub max_connections_per_ip: u64,
 
     /// Close a client's session with 1009 when it announces a larger message
+    ///
+    /// The close comes at once, from the message's header, before any payload is read (on Hixie:
+    /// a frame as sent). Bytes, or `K`/`M`/`G` (powers of 1024); at least `1KiB`.
     #[arg(
         long,
         value_name = "SIZE",
@@ -278,6 +367,9 @@ pub struct Settings {
     pub max_message_size: ByteSize,
 
     /// Cut off a client whose request head is not complete after this long
+    ///
+    /// The client gets `408` and is closed (slowloris); `0`: no limit. Heads over 16 KiB get
+    /// `431`.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -289,6 +381,8 @@ pub struct Settings {
     pub handshake_timeout: u64,
 
     /// Give up on a target that has not accepted after this long
+    ///
+    /// TLS included; the session is closed with `1011`. `0`: the system's own timeout.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -300,6 +394,8 @@ pub struct Settings {
     pub connect_timeout: u64,
 
     /// Close a session with 1001 after this long without data either way (0: never)
+    ///
+    /// The close reason is "Session idle timeout"; pings do not count.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, default_value_t = 0, help_heading = LIMITS)]
     #[serde(deserialize_with = "de::seconds")]
     pub session_idle_timeout: u64,
@@ -307,6 +403,12 @@ pub struct Settings {
     /// Only reach targets these rules allow: CIDR, CIDR:PORT, [IPV6-CIDR]:PORT, HOST:PORT,
     /// HOST:* or unix:PATH (a PORT may be a range, 5900-5999); repeat the flag or separate
     /// with commas (default: any target)
+    ///
+    /// For example `10.0.0.0/8`, `10.0.0.0/8:5900`, `10.0.0.0/8:5900-5999`, `[fd00::/8]:5900`,
+    /// `vnc.internal:5900`, `vnc.internal:*`, `unix:/run/vnc/`; in the file, a list. Other
+    /// targets are closed with `1008` "Target not allowed".
+    ///
+    /// Default: any target.
     #[arg(
         long,
         value_name = "RULE,...",
@@ -323,11 +425,15 @@ pub struct Settings {
 
     /// Every connection starts with a PROXY protocol header (v1 or v2, from a load balancer);
     /// its client address is the one logged, limited and given to plugins
+    ///
+    /// See [Behind a load balancer](#behind-a-load-balancer).
     #[arg(long, help_heading = LOAD_BALANCERS)]
     #[serde(deserialize_with = "de::flag")]
     pub proxy_protocol: bool,
 
     /// Send targets a PROXY protocol header (v1 or v2) naming the real client
+    ///
+    /// Default: none.
     #[arg(long, value_name = "VERSION", help_heading = LOAD_BALANCERS)]
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -337,6 +443,10 @@ pub struct Settings {
 
     /// Believe Forwarded / X-Forwarded-For / X-Forwarded-Proto only from these networks
     /// (an ingress or reverse proxy in front); from anyone else they are ignored
+    ///
+    /// See [Behind a load balancer](#behind-a-load-balancer).
+    ///
+    /// Default: none.
     #[arg(
         long,
         value_name = "CIDR,...",
@@ -352,6 +462,8 @@ pub struct Settings {
     pub trusted_proxies: TrustedProxies,
 
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
+    ///
+    /// Default: next to the binary.
     #[arg(long, value_name = "FILE", help_heading = OURS)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebind_lib: Option<PathBuf>,
