@@ -1,5 +1,5 @@
 //! Deserializers that accept a setting both in its native TOML type and as the string an
-//! environment variable carries (`WEBSOCKIFY_RUN_ONCE=1`, `WEBSOCKIFY_TIMEOUT=30`), so one
+//! environment variable or a flag carries (`WEBSOCKIFY_RUN_ONCE=1`, `--timeout 30`), so one
 //! typed [`super::Settings`] serves all three layers.
 
 use std::fmt;

@@ -5,6 +5,12 @@
 //! and the file key `foo_bar`; the two positionals are `listen` and `target`. Every error names
 //! where the bad value came from (flag, variable or file), and an unknown key or variable is
 //! refused with the closest valid name.
+//!
+//! - `settings.rs`: [`Settings`], the one definition of every setting (flag, help, default, file
+//!   key; the variable follows from the name), and the types of their values.
+//! - `load.rs`: the layers and their merge ([`load`]), and where each value came from.
+//! - `de.rs`: the deserializers that read a value from any layer (`"30"` or `30`).
+//! - `validate.rs`: the settings checked against each other into the [`Config`] types.
 
 mod de;
 mod load;
