@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use websockify::cli::Cli;
 use websockify::config::{self, ConfigError};
 
@@ -15,12 +13,12 @@ use websockify::config::{self, ConfigError};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, matches) = Cli::parse_with_matches();
     let env = match config::process_env() {
         Ok(env) => env,
         Err(e) => return config_error(e),
     };
-    let loaded = match config::load(&cli, &env) {
+    let loaded = match config::load(&matches, &env) {
         Ok(loaded) => loaded,
         Err(e) => return config_error(e),
     };

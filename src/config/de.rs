@@ -1,5 +1,5 @@
 //! Deserializers that accept a setting both in its native TOML type and as the string an
-//! environment variable carries (`WEBSOCKIFY_RUN_ONCE=1`, `WEBSOCKIFY_TIMEOUT=30`), so one
+//! environment variable or a flag carries (`WEBSOCKIFY_RUN_ONCE=1`, `--timeout 30`), so one
 //! typed [`super::Settings`] serves all three layers.
 
 use std::fmt;
@@ -130,6 +130,57 @@ where
         }
     }
     d.deserialize_any(Visitor(std::marker::PhantomData))
+}
+
+/// A value named by a word (`json`, `tlsv1_3`, `v2`), parsed by the type's `FromStr` as the
+/// flag is, so that the three layers accept the same words; a TOML number is taken as its
+/// digits.
+pub fn parsed<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    d.deserialize_any(Parsed(std::marker::PhantomData))
+}
+
+/// [`parsed`], for a setting that may be unset.
+pub fn parsed_option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    struct Visitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: std::str::FromStr<Err = String>> de::Visitor<'de> for Visitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a word")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            parsed(d).map(Some)
+        }
+    }
+    d.deserialize_option(Visitor(std::marker::PhantomData))
+}
+
+struct Parsed<T>(std::marker::PhantomData<T>);
+
+impl<T: std::str::FromStr<Err = String>> de::Visitor<'_> for Parsed<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a word")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_str(&v.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
 use super::*;
+use crate::cli::Cli;
+use crate::target::Target;
 
-fn cli(args: &[&str]) -> Cli {
+fn cli(args: &[&str]) -> clap::ArgMatches {
     let mut all = vec!["websockify"];
     all.extend_from_slice(args);
-    Cli::try_parse_from(all).unwrap()
+    Cli::command().try_get_matches_from(all).unwrap()
 }
 
 fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -60,6 +63,34 @@ mod tempfile_lite {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+#[test]
+fn defaults_come_from_the_definition() {
+    // Settings::default parses an empty command line through the clap definition; a setting
+    // without a clap default that is no Option would make it panic here.
+    let d = Settings::default();
+    assert_eq!(d.unix_listen_mode, FileMode(0o600));
+    assert_eq!(d.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(
+        d.max_message_size,
+        crate::limits::ByteSize(crate::limits::DEFAULT_MAX_MESSAGE_SIZE)
+    );
+    assert_eq!(
+        (d.handshake_timeout, d.connect_timeout),
+        (
+            crate::limits::DEFAULT_HANDSHAKE_TIMEOUT,
+            crate::limits::DEFAULT_CONNECT_TIMEOUT
+        )
+    );
+    assert_eq!(
+        (d.timeout, d.ssl_version, d.log_format),
+        (0, SslVersion::Default, LogFormat::Text)
+    );
+    assert!(d.allow_target.is_empty() && d.trusted_proxies.is_empty());
+    assert!(!d.verbose && d.listen.is_none() && d.wrap_command.is_none());
+    // And they are what a run with nothing given merges to.
+    assert_eq!(load(&cli(&[]), &[]).unwrap().settings, d);
 }
 
 #[test]
@@ -301,7 +332,7 @@ fn print_config_lists_every_setting() {
     assert!(text.contains("verbose = true  # --verbose"), "{text}");
     assert!(text.contains("unix_listen_mode = \"0600\""), "{text}");
     assert!(text.contains("# unix_target is unset"), "{text}");
-    for name in SETTING_NAMES {
+    for name in setting_names() {
         assert!(text.contains(name), "{name} missing from {text}");
     }
     // What it prints reads back as the same settings.
@@ -349,7 +380,7 @@ fn setting_names_match_the_struct() {
     .unwrap();
     let mut keys: Vec<&str> = table.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    let mut names = SETTING_NAMES.to_vec();
+    let mut names = setting_names().to_vec();
     names.sort_unstable();
     assert_eq!(keys, names);
 }
@@ -393,143 +424,122 @@ fn ssl_version_from_the_environment_is_checked() {
     assert!(err.to_string().contains("tlsv1_2"), "{err}");
 }
 
-#[test]
-fn every_setting_is_a_flag_and_a_variable() {
-    let flags = cli(&[
-        "-v",
-        "--traffic",
-        "--run-once",
-        "--timeout",
-        "1",
-        "--idle-timeout",
-        "2",
-        "--unix-listen",
-        "/l.sock",
-        "--unix-listen-mode",
-        "0640",
-        "--unix-target",
-        "/t.sock",
-        "--inetd",
-        "--web",
-        "/w",
-        "--file-only",
-        "-6",
-        "--heartbeat",
-        "3",
-        "--log-file",
-        "/f",
-        "--cert",
-        "/c",
-        "--key",
-        "/k",
-        "--key-password",
-        "p",
-        "--ssl-only",
-        "--ssl-target",
-        "--ssl-target-ca",
-        "/ca",
-        "--verify-client",
-        "--cafile",
-        "/cf",
-        "--ssl-version",
-        "tlsv1_2",
-        "--ssl-ciphers",
-        "x",
-        "--target-config",
-        "/tc",
-        "--token-plugin",
-        "P",
-        "--token-source",
-        "S",
-        "--host-token",
-        "--auth-plugin",
-        "A",
-        "--auth-source",
-        "B",
-        "--web-auth",
-        "--metrics-listen",
-        "127.0.0.1:9100",
-        "--log-format",
-        "json",
-        "--shutdown-grace",
-        "7",
-        "--max-connections",
-        "100",
-        "--max-connections-per-ip",
-        "10",
-        "--max-message-size",
-        "1MiB",
-        "--handshake-timeout",
-        "4",
-        "--connect-timeout",
-        "4",
-        "--session-idle-timeout",
-        "60",
-        "--allow-target",
-        "10.0.0.0/8",
-        "--proxy-protocol",
-        "--target-proxy-protocol",
-        "v2",
-        "--trusted-proxies",
-        "10.0.0.0/8",
-        "--wrap-mode",
-        "respawn",
-        "--rebind-lib",
-        "/r.so",
-        "--record",
-        "/rec",
-        "-D",
-        "--syslog",
-        "/dev/log",
-        "--legacy-syslog",
-        "h:1",
-        "--",
-        "prog",
-        "arg",
-    ]);
-    let loaded = load(&flags, &env(&[("WEBSOCKIFY_LISTEN", "1")])).unwrap();
-    for key in SETTING_NAMES.iter().filter(|k| **k != "listen") {
-        assert_eq!(loaded.source_of(key), layer::flag_name(key), "{key}");
+/// A valid value for `key`, unlike its default, derived from its definition: a positional by
+/// its form, a flag by its action, any other by its value name. A setting of a kind not known
+/// here fails the test: give its value name a sample below.
+fn sample(key: &str) -> &'static str {
+    if let Some(positional) = POSITIONALS.iter().find(|p| p.key == key) {
+        return match positional.form {
+            "[source_addr:]source_port" => "6080",
+            "target_addr:target_port" => "h:1",
+            form => panic!("no sample value for the positional `{key}` ({form})"),
+        };
     }
-    let vars: Vec<(String, String)> = SETTING_NAMES
-        .iter()
-        .map(|k| {
-            let value = match *k {
-                "listen" => "6080",
-                "target" => "h:1",
-                "unix_listen_mode" => "0640",
-                "ssl_version" => "tlsv1_3",
-                "timeout"
-                | "idle_timeout"
-                | "heartbeat"
-                | "shutdown_grace"
-                | "handshake_timeout"
-                | "connect_timeout"
-                | "session_idle_timeout"
-                | "max_connections"
-                | "max_connections_per_ip" => "5",
-                "max_message_size" => "1MiB",
-                "allow_target" => "10.0.0.0/8,vnc:5900",
-                "target_proxy_protocol" => "v1",
-                "trusted_proxies" => "10.0.0.0/8",
-                "metrics_listen" => "9100",
-                "log_format" => "json",
-                "wrap_mode" => "ignore",
-                "inetd" | "prefer_ipv6" | "verbose" | "traffic" | "run_once" | "file_only"
-                | "ssl_only" | "ssl_target" | "verify_client" | "host_token" | "web_auth"
-                | "daemon" | "legacy_syslog" | "proxy_protocol" => "true",
-                _ => "/some/value",
-            };
-            (layer::env_name(k), value.to_string())
-        })
-        .collect();
-    let loaded = load(&cli(&[]), &vars).unwrap();
-    for key in SETTING_NAMES {
+    let Some(arg) = definition().get_arguments().find(|a| a.get_id() == key) else {
+        panic!("setting `{key}` is neither a flag nor a positional");
+    };
+    if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+        return "true";
+    }
+    let value_name = arg
+        .get_value_names()
+        .and_then(|names| names.first())
+        .map(|name| name.as_str())
+        .unwrap_or_default();
+    match value_name {
+        "TIMEOUT" | "IDLE_TIMEOUT" | "INTERVAL" | "SECONDS" | "N" => "5",
+        "FILE" | "DIR" | "CERT" | "KEY" => "/some/path",
+        "CLASS" | "ARG" | "KEY_PASSWORD" | "SSL_CIPHERS" | "SERVER" => "x",
+        "SSL_VERSION" => "tlsv1_3",
+        "UNIX_LISTEN_MODE" => "0640",
+        "MODE" => "respawn",
+        "FORMAT" => "json",
+        "ADDR:PORT" => "127.0.0.1:9100",
+        "SIZE" => "1MiB",
+        "RULE,..." | "CIDR,..." => "10.0.0.0/8",
+        "VERSION" => "v2",
+        "WRAP_COMMAND_LINE" => "prog",
+        other => panic!("no sample value for setting `{key}` (value name `{other}`): add one"),
+    }
+}
+
+/// `key`'s value in `settings`, as `--print-config` and the file write it.
+fn value_of(settings: &Settings, key: &str) -> Option<toml::Value> {
+    toml::Table::try_from(settings).unwrap().get(key).cloned()
+}
+
+#[test]
+fn every_setting_reaches_the_cli_the_environment_the_file_and_print_config() {
+    // Every flag of the definition is a setting (a file key and a variable) too.
+    for arg in definition().get_arguments() {
+        let id = arg.get_id().as_str();
+        assert!(setting_names().contains(&id), "flag {id} is no setting");
+    }
+    let default = Settings::default();
+    for &key in setting_names() {
+        let value = sample(key);
+        let differs = |loaded: &Loaded, layer: &str| {
+            let got = value_of(&loaded.settings, key);
+            assert!(got.is_some(), "{key} from {layer} is unset");
+            assert_ne!(got, value_of(&default, key), "{key}={value} from {layer}");
+        };
+
+        // The command line alone.
+        let args: Vec<String> = if let Some(p) = POSITIONALS.iter().position(|p| p.key == key) {
+            // The target is the second positional, after a listen address.
+            let mut args = vec!["6080".to_string(); p];
+            args.push(value.to_string());
+            args
+        } else {
+            let arg = definition()
+                .get_arguments()
+                .find(|a| a.get_id() == key)
+                .unwrap();
+            let long = arg.get_long().map(|long| format!("--{long}"));
+            match (arg.is_last_set(), long) {
+                (true, _) => vec!["--".to_string(), value.to_string()],
+                (false, Some(long)) if value == "true" => vec![long],
+                (false, Some(long)) => vec![long, value.to_string()],
+                (false, None) => panic!("setting `{key}` has no flag"),
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let loaded = load(&cli(&args), &[]).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert_eq!(loaded.source_of(key), flag_name(key), "{key}");
+        differs(&loaded, "the command line");
+        let printed = loaded.to_toml();
+        assert!(
+            printed
+                .lines()
+                .any(|l| l.starts_with(&format!("{key} = ")) && l.ends_with(&flag_name(key))),
+            "--print-config lacks {key}:\n{printed}"
+        );
+
+        // The environment alone.
+        let var = env_name(key);
+        let loaded = load(&cli(&[]), &env(&[(&var, value)]))
+            .unwrap_or_else(|e| panic!("{var}={value}: {e}"));
         assert_eq!(
             loaded.source_of(key),
-            format!("environment variable {}", layer::env_name(key)),
+            format!("environment variable {var}"),
             "{key}"
         );
+        differs(&loaded, "the environment");
+
+        // The file alone: flags as booleans, numbers as integers, the rest as strings.
+        let in_file = match value {
+            "true" => toml::Value::Boolean(true),
+            v if !v.starts_with('0') && v.parse::<i64>().is_ok() => {
+                toml::Value::Integer(v.parse().unwrap())
+            }
+            v => toml::Value::String(v.to_string()),
+        };
+        let file = toml_file(&format!("{key} = {in_file}\n"));
+        let path = file.path.to_str().unwrap();
+        let loaded = load(&cli(&["--config", path]), &[])
+            .unwrap_or_else(|e| panic!("{key} = {in_file}: {e}"));
+        assert_eq!(loaded.source_of(key), format!("`{key}` in {path}"));
+        differs(&loaded, "the file");
     }
 }
 

@@ -861,11 +861,16 @@ pub fn config_file(data: &[u8]) {
         if let Err(e) = std::fs::write(&path, bytes) {
             panic!("writing {}: {e}", path.display());
         }
-        let cli = crate::cli::Cli {
-            config: Some(path.clone()),
-            ..Default::default()
+        let args = [
+            std::ffi::OsString::from("websockify"),
+            "--config".into(),
+            path.clone().into_os_string(),
+        ];
+        let matches = match crate::cli::Cli::command().try_get_matches_from(args) {
+            Ok(matches) => matches,
+            Err(e) => panic!("--config {}: {e}", path.display()),
         };
-        crate::config::load(&cli, &[])
+        crate::config::load(&matches, &[])
     };
     let first = load(data);
     if let Ok(loaded) = &first {

@@ -270,15 +270,19 @@ impl Visit for JsonFields<'_> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use tracing::{Dispatch, Level, Metadata};
 
     use super::*;
     use crate::cli::Cli;
 
     fn config(args: &[&str]) -> Config {
-        let cli = Cli::try_parse_from(["websockify"].iter().chain(args)).unwrap();
-        crate::config::load(&cli, &[]).unwrap().validate().unwrap()
+        let matches = Cli::command()
+            .try_get_matches_from(["websockify"].iter().chain(args))
+            .unwrap();
+        crate::config::load(&matches, &[])
+            .unwrap()
+            .validate()
+            .unwrap()
     }
 
     /// The metadata of a session span, and of a callsite at `level` in the relay's module as

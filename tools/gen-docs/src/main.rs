@@ -1,23 +1,55 @@
 //! Writes `websockify.1` and shell completions (bash, zsh, fish) from the same clap definition
-//! the binary parses with, so the man page and completions can never drift from `--help`.
+//! the binary parses with, so the man page and completions can never drift from `--help`; and
+//! the README's table of settings from the same definition.
 //!
-//! Usage: `cargo run -p websockify-gen-docs -- OUT_DIR`; packages install the results
-//! (`OUT_DIR/man/websockify.1`, `OUT_DIR/completions/*`).
+//! Usage:
+//! - `cargo run -p websockify-gen-docs -- OUT_DIR`: the man page and completions; packages
+//!   install the results (`OUT_DIR/man/websockify.1`, `OUT_DIR/completions/*`).
+//! - `cargo run -p websockify-gen-docs -- --readme README.md`: rewrites the settings table
+//!   between README.md's `<!-- settings-table:begin -->` and `<!-- settings-table:end -->`.
+//! - `cargo run -p websockify-gen-docs -- --settings-table`: prints that table.
+
+mod settings_table;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap_complete::Shell;
 
+const USAGE: &str = "usage: websockify-gen-docs OUT_DIR | --readme README.md | --settings-table";
+
 fn main() -> anyhow::Result<()> {
-    let out: PathBuf = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .context("usage: websockify-gen-docs OUT_DIR")?;
-    for path in write_all(&out)? {
-        println!("{}", path.display());
+    let mut args = std::env::args_os().skip(1);
+    let Some(first) = args.next() else {
+        bail!(USAGE);
+    };
+    if first == "--settings-table" {
+        print!("{}", settings_table::table()?);
+    } else if first == "--readme" {
+        let readme = PathBuf::from(args.next().context(USAGE)?);
+        let changed = settings_table::rewrite_readme(&readme)?;
+        let what = if changed { "updated" } else { "unchanged" };
+        println!("{}: settings table {what}", readme.display());
+    } else if first.to_string_lossy().starts_with("--") {
+        bail!(USAGE);
+    } else {
+        for path in write_all(Path::new(&first))? {
+            println!("{}", path.display());
+        }
     }
     Ok(())
+}
+
+/// The command for the man page: the settings' long help is markdown (for the README), made
+/// plain text here.
+fn man_command() -> clap::Command {
+    websockify::cli::Cli::command().mut_args(|arg| match arg.get_long_help() {
+        Some(long) => {
+            let plain = settings_table::to_plain(&long.to_string());
+            arg.long_help(plain)
+        }
+        None => arg,
+    })
 }
 
 /// Writes the man page and completions under `out`; returns the files written.
@@ -26,7 +58,7 @@ fn write_all(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let man_dir = out.join("man");
     std::fs::create_dir_all(&man_dir)?;
     let mut page = Vec::new();
-    clap_mangen::Man::new(websockify::cli::Cli::command()).render(&mut page)?;
+    clap_mangen::Man::new(man_command()).render(&mut page)?;
     let man = man_dir.join("websockify.1");
     std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
     written.push(man);
@@ -62,6 +94,12 @@ mod tests {
         ] {
             assert!(man.contains(option), "man page lacks {option}");
         }
+        // The long help is there, as plain text.
+        assert!(
+            man.contains("Wrap mode in the README"),
+            "no long help in the man page"
+        );
+        assert!(!man.contains("`0`"), "markdown left in the man page");
         let bash = std::fs::read_to_string(out.join("completions/websockify.bash")).unwrap();
         assert!(bash.contains("--run-once") && bash.contains("--heartbeat"));
         let zsh = std::fs::read_to_string(out.join("completions/_websockify")).unwrap();
