@@ -37,7 +37,6 @@
 //! - `fuzzing` (hidden): the fuzz targets, one per parser of outside bytes, shared by `fuzz/`
 //!   and the corpus replay in `tests/fuzz_corpus.rs` (`docs/fuzzing.md`).
 
-pub mod addr;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -48,7 +47,6 @@ pub mod edge;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
-pub mod limits;
 pub mod plugin;
 pub mod process;
 pub mod request;

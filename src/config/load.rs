@@ -14,7 +14,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 
 use super::Settings;
 use super::settings::{POSITIONALS, definition, setting_names};
-use crate::addr::{HostPort, ListenAddr};
+use crate::config::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
 
 /// The prefix of every environment variable that is a setting.

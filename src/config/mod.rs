@@ -11,6 +11,12 @@
 //! - `load.rs`: the layers and their merge ([`load`]), and where each value came from.
 //! - `de.rs`: the deserializers that read a value from any layer (`"30"` or `30`).
 //! - `validate.rs`: the settings checked against each other into the [`Config`] types.
+//! - `addr`: `[host:]port` and `host:port` as websockify splits them.
+//! - `limits`: the limits' types: connection counts, sizes (`64MiB`), the `--allow-target`
+//!   rules, the connection limit the descriptor limit allows.
+
+pub mod addr;
+pub mod limits;
 
 mod de;
 mod load;

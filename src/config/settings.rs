@@ -9,9 +9,9 @@ use clap::{ArgAction, Args, Command, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
 use super::de;
-use crate::addr::{HostPort, ListenAddr};
-use crate::forwarded::TrustedProxies;
-use crate::limits::{
+use crate::config::addr::{HostPort, ListenAddr};
+use crate::edge::forwarded::TrustedProxies;
+use crate::config::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
@@ -439,7 +439,7 @@ pub struct Settings {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "de::parsed_option"
     )]
-    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub target_proxy_protocol: Option<crate::edge::proxy_protocol::Version>,
 
     /// Believe Forwarded / X-Forwarded-For / X-Forwarded-Proto only from these networks
     /// (an ingress or reverse proxy in front); from anyone else they are ignored

@@ -6,7 +6,7 @@ use clap::Parser;
 
 use super::*;
 use crate::cli::Cli;
-use crate::target::Target;
+use crate::session::target::Target;
 
 fn cli(args: &[&str]) -> clap::ArgMatches {
     let mut all = vec!["websockify"];
@@ -74,13 +74,13 @@ fn defaults_come_from_the_definition() {
     assert_eq!(d.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     assert_eq!(
         d.max_message_size,
-        crate::limits::ByteSize(crate::limits::DEFAULT_MAX_MESSAGE_SIZE)
+        crate::config::limits::ByteSize(crate::config::limits::DEFAULT_MAX_MESSAGE_SIZE)
     );
     assert_eq!(
         (d.handshake_timeout, d.connect_timeout),
         (
-            crate::limits::DEFAULT_HANDSHAKE_TIMEOUT,
-            crate::limits::DEFAULT_CONNECT_TIMEOUT
+            crate::config::limits::DEFAULT_HANDSHAKE_TIMEOUT,
+            crate::config::limits::DEFAULT_CONNECT_TIMEOUT
         )
     );
     assert_eq!(

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{ConfigError, FileMode, Loaded, LogFormat, Secret, SslVersion, WrapMode};
-use crate::addr::ListenAddr;
-use crate::forwarded::TrustedProxies;
-use crate::limits::{ByteSize, Limits};
-use crate::target::Target;
+use crate::config::addr::ListenAddr;
+use crate::edge::forwarded::TrustedProxies;
+use crate::config::limits::{ByteSize, Limits};
+use crate::session::target::Target;
 
 /// websockify's default certificate file, looked up in the working directory.
 pub const DEFAULT_CERT: &str = "self.pem";
@@ -68,7 +68,7 @@ pub struct Config {
     /// `--proxy-protocol`: read the client's address from a PROXY protocol header.
     pub proxy_protocol: bool,
     /// `--target-proxy-protocol`: tell targets the client's address so.
-    pub target_proxy_protocol: Option<crate::proxy_protocol::Version>,
+    pub target_proxy_protocol: Option<crate::edge::proxy_protocol::Version>,
     /// `--trusted-proxies`: whose `Forwarded`/`X-Forwarded-*` headers are believed.
     pub trusted_proxies: Option<TrustedProxies>,
 }
@@ -179,17 +179,10 @@ impl Config {
             fix(path);
         }
         let source_is_file = |plugin: &str, source: &str| {
-            !source.is_empty() && !source.contains("://") && Path::new(source).exists() && {
-                let name = plugin.rsplit('.').next().unwrap_or(plugin);
-                [
-                    "TokenFile",
-                    "ReadOnlyTokenFile",
-                    "TokenFileName",
-                    "UnixDomainSocketDirectory",
-                    "JWTTokenApi",
-                ]
-                .contains(&name)
-            }
+            !source.is_empty()
+                && !source.contains("://")
+                && Path::new(source).exists()
+                && crate::plugin::source_is_path(plugin)
         };
         match &mut self.route {
             Route::Static(Target::Unix(path)) => fix(path),

@@ -78,7 +78,7 @@ impl Listener {
                         SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port)),
                     ],
                     Some(host) => {
-                        let hp = crate::addr::HostPort {
+                        let hp = crate::config::addr::HostPort {
                             host: host.clone(),
                             port: addr.port,
                         };

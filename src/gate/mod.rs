@@ -143,7 +143,7 @@ impl Gate {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many connections, try again later",
             )
-            .with_header("Retry-After", crate::limits::RETRY_AFTER.to_string());
+            .with_header("Retry-After", crate::config::limits::RETRY_AFTER.to_string());
             Denied {
                 stage: Stage::Admission(refused),
                 refusal,

@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use http::StatusCode;
 use websockify_plugin_api::{self as api, ABI_VERSION, Facts, Header, Out, Str, Table, outcome};
 
-use crate::addr::HostPort;
+use crate::config::addr::HostPort;
 use crate::edge::http::Refusal;
 use crate::session::target::Target;
 

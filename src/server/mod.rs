@@ -194,7 +194,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     let admission = admission::Admission::new(
         config.limits.max_connections.unwrap_or_else(|| {
             let (soft, _) = rlimit::Resource::NOFILE.get().unwrap_or((1024, 1024));
-            crate::limits::connections_for_fd_limit(soft)
+            crate::config::limits::connections_for_fd_limit(soft)
         }),
         config.limits.max_connections_per_ip,
     );

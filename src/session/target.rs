@@ -14,12 +14,12 @@ use std::sync::Arc;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::addr::HostPort;
+use crate::config::addr::HostPort;
 use crate::edge::stream::TargetStream;
-use crate::limits::AllowList;
+use crate::config::limits::AllowList;
 
 /// How long a target may take to accept a connection by default (`--connect-timeout`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::limits::DEFAULT_CONNECT_TIMEOUT);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::config::limits::DEFAULT_CONNECT_TIMEOUT);
 
 /// How sessions connect their targets: the settings they all share.
 #[derive(Debug, Clone, Copy, Default)]

@@ -31,7 +31,7 @@ use crate::ws::Subprotocol;
 /// The largest message a client may send unless `--max-message-size` says otherwise.
 /// websockify has no limit; 64 MiB bounds what one `base64` session can make us hold (binary
 /// messages are passed on in pieces) while staying far above any VNC update.
-pub const MAX_MESSAGE_SIZE: usize = crate::limits::DEFAULT_MAX_MESSAGE_SIZE as usize;
+pub const MAX_MESSAGE_SIZE: usize = crate::config::limits::DEFAULT_MAX_MESSAGE_SIZE as usize;
 
 /// A data frame's payload is passed on whole when it is at most this large, else in pieces of
 /// about this size as they arrive.
