@@ -53,7 +53,7 @@ pub struct Cli {
     /// [source_addr:]source_port, then target_addr:target_port (with --inetd or --unix-listen,
     /// only the target)
     #[arg(value_name = "ADDRESS", num_args = 0..=2, action = ArgAction::Append)]
-    pub positionals: Vec<String>,
+    pub(crate) positionals: Vec<String>,
 
     /// The settings' flags. Only their definition is used from here: [`crate::config::load`]
     /// reads what was given from the [`clap::ArgMatches`], where a repeated flag keeps every
@@ -63,11 +63,11 @@ pub struct Cli {
 
     /// Read settings from this TOML file (also WEBSOCKIFY_CONFIG)
     #[arg(long, value_name = "FILE", help_heading = "websockify-rs options")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Print the merged effective configuration as TOML and exit
     #[arg(long, help_heading = "websockify-rs options")]
-    pub print_config: bool,
+    pub(crate) print_config: bool,
 
     /// Print help
     // `--help` prints the short help too: the longer texts of the settings are for the man
@@ -84,7 +84,7 @@ impl Cli {
 
     /// The process's command line: the typed [`Cli`], and the matches that
     /// [`crate::config::load`] reads the settings from. A usage error exits as clap's do.
-    pub fn parse_with_matches() -> (Cli, ArgMatches) {
+    pub(crate) fn parse_with_matches() -> (Cli, ArgMatches) {
         let matches = Self::command().get_matches();
         match Self::from_arg_matches(&matches) {
             Ok(cli) => (cli, matches),
@@ -93,7 +93,7 @@ impl Cli {
     }
 
     /// A usage error reported exactly like clap's own (same format, exit status 2).
-    pub fn usage_error(
+    pub(crate) fn usage_error(
         kind: clap::error::ErrorKind,
         message: impl std::fmt::Display,
     ) -> clap::Error {

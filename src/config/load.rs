@@ -14,8 +14,8 @@ use figment::{Figment, Metadata, Profile, Provider};
 
 use super::Settings;
 use super::settings::{POSITIONALS, definition, setting_names};
-use crate::config::addr::{HostPort, ListenAddr};
 use crate::cli::Cli;
+use crate::config::addr::{HostPort, ListenAddr};
 
 /// The prefix of every environment variable that is a setting.
 pub const ENV_PREFIX: &str = "WEBSOCKIFY_";

@@ -15,23 +15,21 @@
 //! - `limits`: the limits' types: connection counts, sizes (`64MiB`), the `--allow-target`
 //!   rules, the connection limit the descriptor limit allows.
 
-pub mod addr;
-pub mod limits;
+pub(crate) mod addr;
+pub(crate) mod limits;
 
 mod de;
 mod load;
 mod settings;
 mod validate;
 
-pub use load::{ConfigError, ENV_BUILD_COMMIT, ENV_CONFIG, ENV_PREFIX, Loaded, load, process_env};
-pub use load::{env_name, flag_name};
-pub use settings::{
-    DEFAULT_SHUTDOWN_GRACE, FileMode, LogFormat, POSITIONALS, Positional, Secret, Settings,
-    SslVersion, WrapMode, definition, setting_names,
-};
-pub use validate::{
-    AuthPlugin, Config, DEFAULT_CERT, Listen, Route, TargetTls, TlsFiles, TokenPlugin, Web, Wrap,
-};
+// What `tools/gen-docs` and the tests read: the settings' names and where they come from.
+pub use load::{ENV_CONFIG, env_name};
+pub use settings::{POSITIONALS, Positional, Settings, setting_names};
+
+pub(crate) use load::{ConfigError, Loaded, load, process_env};
+pub(crate) use settings::{FileMode, LogFormat, Secret, SslVersion, WrapMode};
+pub(crate) use validate::{Config, Listen, Route, TlsFiles, Wrap};
 
 #[cfg(test)]
 mod tests;

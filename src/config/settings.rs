@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::de;
 use crate::config::addr::{HostPort, ListenAddr};
-use crate::edge::forwarded::TrustedProxies;
 use crate::config::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
+use crate::edge::forwarded::TrustedProxies;
 
 /// Every setting, as merged from all layers and before cross-field validation: the ONE
 /// definition of each setting.

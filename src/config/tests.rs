@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use super::load::flag_name;
+use super::settings::{DEFAULT_SHUTDOWN_GRACE, definition};
+use super::validate::{AuthPlugin, TokenPlugin};
 use super::*;
 use crate::cli::Cli;
 use crate::session::target::Target;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::{ConfigError, FileMode, Loaded, LogFormat, Secret, SslVersion, WrapMode};
 use crate::config::addr::ListenAddr;
-use crate::edge::forwarded::TrustedProxies;
 use crate::config::limits::{ByteSize, Limits};
+use crate::edge::forwarded::TrustedProxies;
 use crate::session::target::Target;
 
 /// websockify's default certificate file, looked up in the working directory.

@@ -22,7 +22,8 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// How long a client may take to send its whole head by default (`--handshake-timeout`). A
 /// slow client that trickles bytes is cut off here, not after a minute (slowloris).
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(crate::config::limits::DEFAULT_HANDSHAKE_TIMEOUT);
+pub const HEAD_TIMEOUT: Duration =
+    Duration::from_secs(crate::config::limits::DEFAULT_HANDSHAKE_TIMEOUT);
 
 /// More headers than any browser sends; httparse needs a fixed slot count.
 const MAX_HEADERS: usize = 100;

@@ -32,10 +32,16 @@ use crate::edge::sniff::{self, FLASH_POLICY_REQUEST, SniffError, Sniffed};
 use crate::edge::stream::{ClientIo, ClientStream};
 use crate::request::{Channel, ClientAddr, Facts};
 use crate::session::{ClientRx, Inbound, RecvError, close_code};
-use crate::ws::hixie::{self, Decoded, Decoder, HixieHandshake};
-use crate::ws::hybi::frame::{self, HeaderBytes, MAX_FRAME_HEADER, OpCode};
-use crate::ws::hybi::{self, MAX_MESSAGE_SIZE, PIECE};
+use crate::ws::hixie::framing::{self as hixie_framing, Decoded, Decoder};
+use crate::ws::hixie::handshake::{challenge_answer, key_number};
+use crate::ws::hixie::{self, HixieHandshake};
+use crate::ws::hybi::frame::{self, HeaderBytes, OpCode};
+use crate::ws::hybi::session::PIECE;
+use crate::ws::hybi::{self, MAX_MESSAGE_SIZE};
 use crate::ws::{Decision, HybiHandshake, Subprotocol};
+
+/// The longest HyBi frame header a client sends: 2 bytes, 8 of extended length, 4 of mask.
+const MAX_FRAME_HEADER: usize = 14;
 
 /// Inputs larger than this skip the parts of a target that go through a socket pair: the
 /// bytes are written before they are read, and must fit in the socket's buffer. libFuzzer's
@@ -300,7 +306,7 @@ async fn check_hixie(
         hixie::Draft::Hixie76 => {
             let number = |name: &str| {
                 let value = request.headers().get(name).and_then(|v| v.to_str().ok());
-                value.and_then(hixie::key_number)
+                value.and_then(key_number)
             };
             match (number("sec-websocket-key1"), number("sec-websocket-key2")) {
                 (Some(n1), Some(n2)) => Some((n1, n2)),
@@ -309,11 +315,11 @@ async fn check_hixie(
         }
     };
     let (mock, sink) = Mock::new(input, 7);
-    let accepted = hixie::accept(hs, mock, rest, false, hixie::MAX_FRAME).await;
+    let accepted = hixie::accept(hs, mock, rest, false, hixie_framing::MAX_FRAME).await;
     let mut answer = hs.response_head(false).into_bytes();
     let frames = match keys {
         Some((n1, n2)) if after.len() >= 8 => {
-            answer.extend_from_slice(&hixie::challenge_answer(n1, n2, &after[..8]));
+            answer.extend_from_slice(&challenge_answer(n1, n2, &after[..8]));
             &after[8..]
         }
         Some(_) => {
@@ -402,8 +408,8 @@ pub fn sniff(data: &[u8]) {
 // hixie_frames
 
 /// Decodes `pieces` fed one after the other: frames until more input is needed or an error.
-fn hixie_decode(pieces: &[&[u8]]) -> Vec<Result<Decoded, hixie::FrameError>> {
-    let mut decoder = Decoder::new();
+fn hixie_decode(pieces: &[&[u8]]) -> Vec<Result<Decoded, hixie_framing::FrameError>> {
+    let mut decoder = Decoder::default();
     let mut out = Vec::new();
     for piece in pieces {
         decoder.feed(piece);
@@ -429,9 +435,15 @@ fn hixie_reference(wire: &[u8]) -> Vec<Event> {
         let event = match frame {
             Ok(Decoded::Message(data)) => Event::Data(data),
             Ok(Decoded::Close) => Event::Close(None),
-            Err(hixie::FrameError::BadType(_)) => Event::Protocol(close_code::PROTOCOL_ERROR),
-            Err(hixie::FrameError::TooLong(_)) => Event::Protocol(close_code::MESSAGE_TOO_BIG),
-            Err(hixie::FrameError::BadBase64) => Event::Protocol(close_code::INVALID_PAYLOAD),
+            Err(hixie_framing::FrameError::BadType(_)) => {
+                Event::Protocol(close_code::PROTOCOL_ERROR)
+            }
+            Err(hixie_framing::FrameError::TooLong(_)) => {
+                Event::Protocol(close_code::MESSAGE_TOO_BIG)
+            }
+            Err(hixie_framing::FrameError::BadBase64) => {
+                Event::Protocol(close_code::INVALID_PAYLOAD)
+            }
         };
         let end = !matches!(event, Event::Data(_));
         events.push(event);
@@ -458,8 +470,8 @@ pub fn hixie_frames(data: &[u8]) {
     let mut encoded = Vec::new();
     for frame in one_shot.iter().flatten() {
         match frame {
-            Decoded::Message(m) => encoded.extend(hixie::encode(m)),
-            Decoded::Close => encoded.extend(hixie::CLOSE_FRAME),
+            Decoded::Message(m) => encoded.extend(hixie_framing::encode(m)),
+            Decoded::Close => encoded.extend(hixie_framing::CLOSE_FRAME),
         }
     }
     assert!(wire.starts_with(&encoded), "frames that are not canonical");
@@ -482,7 +494,7 @@ pub fn hixie_frames(data: &[u8]) {
             mock,
             BytesMut::from(&wire[..split]),
             false,
-            hixie::MAX_FRAME,
+            hixie_framing::MAX_FRAME,
         )
         .await
         else {
@@ -778,20 +790,20 @@ fn hybi_reference(wire: &[u8], encoding: Subprotocol) -> (Vec<Event>, Vec<Vec<u8
 pub fn base64_payload(data: &[u8]) {
     let simd = base64_simd::STANDARD.decode_to_vec(data).ok();
     // Hixie sees the text between 0x00 and 0xFF; a 0xFF inside would end the frame.
-    if !data.contains(&0xFF) && data.len() <= hixie::MAX_FRAME {
-        let mut decoder = Decoder::new();
+    if !data.contains(&0xFF) && data.len() <= hixie_framing::MAX_FRAME {
+        let mut decoder = Decoder::default();
         let mut frame = vec![0x00];
         frame.extend_from_slice(data);
         frame.push(0xFF);
         decoder.feed(&frame);
         let hixie = match decoder.next_frame() {
             Ok(Some(Decoded::Message(m))) => Some(m),
-            Err(hixie::FrameError::BadBase64) => None,
+            Err(hixie_framing::FrameError::BadBase64) => None,
             other => panic!("one Hixie frame decoded as {other:?}"),
         };
         assert_eq!(simd, hixie, "HyBi and Hixie disagree on the base64 text");
         if let Some(m) = &hixie {
-            assert_eq!(hixie::encode(m), frame, "Hixie frame re-encoded");
+            assert_eq!(hixie_framing::encode(m), frame, "Hixie frame re-encoded");
         }
     }
     if let Some(decoded) = simd {

@@ -95,8 +95,9 @@ impl Admission {
         })
     }
 
-    /// Requests being served now (for tests and the status log).
-    pub fn active(&self) -> usize {
+    /// Requests being served now.
+    #[cfg(test)]
+    fn active(&self) -> usize {
         lock(&self.counts).total
     }
 }

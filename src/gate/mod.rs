@@ -113,10 +113,6 @@ impl Gate {
         }
     }
 
-    pub fn admission(&self) -> &Admission {
-        &self.admission
-    }
-
     pub fn targets(&self) -> &Targets {
         &self.targets
     }
@@ -143,7 +139,10 @@ impl Gate {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many connections, try again later",
             )
-            .with_header("Retry-After", crate::config::limits::RETRY_AFTER.to_string());
+            .with_header(
+                "Retry-After",
+                crate::config::limits::RETRY_AFTER.to_string(),
+            );
             Denied {
                 stage: Stage::Admission(refused),
                 refusal,

@@ -1,5 +1,9 @@
-//! Process control: the shutdown signal every task watches, `-D`, and wrap mode.
+//! Process control: starting (`start`: what the binary runs), the shutdown signal every task
+//! watches, `-D`, and wrap mode.
 
 pub mod daemon;
 pub mod shutdown;
+mod start;
 pub mod wrap;
+
+pub use start::run;

@@ -42,6 +42,7 @@ impl Default for Trigger {
 }
 
 impl Shutdown {
+    #[cfg(test)]
     pub fn is_shutdown(&self) -> bool {
         *self.rx.borrow()
     }

@@ -108,12 +108,6 @@ impl Terminations for Signals {
     }
 }
 
-/// Binds the configured socket and serves until a lifecycle rule or a signal ends the server.
-pub async fn run(config: Config) -> anyhow::Result<StopReason> {
-    let listener = Listener::bind(&config.listen, config.prefer_ipv6).await?;
-    serve(config, listener).await
-}
-
 /// Serves on an already bound listener.
 pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopReason> {
     let mut signals = Signals::new()?;

@@ -79,11 +79,11 @@ impl Recorder {
         })
     }
 
-    pub fn to_client(&self, data: &Bytes) {
+    pub fn sent_to_client(&self, data: &Bytes) {
         self.push(Way::ToClient, data);
     }
 
-    pub fn from_client(&self, data: &Bytes) {
+    pub fn received_from_client(&self, data: &Bytes) {
         self.push(Way::FromClient, data);
     }
 
@@ -199,7 +199,7 @@ mod tests {
         // The writer cannot run while this single-threaded test does not yield: the queue
         // fills, as it would behind a stalled disk.
         for _ in 0..(QUEUE + 10) {
-            rec.to_client(&Bytes::from_static(b"x"));
+            rec.sent_to_client(&Bytes::from_static(b"x"));
         }
         drop(rec);
         let text = finished(&file_name(&base, 1)).await;
@@ -217,8 +217,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let base = dir.join("session");
         let rec = Recorder::open(&base, 3).await.unwrap();
-        rec.to_client(&Bytes::from_static(b"RFB 003.008\n"));
-        rec.from_client(&Bytes::from_static(b"it's"));
+        rec.sent_to_client(&Bytes::from_static(b"RFB 003.008\n"));
+        rec.received_from_client(&Bytes::from_static(b"it's"));
         drop(rec);
         let text = finished(&file_name(&base, 3)).await;
         let lines: Vec<&str> = text.lines().collect();

@@ -319,7 +319,7 @@ async fn upstream<R: ClientRx>(
             tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
         }
         if let Some(record) = record {
-            record.from_client(&data);
+            record.received_from_client(&data);
         }
         if let Err(e) = target.write_all(&data).await {
             return Upstream::TargetWrite(e);
@@ -387,7 +387,7 @@ async fn downstream<T: ClientTx>(
                 // reused once the message is written.
                 let data = buf.split().freeze();
                 if let Some(record) = &options.record {
-                    record.to_client(&data);
+                    record.sent_to_client(&data);
                 }
                 if let Err(e) = tx.send(data).await {
                     return Downstream::ClientGone(e.0);

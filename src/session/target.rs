@@ -15,11 +15,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::addr::HostPort;
-use crate::edge::stream::TargetStream;
 use crate::config::limits::AllowList;
-
-/// How long a target may take to accept a connection by default (`--connect-timeout`).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(crate::config::limits::DEFAULT_CONNECT_TIMEOUT);
+use crate::edge::stream::TargetStream;
 
 /// How sessions connect their targets: the settings they all share.
 #[derive(Debug, Clone, Copy, Default)]

@@ -104,10 +104,6 @@ impl Default for Decoder {
 }
 
 impl Decoder {
-    pub fn new() -> Decoder {
-        Decoder::default()
-    }
-
     /// A decoder refusing frames longer than `limit` bytes as sent (`--max-message-size`
     /// applies to Hixie frames so: a frame is one message).
     pub fn with_limit(limit: usize) -> Decoder {
@@ -258,7 +254,7 @@ mod tests {
     fn framing() {
         assert_eq!(encode(b""), [0x00, 0xFF]);
         assert_eq!(encode(b"hi"), b"\x00aGk=\xff");
-        let mut d = Decoder::new();
+        let mut d = Decoder::default();
         d.feed(b"\x00aGk=\xff\x00\xff\xff");
         assert_eq!(d.next_frame(), Ok(Some(Decoded::Message(b"hi".to_vec()))));
         assert_eq!(d.next_frame(), Ok(Some(Decoded::Message(vec![]))));
@@ -267,14 +263,14 @@ mod tests {
         assert_eq!(d.next_frame(), Ok(Some(Decoded::Close)));
         d.feed(b"\x80\x05hello");
         assert_eq!(d.next_frame(), Err(FrameError::BadType(0x80)));
-        let mut d = Decoder::new();
+        let mut d = Decoder::default();
         d.feed(b"\x00!!\xff");
         assert_eq!(d.next_frame(), Err(FrameError::BadBase64));
     }
 
     #[test]
     fn an_endless_frame_is_refused_at_the_limit() {
-        let mut d = Decoder::new();
+        let mut d = Decoder::default();
         d.feed(&[0x00]);
         let chunk = vec![b'A'; 1 << 20];
         let mut fed = 0;
@@ -292,14 +288,14 @@ mod tests {
 
     #[test]
     fn the_limit_does_not_depend_on_how_the_input_was_split() {
-        let mut d = Decoder::new();
+        let mut d = Decoder::default();
         let mut frame = vec![0x00];
         frame.resize(MAX_FRAME + 1, b'A');
         frame.extend_from_slice(b"AAA=\xff");
         d.feed(&frame);
         assert_eq!(d.next_frame(), Err(FrameError::TooLong(MAX_FRAME)));
         // Exactly at the limit is accepted.
-        let mut d = Decoder::new();
+        let mut d = Decoder::default();
         let mut frame = vec![0x00];
         frame.resize(MAX_FRAME + 1, b'A');
         frame.push(0xFF);
@@ -328,7 +324,7 @@ mod tests {
                 wire.extend(encode(p));
             }
             wire.extend(CLOSE_FRAME);
-            let mut d = Decoder::new();
+            let mut d = Decoder::default();
             let mut got = Vec::new();
             let mut at = 0;
             let mut cut = cuts.iter().cycle();
@@ -349,7 +345,7 @@ mod tests {
         fn split_at_every_byte(payload in proptest::collection::vec(any::<u8>(), 0..200)) {
             let wire = encode(&payload);
             for split in 0..=wire.len() {
-                let mut d = Decoder::new();
+                let mut d = Decoder::default();
                 d.feed(&wire[..split]);
                 let first = d.next_frame().unwrap();
                 d.feed(&wire[split..]);

@@ -14,8 +14,8 @@
 pub mod framing;
 pub mod handshake;
 
-pub use framing::{CLOSE_FRAME, Decoded, Decoder, FrameError, HixieRx, HixieTx, MAX_FRAME, encode};
-pub use handshake::{HixieHandshake, accept, challenge_answer, key_number};
+pub use framing::{HixieRx, HixieTx};
+pub use handshake::{HixieHandshake, accept};
 
 /// Which draft a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

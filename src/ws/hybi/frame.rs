@@ -53,9 +53,6 @@ impl OpCode {
 /// The largest payload of a control frame.
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
-/// The longest header: 2 bytes, 8 of extended length, 4 of mask.
-pub const MAX_FRAME_HEADER: usize = 14;
-
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {

@@ -6,7 +6,7 @@
 
 pub mod frame;
 pub mod handshake;
-mod session;
+pub(crate) mod session;
 
 pub use handshake::HybiHandshake;
-pub use session::{HybiRx, HybiTx, MAX_MESSAGE_SIZE, PIECE, session};
+pub use session::{HybiRx, HybiTx, MAX_MESSAGE_SIZE, session};
