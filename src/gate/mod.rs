@@ -175,83 +175,92 @@ impl Gate {
 /// Asks the auth plugin; a refusal is the plugin's own (status, reason and headers, e.g. a
 /// Basic challenge).
 async fn authenticate(plugin: &Reloadable, facts: &Facts) -> Result<(), Denied> {
-    let instance = plugin.current();
-    let name = instance.plugin_name();
-    let answer = plugin::call(&instance, token::query(facts, false))
-        .instrument(tracing::info_span!(target: SPAN_TARGET, "auth", plugin = name))
-        .await;
-    let m = metrics::get();
-    let denied = |refusal, failure, fault| Denied {
-        stage: Stage::Authentication,
-        refusal,
-        failure,
-        fault,
-    };
-    match answer {
-        Ok(Answer::Allow) => {
-            m.auth_check(name, PluginResult::Ok);
-            Ok(())
-        }
-        Ok(Answer::Refuse(refusal)) => {
-            m.auth_check(name, PluginResult::Refused);
-            Err(denied(refusal, HandshakeFailure::AuthRefused, None))
-        }
-        Ok(Answer::Target(_)) => {
-            m.auth_check(name, PluginResult::Error);
-            let refusal = Refusal::new(StatusCode::BAD_GATEWAY, "the auth plugin gave a target");
-            Err(denied(refusal, HandshakeFailure::PluginFailed, None))
-        }
-        Err(e) => {
-            m.auth_check(name, call_result(&e));
-            let refusal = Refusal::new(e.status(), "the authentication check failed");
-            Err(denied(
-                refusal,
-                HandshakeFailure::PluginFailed,
-                Some(Box::new(e)),
-            ))
-        }
-    }
+    consult(
+        plugin,
+        facts,
+        Stage::Authentication,
+        false,
+        |answer| match answer {
+            Answer::Allow => Ok(()),
+            _ => Err("the auth plugin gave a target"),
+        },
+    )
+    .await
 }
 
 /// Asks the token plugin where the request's token leads, before anything is answered, so
 /// that a token that leads nowhere gets a real HTTP answer.
 async fn look_up(plugin: &Reloadable, facts: &Facts, host_token: bool) -> Result<Target, Denied> {
+    consult(
+        plugin,
+        facts,
+        Stage::TokenLookup,
+        host_token,
+        |answer| match answer {
+            Answer::Target(target) => Ok(target),
+            _ => Err("the token plugin gave no target"),
+        },
+    )
+    .await
+}
+
+/// One plugin call for `stage` (authentication or the token lookup), in its span and
+/// counted. A refusal is the plugin's own; `expect` takes any other answer, or says why it
+/// is of the wrong kind (502); a failed call is 502, one that did not answer in time 504.
+async fn consult<T>(
+    plugin: &Reloadable,
+    facts: &Facts,
+    stage: Stage,
+    host_token: bool,
+    expect: impl FnOnce(Answer) -> Result<T, &'static str>,
+) -> Result<T, Denied> {
     let instance = plugin.current();
     let name = instance.plugin_name();
-    let answer = plugin::call(&instance, token::query(facts, host_token))
-        .instrument(tracing::info_span!(target: SPAN_TARGET, "token_lookup", plugin = name))
-        .await;
-    let m = metrics::get();
-    let denied = |refusal, failure, fault| Denied {
-        stage: Stage::TokenLookup,
-        refusal,
-        failure,
-        fault,
+    let auth = stage == Stage::Authentication;
+    let span = if auth {
+        tracing::info_span!(target: SPAN_TARGET, "auth", plugin = name)
+    } else {
+        tracing::info_span!(target: SPAN_TARGET, "token_lookup", plugin = name)
     };
-    match answer {
-        Ok(Answer::Target(target)) => {
-            m.token_lookup(name, PluginResult::Ok);
-            Ok(target)
-        }
-        Ok(Answer::Refuse(refusal)) => {
-            m.token_lookup(name, PluginResult::Refused);
-            Err(denied(refusal, HandshakeFailure::TokenRefused, None))
-        }
-        Ok(Answer::Allow) => {
-            m.token_lookup(name, PluginResult::Error);
-            let refusal = Refusal::new(StatusCode::BAD_GATEWAY, "the token plugin gave no target");
-            Err(denied(refusal, HandshakeFailure::PluginFailed, None))
-        }
+    let answer = plugin::call(&instance, token::query(facts, host_token))
+        .instrument(span)
+        .await;
+    let (result, decided) = match answer.map(|a| match a {
+        Answer::Refuse(refusal) => Err(refusal),
+        other => Ok(expect(other)),
+    }) {
+        Ok(Ok(Ok(value))) => (PluginResult::Ok, Ok(value)),
+        Ok(Err(refusal)) => (PluginResult::Refused, Err((refusal, None))),
+        Ok(Ok(Err(wrong))) => (
+            PluginResult::Error,
+            Err((Refusal::new(StatusCode::BAD_GATEWAY, wrong), None)),
+        ),
         Err(e) => {
-            m.token_lookup(name, call_result(&e));
-            let refusal = Refusal::new(e.status(), "the token lookup failed");
-            Err(denied(
-                refusal,
-                HandshakeFailure::PluginFailed,
-                Some(Box::new(e)),
-            ))
+            let why = if auth {
+                "the authentication check failed"
+            } else {
+                "the token lookup failed"
+            };
+            let refusal = Refusal::new(e.status(), why);
+            (call_result(&e), Err((refusal, Some(Box::new(e)))))
         }
+    };
+    let m = metrics::get();
+    if auth {
+        m.auth_check(name, result);
+    } else {
+        m.token_lookup(name, result);
     }
+    decided.map_err(|(refusal, fault)| Denied {
+        stage,
+        refusal,
+        failure: match (result, auth) {
+            (PluginResult::Refused, true) => HandshakeFailure::AuthRefused,
+            (PluginResult::Refused, false) => HandshakeFailure::TokenRefused,
+            _ => HandshakeFailure::PluginFailed,
+        },
+        fault,
+    })
 }
 
 /// A failed plugin call as a metric result.
