@@ -208,7 +208,7 @@ impl Plugin {
     /// Makes an instance from the plugin's configuration string.
     pub fn create(self: &Arc<Self>, config: &str) -> anyhow::Result<Instance> {
         let mut buf = vec![0u8; api::OUT_CAPACITY];
-        let mut out = out(&mut buf);
+        let mut out = Out::new(&mut buf);
         // SAFETY: the table was checked at load; `config` lives across the call and `out`
         // points to a buffer of `cap` bytes that outlives it.
         let ptr = unsafe { (self.table.create)(Str::new(config), &mut out) };
@@ -219,16 +219,6 @@ impl Plugin {
             }),
             None => bail!("{}: {}", self.name, text(&out, &buf)),
         }
-    }
-}
-
-fn out(buf: &mut [u8]) -> Out {
-    Out {
-        kind: 0,
-        status: 0,
-        buf: buf.as_mut_ptr(),
-        cap: buf.len(),
-        len: 0,
     }
 }
 
@@ -406,7 +396,7 @@ impl Instance {
             headers_len: headers.len(),
         };
         let mut buf = vec![0u8; api::OUT_CAPACITY];
-        let mut out = out(&mut buf);
+        let mut out = Out::new(&mut buf);
         // SAFETY: the instance is alive (we hold it), every string and the header array live
         // across the call, and `out` points to `cap` writable bytes.
         unsafe { (self.plugin.table.call)(self.ptr.as_ptr(), &raw, &mut out) };

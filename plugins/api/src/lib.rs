@@ -142,6 +142,18 @@ pub struct Out {
 }
 
 impl Out {
+    /// An empty answer over `buf`, as a host passes it to `create` and `call`: nothing written
+    /// yet (kind 0), room for `buf.len()` bytes. `buf` must outlive every use of the `Out`.
+    pub fn new(buf: &mut [u8]) -> Out {
+        Out {
+            kind: 0,
+            status: 0,
+            buf: buf.as_mut_ptr(),
+            cap: buf.len(),
+            len: 0,
+        }
+    }
+
     /// Writes `kind`, `status` and as much of `text` as fits (cut at a character boundary).
     ///
     /// # Safety
@@ -434,16 +446,6 @@ mod tests {
 
     static TABLE: Table = table::<Echo>();
 
-    fn out(buf: &mut [u8]) -> Out {
-        Out {
-            kind: 0,
-            status: 0,
-            buf: buf.as_mut_ptr(),
-            cap: buf.len(),
-            len: 0,
-        }
-    }
-
     fn text(o: &Out, buf: &[u8]) -> String {
         String::from_utf8(buf[..o.len].to_vec()).unwrap()
     }
@@ -453,7 +455,7 @@ mod tests {
         assert_eq!(TABLE.abi_version, ABI_VERSION);
         assert_eq!(TABLE.kind, Kind::Resolver as u32);
         let mut buf = [0u8; 64];
-        let mut o = out(&mut buf);
+        let mut o = Out::new(&mut buf);
         // SAFETY: valid strings and buffer for the calls below.
         let instance = unsafe { (TABLE.create)(Str::new("vnc-"), &mut o) };
         assert!(!instance.is_null());
@@ -478,7 +480,7 @@ mod tests {
             ("boom", outcome::ERROR, 0, "panicked: token boom"),
         ] {
             let mut buf = [0u8; 64];
-            let mut o = out(&mut buf);
+            let mut o = Out::new(&mut buf);
             // SAFETY: the instance is alive; facts and buffer are valid.
             unsafe { (TABLE.call)(instance, &facts(token), &mut o) };
             assert_eq!((o.kind, o.status), (kind, status), "{token}");
@@ -492,7 +494,7 @@ mod tests {
     fn create_failures_and_panics_are_reported() {
         for (config, want) in [("", "needs a prefix"), ("panic", "panicked: asked to")] {
             let mut buf = [0u8; 64];
-            let mut o = out(&mut buf);
+            let mut o = Out::new(&mut buf);
             // SAFETY: valid strings and buffer.
             let instance = unsafe { (TABLE.create)(Str::new(config), &mut o) };
             assert!(instance.is_null());
@@ -504,7 +506,7 @@ mod tests {
     #[test]
     fn long_text_is_cut_at_a_character_boundary() {
         let mut buf = [0u8; 5];
-        let mut o = out(&mut buf);
+        let mut o = Out::new(&mut buf);
         // SAFETY: buf has 5 writable bytes.
         unsafe { o.write(outcome::REFUSE, 403, "ééé") };
         assert_eq!(o.len, 4);
