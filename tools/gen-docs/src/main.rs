@@ -5,8 +5,9 @@
 //! Usage:
 //! - `cargo run -p websockify-gen-docs -- OUT_DIR`: the man page and completions; packages
 //!   install the results (`OUT_DIR/man/websockify.1`, `OUT_DIR/completions/*`).
-//! - `cargo run -p websockify-gen-docs -- --readme README.md`: rewrites the settings table
-//!   between README.md's `<!-- settings-table:begin -->` and `<!-- settings-table:end -->`.
+//! - `cargo run -p websockify-gen-docs -- --readme README.md`: rewrites the settings tables
+//!   between README.md's `<!-- settings-table:begin [KEYS] -->` and
+//!   `<!-- settings-table:end -->` markers (all settings, or the keys named).
 //! - `cargo run -p websockify-gen-docs -- --settings-table`: prints that table.
 
 mod settings_table;

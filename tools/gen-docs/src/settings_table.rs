@@ -1,6 +1,9 @@
-//! The README's table of settings, generated from the settings' one definition
+//! The README's tables of settings, generated from the settings' one definition
 //! ([`websockify::config::Settings`] as the command line flattens it): flag, environment
-//! variable, file key, default and meaning, one row per setting.
+//! variable, file key, default and meaning, one row per setting. The table of all settings
+//! sits between `<!-- settings-table:begin -->` and `<!-- settings-table:end -->`; a section
+//! that shows a few of them names them in its marker,
+//! `<!-- settings-table:begin token_plugin,token_source -->`.
 //!
 //! A setting's doc comment is its help: the first paragraph is the `--help` line (plain text),
 //! the further paragraphs its long help (markdown, for this table and the man page). A long-help
@@ -14,15 +17,21 @@ use clap::{Arg, ArgAction, Command};
 use websockify::cli::Cli;
 use websockify::config::{ENV_CONFIG, POSITIONALS, env_name, setting_names};
 
-/// The markers around the generated table in README.md.
-pub const BEGIN: &str = "<!-- settings-table:begin -->";
+/// The markers around a generated table in README.md (the first, with the keys it shows
+/// before its ` -->` when not all).
+pub const BEGIN: &str = "<!-- settings-table:begin";
 pub const END: &str = "<!-- settings-table:end -->";
 
 /// The long help's paragraph that describes a default clap does not show.
 const DEFAULT_PARAGRAPH: &str = "Default: ";
 
-/// The table, as markdown, ending with a newline.
+/// The table of every setting, as markdown, ending with a newline.
 pub fn table() -> anyhow::Result<String> {
+    table_of(None)
+}
+
+/// The table of the settings `keys` (all, with `--config` and `--print-config`, if `None`).
+pub fn table_of(keys: Option<&[&str]>) -> anyhow::Result<String> {
     let mut cmd = Cli::command();
     cmd.build();
     let mut out = String::from(
@@ -32,7 +41,13 @@ pub fn table() -> anyhow::Result<String> {
         let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     };
-    for key in setting_names() {
+    if let Some(keys) = keys
+        && let Some(unknown) = keys.iter().find(|k| !setting_names().contains(k))
+    {
+        bail!("`{unknown}` in a table's marker is not a setting");
+    }
+    let shown = |key: &str| keys.is_none_or(|keys| keys.contains(&key));
+    for key in setting_names().iter().filter(|k| shown(k)) {
         if let Some(positional) = POSITIONALS.iter().find(|p| p.key == *key) {
             row([
                 format!("`{}`", positional.form),
@@ -53,6 +68,9 @@ pub fn table() -> anyhow::Result<String> {
             help.meaning(),
         ]);
     }
+    if keys.is_some() {
+        return Ok(out);
+    }
     for (key, env) in [
         ("config", format!("`{ENV_CONFIG}`")),
         ("print_config", "—".into()),
@@ -69,23 +87,45 @@ pub fn table() -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// `readme` with the text between the markers replaced by `table`.
-pub fn splice(readme: &str, table: &str) -> anyhow::Result<String> {
-    let (Some(begin), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
-        bail!("the README has no `{BEGIN}` ... `{END}` markers");
-    };
-    if end < begin {
-        bail!("the README's `{END}` comes before `{BEGIN}`");
+/// `readme` with every table between markers generated anew.
+pub fn splice(readme: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    let mut rest = readme;
+    let mut found = false;
+    while let Some(begin) = rest.find(BEGIN) {
+        let marker_end = rest[begin..]
+            .find("-->")
+            .map(|i| begin + i + 3)
+            .with_context(|| format!("an unclosed `{BEGIN}` marker"))?;
+        let keys: Vec<&str> = rest[begin + BEGIN.len()..marker_end - 3]
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        let end = rest[marker_end..]
+            .find(END)
+            .map(|i| marker_end + i)
+            .with_context(|| format!("a `{BEGIN}` marker without its `{END}`"))?;
+        let table = table_of((!keys.is_empty()).then_some(&keys[..]))?;
+        out.push_str(&rest[..marker_end]);
+        out.push('\n');
+        out.push_str(&table);
+        out.push_str(END);
+        rest = &rest[end + END.len()..];
+        found = true;
     }
-    let start = begin + BEGIN.len();
-    Ok(format!("{}\n{table}{}", &readme[..start], &readme[end..]))
+    if !found {
+        bail!("the README has no `{BEGIN} -->` ... `{END}` markers");
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Rewrites the table in the README at `path`; returns whether it changed.
 pub fn rewrite_readme(path: &Path) -> anyhow::Result<bool> {
     let readme =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let updated = splice(&readme, &table()?)?;
+    let updated = splice(&readme)?;
     if updated == readme {
         return Ok(false);
     }
@@ -261,7 +301,7 @@ mod tests {
     fn readme_table_is_the_generated_one() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
         let readme = std::fs::read_to_string(&path).unwrap();
-        let generated = splice(&readme, &table().unwrap()).unwrap();
+        let generated = splice(&readme).unwrap();
         assert!(
             generated == readme,
             "README.md's settings table is not the one the definition (src/config/settings.rs) \
@@ -294,13 +334,25 @@ mod tests {
     }
 
     #[test]
-    fn splice_keeps_the_rest() {
-        let readme = format!("a\n{BEGIN}\nold\n{END}\nb\n");
-        assert_eq!(
-            splice(&readme, "new\n").unwrap(),
-            format!("a\n{BEGIN}\nnew\n{END}\nb\n")
+    fn splice_keeps_the_rest_and_fills_every_table() {
+        let all = table().unwrap();
+        let some = table_of(Some(&["host_token", "verbose"])).unwrap();
+        let readme = format!(
+            "a\n{BEGIN} -->\nold\n{END}\nb\n{BEGIN} verbose, host_token -->\nold\n{END}\nc\n"
         );
-        assert!(splice("no markers", "x").is_err());
+        assert_eq!(
+            splice(&readme).unwrap(),
+            format!(
+                "a\n{BEGIN} -->\n{all}{END}\nb\n{BEGIN} verbose, host_token -->\n{some}{END}\nc\n"
+            )
+        );
+        // A subset in the definition's order, without --config's rows.
+        assert_eq!(some.lines().count(), 4, "{some}");
+        assert!(some.lines().nth(2).unwrap().contains("`verbose`"));
+        assert!(!some.contains("--config"));
+        assert!(splice("no markers").is_err());
+        let unknown = format!("{BEGIN} no_such -->\n{END}\n");
+        assert!(splice(&unknown).is_err());
     }
 
     #[test]
