@@ -4,7 +4,7 @@
 //!
 //! The options are the settings, defined once in [`Settings`]: every flag `--foo-bar` is also
 //! the environment variable `WEBSOCKIFY_FOO_BAR` and the key `foo_bar` in the TOML file, and
-//! [`crate::config::load`] merges the three. Values given here are checked by clap so that a
+//! `config::load` merges the three. Values given here are checked by clap so that a
 //! wrong one is reported the way clap reports it (naming the flag, exit 2). What is here alone
 //! is what is not a setting: the positionals, `--config` and `--print-config`.
 

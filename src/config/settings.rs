@@ -20,7 +20,7 @@ use crate::edge::forwarded::TrustedProxies;
 /// definition of each setting.
 ///
 /// A field is a setting: its name is the file key (`idle_timeout`) and, after
-/// [`super::ENV_PREFIX`], the environment variable (`WEBSOCKIFY_IDLE_TIMEOUT`); its `#[arg]` is
+/// `WEBSOCKIFY_`, the environment variable (`WEBSOCKIFY_IDLE_TIMEOUT`); its `#[arg]` is
 /// the flag (`--idle-timeout`), whose doc comment is the help and whose default is the
 /// setting's default; its serde attributes read the value from the file, the environment and
 /// the command line alike (clap only checks a flag's value, so that a wrong one is reported the

@@ -1,6 +1,6 @@
 //! The network edge: where bytes come from outside, up to a parsed request.
 //!
-//! - `listen`: binding TCP, unix and inetd sockets, and who connected ([`listen::ClientAddr`]).
+//! - `listen`: binding TCP, unix and inetd sockets, and what the listener hands on.
 //! - `proxy_protocol`: a load balancer's PROXY header in front (`--proxy-protocol`), and the
 //!   one we send targets (`--target-proxy-protocol`).
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
