@@ -41,11 +41,52 @@ async fn a_trusted_peer_names_the_client() {
     close(raw).await;
     proxy.wait_log("client=203.0.113.5 target=", Duration::from_secs(5));
 
-    // RFC 7239, with a port.
-    let (raw, _) = upgrade_with(proxy.port, &[r#"Forwarded: for="[2001:db8::7]:4711""#]).await;
+    // RFC 7239, with a port, when it is the header the ingress sends.
+    let proxy = echo_proxy_with(&[
+        "--trusted-proxies",
+        "127.0.0.0/8,10.0.0.0/8",
+        "--forwarded-header",
+        "forwarded",
+    ])
+    .await;
+    let (raw, _) = upgrade_with(
+        proxy.port,
+        &[
+            r#"Forwarded: for="[2001:db8::7]:4711""#,
+            "X-Forwarded-For: 6.6.6.6",
+        ],
+    )
+    .await;
     close(raw).await;
     let log = proxy.wait_log("client=[2001:db8::7]:4711 target=", Duration::from_secs(5));
     assert!(!log.contains("6.6.6.6"), "{log}");
+}
+
+/// nginx appends the real client to `X-Forwarded-For` and passes a client's own `Forwarded`
+/// through untouched: that `Forwarded` must not name the client (security review: three
+/// sessions with forged `Forwarded: for=198.51.100.N` got past a per-address limit of 1 and
+/// were logged with the forged addresses).
+#[tokio::test]
+async fn a_clients_own_forwarded_header_names_nobody() {
+    let proxy = echo_proxy_with(&[
+        "--trusted-proxies",
+        "127.0.0.0/8",
+        "--max-connections-per-ip",
+        "1",
+    ])
+    .await;
+    let mut statuses = Vec::new();
+    let mut open = Vec::new();
+    for n in 1..=3 {
+        let forged = format!("Forwarded: for=198.51.100.{n}");
+        let (raw, status) =
+            upgrade_with(proxy.port, &[&forged, "X-Forwarded-For: 203.0.113.9"]).await;
+        statuses.push(status);
+        open.push(raw);
+    }
+    assert_eq!(statuses, [101, 503, 503], "one real client, one session");
+    let log = proxy.wait_log("203.0.113.9", Duration::from_secs(5));
+    assert!(!log.contains("198.51.100"), "{log}");
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use crate::config::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
-use crate::edge::forwarded::TrustedProxies;
+use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 
 /// Every setting, as merged from all layers and before cross-field validation: the ONE
 /// definition of each setting.
@@ -460,6 +460,22 @@ pub struct Settings {
         deserialize_with = "de::comma_list"
     )]
     pub trusted_proxies: TrustedProxies,
+
+    /// Which header names the client behind --trusted-proxies: x-forwarded-for (with
+    /// X-Forwarded-Proto) or forwarded (RFC 7239)
+    ///
+    /// Only that family is read, from the right, skipping trusted hops: a front proxy that
+    /// appends to one passes a client's own copy of the other through untouched, so reading
+    /// both would let a client name itself. nginx, HAProxy and most Kubernetes ingresses send
+    /// `X-Forwarded-For`; Envoy can send either.
+    #[arg(
+        long,
+        value_name = "HEADER",
+        default_value_t = ForwardedHeader::XForwardedFor,
+        help_heading = LOAD_BALANCERS
+    )]
+    #[serde(deserialize_with = "de::parsed")]
+    pub forwarded_header: ForwardedHeader,
 
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     ///

@@ -461,6 +461,7 @@ fn sample(key: &str) -> &'static str {
         "SIZE" => "1MiB",
         "RULE,..." | "CIDR,..." => "10.0.0.0/8",
         "VERSION" => "v2",
+        "HEADER" => "forwarded",
         "WRAP_COMMAND_LINE" => "prog",
         other => panic!("no sample value for setting `{key}` (value name `{other}`): add one"),
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{ConfigError, FileMode, Loaded, LogFormat, Secret, SslVersion, WrapMode};
 use crate::config::addr::ListenAddr;
 use crate::config::limits::{ByteSize, Limits};
-use crate::edge::forwarded::TrustedProxies;
+use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 use crate::session::target::Target;
 
 /// websockify's default certificate file, looked up in the working directory.
@@ -71,6 +71,8 @@ pub struct Config {
     pub target_proxy_protocol: Option<crate::edge::proxy_protocol::Version>,
     /// `--trusted-proxies`: whose `Forwarded`/`X-Forwarded-*` headers are believed.
     pub trusted_proxies: Option<TrustedProxies>,
+    /// `--forwarded-header`: which family of forwarded headers names the client.
+    pub forwarded_header: ForwardedHeader,
 }
 
 /// `--auth-plugin` and its settings.
@@ -297,6 +299,7 @@ impl Loaded {
             proxy_protocol: s.proxy_protocol,
             target_proxy_protocol: s.target_proxy_protocol,
             trusted_proxies: (!s.trusted_proxies.is_empty()).then(|| s.trusted_proxies.clone()),
+            forwarded_header: s.forwarded_header,
             record: s.record.as_deref().map(absolute),
             daemon: s.daemon,
             syslog: match (&s.syslog, s.legacy_syslog) {

@@ -1,8 +1,10 @@
-//! `--trusted-proxies`: the client's address and scheme from `Forwarded` (RFC 7239) or
-//! `X-Forwarded-For` / `X-Forwarded-Proto`, honoured only when the request comes from a
-//! proxy the operator trusts. From anyone else these headers change nothing: a client can
-//! write them, so believing them would let anyone choose the address it is logged, limited
-//! and authorised as.
+//! `--trusted-proxies`: the client's address and scheme from `X-Forwarded-For` /
+//! `X-Forwarded-Proto` or from `Forwarded` (RFC 7239), whichever `--forwarded-header` names,
+//! honoured only when the request comes from a proxy the operator trusts. From anyone else
+//! these headers change nothing: a client can write them, so believing them would let anyone
+//! choose the address it is logged, limited and authorised as. For the same reason only one
+//! family is read: a front proxy appends to the one it speaks and passes a client's copy of
+//! the other through untouched.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +12,7 @@ use std::str::FromStr;
 
 use http::HeaderMap;
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The networks whose forwarded headers are believed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,6 +60,40 @@ impl Serialize for TrustedProxies {
     }
 }
 
+/// `--forwarded-header`: the family of headers that names the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` and `X-Forwarded-Proto`, as nginx, HAProxy and most ingresses send.
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+impl fmt::Display for ForwardedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ForwardedHeader::XForwardedFor => "x-forwarded-for",
+            ForwardedHeader::Forwarded => "forwarded",
+        })
+    }
+}
+
+impl FromStr for ForwardedHeader {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ForwardedHeader, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+            "forwarded" => Ok(ForwardedHeader::Forwarded),
+            _ => Err(format!(
+                "`{s}` is not a forwarded header: expected x-forwarded-for or forwarded"
+            )),
+        }
+    }
+}
+
 /// What the forwarded headers of a trusted request say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Forwarded {
@@ -68,9 +104,14 @@ pub struct Forwarded {
     pub secure: Option<bool>,
 }
 
-/// Reads the forwarded headers of a request that came from `peer`. Nothing is believed unless
-/// `peer` is trusted. `Forwarded` wins over the `X-Forwarded-*` pair when both are present.
-pub fn resolve(headers: &HeaderMap, peer: IpAddr, trusted: &TrustedProxies) -> Forwarded {
+/// Reads the forwarded headers of `family` of a request that came from `peer`. Nothing is
+/// believed unless `peer` is trusted, and the other family is never read.
+pub fn resolve(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    trusted: &TrustedProxies,
+    family: ForwardedHeader,
+) -> Forwarded {
     if !trusted.contains(peer) {
         return Forwarded::default();
     }
@@ -84,22 +125,25 @@ pub fn resolve(headers: &HeaderMap, peer: IpAddr, trusted: &TrustedProxies) -> F
             .filter(|v| !v.is_empty())
             .collect()
     };
-    let forwarded = values("forwarded");
-    let (hops, proto): (Vec<Option<SocketAddr>>, Option<String>) = if !forwarded.is_empty() {
-        let elements: Vec<Vec<(String, String)>> = forwarded.iter().map(|e| pairs(e)).collect();
-        let hops = elements
-            .iter()
-            .filter_map(|e| e.iter().find(|(k, _)| k == "for"))
-            .map(|(_, v)| node(v))
-            .collect();
-        let proto = elements
-            .last()
-            .and_then(|e| e.iter().find(|(k, _)| k == "proto"))
-            .map(|(_, v)| v.clone());
-        (hops, proto)
-    } else {
-        let hops = values("x-forwarded-for").iter().map(|v| node(v)).collect();
-        (hops, values("x-forwarded-proto").last().cloned())
+    let (hops, proto): (Vec<Option<SocketAddr>>, Option<String>) = match family {
+        ForwardedHeader::Forwarded => {
+            let elements: Vec<Vec<(String, String)>> =
+                values("forwarded").iter().map(|e| pairs(e)).collect();
+            let hops = elements
+                .iter()
+                .filter_map(|e| e.iter().find(|(k, _)| k == "for"))
+                .map(|(_, v)| node(v))
+                .collect();
+            let proto = elements
+                .last()
+                .and_then(|e| e.iter().find(|(k, _)| k == "proto"))
+                .map(|(_, v)| v.clone());
+            (hops, proto)
+        }
+        ForwardedHeader::XForwardedFor => {
+            let hops = values("x-forwarded-for").iter().map(|v| node(v)).collect();
+            (hops, values("x-forwarded-proto").last().cloned())
+        }
     };
     // From the nearest hop outwards: skip our trusted proxies; the first other address is the
     // client. An entry we cannot read ("unknown", an obfuscated name) ends the walk: what
@@ -159,6 +203,8 @@ fn node(v: &str) -> Option<SocketAddr> {
 mod tests {
     use super::*;
 
+    const XFF: ForwardedHeader = ForwardedHeader::XForwardedFor;
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
@@ -181,13 +227,16 @@ mod tests {
             ("x-forwarded-for", "198.51.100.7"),
             ("x-forwarded-proto", "https"),
         ]);
-        assert_eq!(resolve(&h, ip("192.0.2.1"), &trusted), Forwarded::default());
-        let got = resolve(&h, ip("10.1.2.3"), &trusted);
+        assert_eq!(
+            resolve(&h, ip("192.0.2.1"), &trusted, XFF),
+            Forwarded::default()
+        );
+        let got = resolve(&h, ip("10.1.2.3"), &trusted, XFF);
         assert_eq!(got.client, Some("198.51.100.7:0".parse().unwrap()));
         assert_eq!(got.secure, Some(true));
         // A mapped IPv4 peer of a dual-stack listener is the same peer.
         assert!(
-            resolve(&h, ip("::ffff:10.1.2.3"), &trusted)
+            resolve(&h, ip("::ffff:10.1.2.3"), &trusted, XFF)
                 .client
                 .is_some()
         );
@@ -198,18 +247,18 @@ mod tests {
         let trusted: TrustedProxies = "10.0.0.0/8, 127.0.0.1".parse().unwrap();
         // The client spoofed 1.2.3.4 in front; its real address was appended by our proxies.
         let h = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.5, 10.0.0.2")]);
-        let got = resolve(&h, ip("127.0.0.1"), &trusted);
+        let got = resolve(&h, ip("127.0.0.1"), &trusted, XFF);
         assert_eq!(got.client, Some("203.0.113.5:0".parse().unwrap()));
         // Everything trusted: the leftmost.
         let h = headers(&[("x-forwarded-for", "10.9.9.9, 10.0.0.2")]);
         assert_eq!(
-            resolve(&h, ip("127.0.0.1"), &trusted).client,
+            resolve(&h, ip("127.0.0.1"), &trusted, XFF).client,
             Some("10.9.9.9:0".parse().unwrap())
         );
         // An unreadable hop ends the walk at the last trusted one before it.
         let h = headers(&[("x-forwarded-for", "203.0.113.5, unknown, 10.0.0.2")]);
         assert_eq!(
-            resolve(&h, ip("127.0.0.1"), &trusted).client,
+            resolve(&h, ip("127.0.0.1"), &trusted, XFF).client,
             Some("10.0.0.2:0".parse().unwrap())
         );
         // Several header lines are one list.
@@ -218,7 +267,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.2"),
         ]);
         assert_eq!(
-            resolve(&h, ip("127.0.0.1"), &trusted).client,
+            resolve(&h, ip("127.0.0.1"), &trusted, XFF).client,
             Some("203.0.113.5:0".parse().unwrap())
         );
     }
@@ -233,16 +282,48 @@ mod tests {
             ),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
-        let got = resolve(&h, ip("127.0.0.1"), &trusted);
+        let got = resolve(&h, ip("127.0.0.1"), &trusted, ForwardedHeader::Forwarded);
         assert_eq!(got.client, Some("[2001:db8::7]:4711".parse().unwrap()));
         // proto from the nearest element, which has none here.
         assert_eq!(got.secure, None);
         let h = headers(&[("forwarded", "For=192.0.2.60;Proto=http;By=203.0.113.43")]);
-        let got = resolve(&h, ip("127.0.0.1"), &trusted);
+        let got = resolve(&h, ip("127.0.0.1"), &trusted, ForwardedHeader::Forwarded);
         assert_eq!(got.client, Some("192.0.2.60:0".parse().unwrap()));
         assert_eq!(got.secure, Some(false));
         let h = headers(&[("forwarded", "for=_hidden")]);
-        assert_eq!(resolve(&h, ip("127.0.0.1"), &trusted).client, None);
+        assert_eq!(
+            resolve(&h, ip("127.0.0.1"), &trusted, ForwardedHeader::Forwarded).client,
+            None
+        );
+    }
+
+    /// Only the family chosen is read: a client's own `Forwarded` passes a proxy that appends
+    /// to `X-Forwarded-For` untouched, and must not name the client (nor the other way round).
+    #[test]
+    fn the_other_family_is_never_read() {
+        let trusted: TrustedProxies = "127.0.0.0/8".parse().unwrap();
+        let h = headers(&[
+            ("forwarded", "for=198.51.100.1;proto=https"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
+        let got = resolve(&h, ip("127.0.0.1"), &trusted, XFF);
+        assert_eq!(got.client, Some("203.0.113.5:0".parse().unwrap()));
+        assert_eq!(got.secure, None, "Forwarded's proto is not read either");
+        let got = resolve(&h, ip("127.0.0.1"), &trusted, ForwardedHeader::Forwarded);
+        assert_eq!(got.client, Some("198.51.100.1:0".parse().unwrap()));
+        // A forged Forwarded alone, with the default family: nothing is believed.
+        let forged = headers(&[("forwarded", "for=198.51.100.1")]);
+        assert_eq!(
+            resolve(&forged, ip("127.0.0.1"), &trusted, XFF).client,
+            None
+        );
+        assert_eq!("Forwarded".parse(), Ok(ForwardedHeader::Forwarded));
+        assert!(
+            "via"
+                .parse::<ForwardedHeader>()
+                .unwrap_err()
+                .contains("x-forwarded-for")
+        );
     }
 
     #[test]

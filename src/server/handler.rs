@@ -336,7 +336,13 @@ impl Handler {
         if let Some(trusted) = &self.shared.config.trusted_proxies
             && let Some(peer) = self.client.ip()
         {
-            let forwarded = crate::edge::forwarded::resolve(head.request.headers(), peer, trusted);
+            let config = &self.shared.config;
+            let forwarded = crate::edge::forwarded::resolve(
+                head.request.headers(),
+                peer,
+                trusted,
+                config.forwarded_header,
+            );
             if let Some(client) = forwarded.client {
                 tracing::debug!(id = self.id, peer = %self.client, "forwarded for {client}");
                 self.client = ClientAddr::Tcp(client);

@@ -65,10 +65,26 @@ pub fn file_name(base: &Path, id: u64) -> PathBuf {
 }
 
 impl Recorder {
-    /// Creates (or truncates) `FILE.<id>` and starts its writer.
+    /// Creates `FILE.<id>`, new, readable by its owner only, and starts its writer. A name
+    /// that is taken (a recording of an earlier run, or a symlink someone planted to have a
+    /// session's keystrokes written over another file) is never opened: the session goes on
+    /// unrecorded, and the caller logs why.
     pub async fn open(base: &Path, id: u64) -> std::io::Result<Recorder> {
         let path = file_name(base, id);
-        let file = tokio::fs::File::create(&path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => std::io::Error::new(
+                    e.kind(),
+                    "the name is taken (recordings are only ever created new)",
+                ),
+                _ => e,
+            })?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         tokio::spawn(write(BufWriter::new(file), rx, dropped.clone(), path));

@@ -1,15 +1,19 @@
-//! The fields of a text log line without colours, written as tracing-subscriber's
-//! `DefaultFields` writes them, for less work.
+//! The fields of a text log line, written as tracing-subscriber's `DefaultFields` writes them
+//! without colours, for less work, and with every control character escaped.
 //!
 //! Every session ends with one log line, and formatting its ten fields was a fifth of the
 //! proxy's user-space instructions per connection (callgrind: 16,000 of 72,600), most of it
 //! the default visitor painting each field's name and `=` with `nu_ansi_term` styles that
 //! are empty without colours, through three nested `format_args!` per field. This visitor
-//! writes the same bytes directly: the message (its terminal control characters escaped, as
-//! tracing-subscriber does), then `name=value` with the value's `Debug`, separated by one
-//! space; `log.` fields skipped and `r#` prefixes dropped; errors with their `.sources`.
-//! With colours the default stays (a terminal, where a line's cost does not matter).
-//! `same_bytes_as_tracing_subscribers_default_fields` holds it to that.
+//! writes the same bytes directly: the message, then `name=value` with the value's `Debug`,
+//! separated by one space; `log.` fields skipped and `r#` prefixes dropped; errors with their
+//! `.sources`. `same_bytes_as_tracing_subscribers_default_fields` holds it to that.
+//!
+//! Where it differs on purpose: every control character in the message and in every value is
+//! escaped, `\n`, `\r` and `\t` included (tracing-subscriber escapes only what a terminal
+//! acts on). A message or a value can carry what a peer sent (a close reason, a path, a
+//! header, a plugin's message), and a raw newline there would begin a second, real-looking
+//! log line (security review: `INFO FAKE admin login`).
 
 use std::fmt::{self, Write};
 
@@ -17,7 +21,8 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::Writer;
 
-/// Makes a [`PlainVisitor`] per event; used for the text log when it has no colours.
+/// Makes a [`PlainVisitor`] per event; used for every text log line (the terminal's, the
+/// file's, syslog's).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlainFields;
 
@@ -58,19 +63,14 @@ impl PlainVisitor<'_> {
         if !std::mem::take(&mut self.first) {
             self.writer.write_char(' ')?;
         }
+        // The message and the values can come from a peer: escaped, so that a line stays one.
         if name == "message" {
-            // What the message says can come from a peer (a path, a header): its terminal
-            // control characters are escaped.
-            return if self.writer.sanitizes_ansi_escapes() {
-                Escaping(&mut self.writer).write_fmt(value)
-            } else {
-                self.writer.write_fmt(value)
-            };
+            return Escaping(&mut self.writer).write_fmt(value);
         }
         self.writer
             .write_str(name.strip_prefix("r#").unwrap_or(name))?;
         self.writer.write_char('=')?;
-        self.writer.write_fmt(value)
+        Escaping(&mut self.writer).write_fmt(value)
     }
 }
 
@@ -96,11 +96,10 @@ impl Visit for PlainVisitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let sanitize = self.writer.sanitizes_ansi_escapes();
-        let error = Escaped(value, sanitize);
+        let error = Escaped(value);
         match value.source() {
             Some(source) => {
-                let sources = Sources(source, sanitize);
+                let sources = Sources(source);
                 let name = field.name();
                 self.field(field, format_args!("{error} {name}.sources={sources}"));
             }
@@ -125,8 +124,10 @@ impl VisitFmt for PlainVisitor<'_> {
     }
 }
 
-/// Writes through to `W`, escaping the characters a terminal would act on (ESC, BEL, BS, FF,
-/// DEL and the C1 controls), as tracing-subscriber's sanitizing does.
+/// Writes through to `W`, escaping every control character: the ones a terminal acts on as
+/// tracing-subscriber's sanitizing does (ESC, BEL, BS, FF, DEL, the C1 controls), and the
+/// line breaks and tabs and the other C0 controls, which it leaves (`\n`, `\r`, `\t`,
+/// `\u{0}`).
 struct Escaping<W>(W);
 
 impl<W: Write> Write for Escaping<W> {
@@ -139,7 +140,10 @@ impl<W: Write> Write for Escaping<W> {
                 '\x08' => "\\x08",
                 '\x0c' => "\\x0c",
                 '\x7f' => "\\x7f",
-                '\u{80}'..='\u{9f}' => "",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                '\u{0}'..='\u{1f}' | '\u{80}'..='\u{9f}' => "",
                 _ => continue,
             };
             self.0.write_str(&s[plain..at])?;
@@ -154,16 +158,12 @@ impl<W: Write> Write for Escaping<W> {
     }
 }
 
-/// An error's `Display`, escaped when the writer sanitizes.
-struct Escaped<'a>(&'a (dyn std::error::Error + 'static), bool);
+/// An error's `Display`, escaped.
+struct Escaped<'a>(&'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.1 {
-            write!(Escaping(f), "{}", self.0)
-        } else {
-            write!(f, "{}", self.0)
-        }
+        write!(Escaping(f), "{}", self.0)
     }
 }
 
@@ -174,14 +174,14 @@ impl fmt::Debug for Escaped<'_> {
 }
 
 /// An error's chain of sources as a list: `[first, second]`.
-struct Sources<'a>(&'a (dyn std::error::Error + 'static), bool);
+struct Sources<'a>(&'a (dyn std::error::Error + 'static));
 
 impl fmt::Display for Sources<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut list = f.debug_list();
         let mut next = Some(self.0);
         while let Some(error) = next {
-            list.entry(&Escaped(error, self.1));
+            list.entry(&Escaped(error));
             next = error.source();
         }
         list.finish()
@@ -291,5 +291,31 @@ mod tests {
         assert!(ours.contains("\\x1b]0;owned\\x07\\u{85}ü"), "{ours}");
         assert!(ours.contains("error=outer \\x1b[31mred error.sources=[inner\\u{9b}]"));
         assert_eq!(ours.lines().count(), 7);
+    }
+
+    /// A peer's close reason with line breaks (security review: `\n` in a reason began a
+    /// real-looking `INFO FAKE admin login` line): one line, every control escaped, in the
+    /// message and in every value.
+    #[test]
+    fn what_a_peer_sent_cannot_begin_a_line() {
+        let buffer = Buffer::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(buffer.clone())
+            .with_ansi(false)
+            .with_target(false)
+            .without_time()
+            .fmt_fields(PlainFields);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let reason = "bye\n2026-12-03T10:00:00Z  INFO FAKE admin login\r\tx\0";
+            tracing::info!(path = %"/a\nb", "session ended: client closed ({reason})");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("(bye\\n2026-12-03T10:00:00Z  INFO FAKE admin login\\r\\tx\\u{0})"),
+            "{text}"
+        );
+        assert!(text.contains("path=/a\\nb"), "{text}");
     }
 }

@@ -106,7 +106,6 @@ fn layers(config: &Config, traces: Option<&SdkTracerProvider>) -> anyhow::Result
         .with_ansi(ansi)
         .with_target(false);
     let mut layers = vec![match config.log_format {
-        LogFormat::Text if ansi => fmt.with_filter(filter(config)?).boxed(),
         LogFormat::Text => fmt
             .fmt_fields(PlainFields)
             .with_filter(filter(config)?)
