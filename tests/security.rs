@@ -1,0 +1,80 @@
+//! The findings of the security review (issue 26), each reproduced as the attacker did it, on
+//! loopback against the real binary: every test here failed before its fix.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("websockify-sec-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// 4. A close reason with line breaks wrote a second, real-looking log line (`INFO FAKE admin
+/// login`); now every control character in a line is escaped.
+#[tokio::test]
+async fn a_close_reason_cannot_forge_a_log_line() {
+    let proxy = echo_proxy_with(&[]).await;
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    raw.send_close(
+        1000,
+        "bye\n2026-12-03T10:00:00.000000Z  INFO FAKE admin login\r\tok",
+    )
+    .await;
+    raw.read_close().await;
+    let log = proxy.wait_log("session ended", Duration::from_secs(5));
+    let forged: Vec<&str> = log.lines().filter(|l| l.contains("FAKE")).collect();
+    assert_eq!(forged.len(), 1, "{log}");
+    assert!(
+        forged[0].contains("session ended") && forged[0].contains("bye\\n2026-12-03T10"),
+        "the reason stays on its session's line, escaped: {log}"
+    );
+    assert!(forged[0].contains("\\r\\tok"), "{log}");
+}
+
+/// 6. `--record` followed a symlink planted at `FILE.1` and wrote the session's bytes (what a
+/// user typed) over its target, in a world-readable file. Now a recording is created new,
+/// mode 0600, and a name that is taken ends the recording, not the session.
+#[tokio::test]
+async fn recordings_are_new_private_files_and_never_follow_a_symlink() {
+    let d = dir("record");
+    let victim = d.join("victim");
+    std::fs::write(&victim, "untouched\n").unwrap();
+    std::os::unix::fs::symlink(&victim, d.join("rec.1")).unwrap();
+    let echo = echo_target().await;
+    let base = d.join("rec");
+    let proxy = Proxy::start(&[
+        "--record",
+        base.to_str().unwrap(),
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    for n in 1..=2u8 {
+        let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+        raw.send_binary(b"password").await;
+        assert_eq!(raw.read_data(8).await, b"password", "session {n} goes on");
+        raw.send_close(1000, "").await;
+        raw.read_close().await;
+    }
+    let log = proxy.wait_log("not recording to", Duration::from_secs(5));
+    assert!(log.contains("rec.1") && log.contains("taken"), "{log}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched\n");
+    let second = d.join("rec.2");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&second)
+        .unwrap_or_default()
+        .ends_with("'EOF'];\n")
+    {
+        assert!(std::time::Instant::now() < end, "rec.2 was not finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mode = std::fs::metadata(&second).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
