@@ -78,3 +78,41 @@ async fn recordings_are_new_private_files_and_never_follow_a_symlink() {
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A proxy serving `d` as its web directory.
+async fn web_proxy(d: &std::path::Path, extra: &[&str]) -> Proxy {
+    let mut args = vec!["--web", d.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    echo_proxy_with(&args).await
+}
+
+/// 1. A 7.8 KB request of 2,600 overlapping ranges got `206` with a `Content-Length` of
+/// 10,905,575,266 for a 4 MiB file; now overlapping or too many ranges get the whole file,
+/// once, and separate ranges still get `206`.
+#[tokio::test]
+async fn overlapping_ranges_get_the_file_once() {
+    let d = dir("ranges");
+    std::fs::write(d.join("big.bin"), vec![7u8; 4 << 20]).unwrap();
+    let proxy = web_proxy(&d, &[]).await;
+    let get = |range: String| {
+        let port = proxy.port;
+        async move {
+            let mut raw = Raw::connect(port).await;
+            let head = format!("GET /big.bin HTTP/1.1\r\nHost: h\r\nRange: {range}\r\n\r\n");
+            let answer = raw.request(&head).await;
+            let body = raw.read_to_end().await;
+            (answer, body.len())
+        }
+    };
+    let attack = format!("bytes={}", vec!["0-"; 2600].join(","));
+    assert!(attack.len() < 8000);
+    let (answer, read) = get(attack).await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert_eq!(answer.header("content-length").as_deref(), Some("4194304"));
+    assert_eq!(read, 4 << 20);
+    let (answer, _) = get("bytes=0-9,100-109".to_string()).await;
+    assert_eq!(answer.status, 206, "{}", answer.head);
+    let (answer, read) = get("bytes=10-19".to_string()).await;
+    assert_eq!((answer.status, read), (206, 10), "{}", answer.head);
+    std::fs::remove_dir_all(&d).unwrap();
+}
