@@ -116,3 +116,64 @@ async fn overlapping_ranges_get_the_file_once() {
     assert_eq!((answer.status, read), (206, 10), "{}", answer.head);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// 2 and 7. `--allow-target unix:DIR/` was checked lexically, so a token leading to
+/// `DIR/../evil.sock` reached a socket outside DIR; and the list was enforced after the
+/// `101` (close 1008), while an unknown token got `404`, so a client learnt which tokens are
+/// valid. Now the target is checked in normal form, its symlinks resolved, before anything is
+/// answered: `403 target not allowed`, as for a network rule.
+#[tokio::test]
+async fn the_allow_list_is_decided_before_the_answer_on_the_real_path() {
+    let d = dir("unix-allow");
+    let (allowed, outside) = (d.join("vnc"), d.join("other"));
+    std::fs::create_dir_all(&allowed).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let evil = outside.join("evil.sock");
+    let listener = tokio::net::UnixListener::bind(&evil).unwrap();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = reached.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let tokens = d.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!(
+            "dotted: unix_socket:{0}/../other/evil.sock\nmissing: unix_socket:{0}/none.sock\n",
+            allowed.display()
+        ),
+    )
+    .unwrap();
+    let rule = format!("unix:{}/", allowed.display());
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "TokenFile",
+        "--token-source",
+        tokens.to_str().unwrap(),
+        "--allow-target",
+        &rule,
+        "127.0.0.1:0",
+    ]);
+    let ask = |token: &'static str| {
+        let port = proxy.port;
+        async move {
+            let head = upgrade_request(&[]).replacen(
+                "GET /websockify HTTP/1.1",
+                &format!("GET /websockify?token={token} HTTP/1.1"),
+                1,
+            );
+            let mut raw = Raw::connect(port).await;
+            raw.request(&head).await.status
+        }
+    };
+    assert_eq!(ask("dotted").await, 403);
+    assert!(!reached.load(std::sync::atomic::Ordering::SeqCst));
+    // An allowed path whose socket is missing is a valid token that leads nowhere yet: 101,
+    // then 1011, as without a list.
+    assert_eq!(ask("missing").await, 101);
+    let log = proxy.wait_log("is not an allowed target", Duration::from_secs(5));
+    assert!(log.contains("target refused: target not allowed"), "{log}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -299,11 +299,22 @@ impl AllowList {
         })
     }
 
-    /// A unix rule is this socket or a directory above it.
+    /// A unix rule is this socket or a directory above it. Only a path in normal form can be
+    /// covered (absolute, no `.` or `..`), since the test is by components:
+    /// `DIR/../evil.sock` starts with `DIR/` as written.
     pub fn covers_unix(&self, path: &Path) -> bool {
-        self.0.iter().any(|r| match r {
-            AllowRule::Unix(rule) => path == rule || path.starts_with(rule),
-            _ => false,
+        let normal = path.is_absolute()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        normal && self.unix_rules().any(|rule| path.starts_with(rule))
+    }
+
+    /// The unix rules' paths, as written.
+    pub fn unix_rules(&self) -> impl Iterator<Item = &Path> {
+        self.0.iter().filter_map(|r| match r {
+            AllowRule::Unix(rule) => Some(rule.as_path()),
+            _ => None,
         })
     }
 }

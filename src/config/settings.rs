@@ -405,8 +405,9 @@ pub struct Settings {
     /// with commas (default: any target)
     ///
     /// For example `10.0.0.0/8`, `10.0.0.0/8:5900`, `10.0.0.0/8:5900-5999`, `[fd00::/8]:5900`,
-    /// `vnc.internal:5900`, `vnc.internal:*`, `unix:/run/vnc/`; in the file, a list. Other
-    /// targets are closed with `1008` "Target not allowed".
+    /// `vnc.internal:5900`, `vnc.internal:*`, `unix:/run/vnc/`; in the file, a list. A request
+    /// for another target is answered `403` "target not allowed" before any upgrade; the
+    /// addresses (or the unix path, symlinks resolved) checked are the ones connected.
     ///
     /// Default: any target.
     #[arg(

@@ -12,9 +12,11 @@
 //!    answer;
 //! 3. [`Gate::session`]'s target: the one static target, or where the request's token
 //!    (`token`) leads by the token plugin; an unknown token is 404, a failing plugin 502, a
-//!    slow one 504.
-//!
-//! `--allow-target` is checked on the target's resolved addresses when it is connected.
+//!    slow one 504;
+//! 4. `--allow-target`: the target is resolved and checked ([`Target::clear`]) before anything
+//!    is answered, so a target that is not allowed is `403` like any refusal (not a `101`
+//!    and a close, which told a client which tokens are valid and where they lead), and the
+//!    session later connects to exactly what was checked.
 
 pub mod admission;
 pub mod token;
@@ -25,10 +27,11 @@ use std::sync::Arc;
 use http::StatusCode;
 use tracing::Instrument;
 
+use crate::config::limits::AllowList;
 use crate::edge::http::Refusal;
 use crate::plugin::{self, Answer, CallError, Reloadable};
 use crate::request::{ClientAddr, Facts};
-use crate::session::target::Target;
+use crate::session::target::{Cleared, Target};
 use crate::telemetry::logging::SPAN_TARGET;
 use crate::telemetry::metrics::{self, HandshakeFailure, PluginResult};
 use admission::{Admission, Permit, Refused};
@@ -39,6 +42,10 @@ pub struct Gate {
     admission: Admission,
     auth: Option<Auth>,
     targets: Targets,
+    /// `--allow-target` (`None`: any target).
+    allow: Option<AllowList>,
+    /// `-6`: IPv6 addresses first when a target's name is resolved to be checked.
+    prefer_ipv6: bool,
 }
 
 /// `--auth-plugin`, and whether it guards the web directory too (`--web-auth`).
@@ -80,6 +87,8 @@ pub enum Stage {
     Admission(Refused),
     Authentication,
     TokenLookup,
+    /// `--allow-target`.
+    Target,
 }
 
 impl fmt::Display for Stage {
@@ -88,6 +97,7 @@ impl fmt::Display for Stage {
             Stage::Admission(_) => f.write_str("admission"),
             Stage::Authentication => f.write_str("authentication"),
             Stage::TokenLookup => f.write_str("token lookup"),
+            Stage::Target => f.write_str("target"),
         }
     }
 }
@@ -99,17 +109,26 @@ pub struct Denied {
     pub refusal: Refusal,
     /// The reason the handshake-failure metric counts.
     pub failure: HandshakeFailure,
-    /// A plugin that failed rather than answered: what went wrong, for the log only (the
-    /// client gets a plain 502 or 504).
-    pub fault: Option<Box<CallError>>,
+    /// What went wrong, for the log only: a plugin that failed rather than answered (the
+    /// client gets a plain 502 or 504), a target that is not allowed (the client is not told
+    /// where its token leads).
+    pub fault: Option<String>,
 }
 
 impl Gate {
-    pub fn new(admission: Admission, auth: Option<Auth>, targets: Targets) -> Gate {
+    pub fn new(
+        admission: Admission,
+        auth: Option<Auth>,
+        targets: Targets,
+        allow: Option<AllowList>,
+        prefer_ipv6: bool,
+    ) -> Gate {
         Gate {
             admission,
             auth,
             targets,
+            allow,
+            prefer_ipv6,
         }
     }
 
@@ -160,15 +179,25 @@ impl Gate {
         }
     }
 
-    /// Where a WebSocket session asked for by `facts` goes, once it is authenticated.
-    pub async fn session(&self, facts: &Facts) -> Result<Target, Denied> {
+    /// Where a WebSocket session asked for by `facts` goes, once it is authenticated and
+    /// its target cleared by `--allow-target`.
+    pub async fn session(&self, facts: &Facts) -> Result<Cleared, Denied> {
         if let Some(auth) = &self.auth {
             authenticate(&auth.plugin, facts).await?;
         }
-        match &self.targets {
-            Targets::Static(target) => Ok(target.clone()),
-            Targets::Token { plugin, host_token } => look_up(plugin, facts, *host_token).await,
-        }
+        let target = match &self.targets {
+            Targets::Static(target) => target.clone(),
+            Targets::Token { plugin, host_token } => look_up(plugin, facts, *host_token).await?,
+        };
+        target
+            .clear(self.allow.as_ref(), self.prefer_ipv6)
+            .await
+            .map_err(|e| Denied {
+                stage: Stage::Target,
+                refusal: Refusal::new(StatusCode::FORBIDDEN, "target not allowed"),
+                failure: HandshakeFailure::TargetNotAllowed,
+                fault: Some(e.to_string()),
+            })
     }
 }
 
@@ -242,7 +271,7 @@ async fn consult<T>(
                 "the token lookup failed"
             };
             let refusal = Refusal::new(e.status(), why);
-            (call_result(&e), Err((refusal, Some(Box::new(e)))))
+            (call_result(&e), Err((refusal, Some(e.to_string()))))
         }
     };
     let m = metrics::get();

@@ -31,7 +31,7 @@ use crate::gate::{Denied, Gate, Stage};
 use crate::process::shutdown::Shutdown;
 use crate::request::{Channel, ClientAddr, Facts};
 use crate::session::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
-use crate::session::target::{ConnectError, ConnectOptions, Target};
+use crate::session::target::{Cleared, ConnectOptions};
 use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::telemetry::logging::SPAN_TARGET;
 use crate::telemetry::metrics::{self, HandshakeFailure};
@@ -45,9 +45,6 @@ const CONNECT_FAILED: Close = Close::new(
     close_code::INTERNAL_ERROR,
     "Failed to connect to downstream server",
 );
-
-/// Sent when `--allow-target` does not allow the session's target: a policy, not a fault.
-const NOT_ALLOWED: Close = Close::new(close_code::POLICY_VIOLATION, "Target not allowed");
 
 /// What every connection of one server shares.
 pub struct Shared {
@@ -90,7 +87,7 @@ struct Received {
 /// An opened session: what it needs, and nothing of the handshake.
 struct Opened {
     halves: Halves,
-    target: Target,
+    target: Cleared,
     path: String,
     protocol: String,
     channel: Channel,
@@ -527,7 +524,7 @@ impl Handler {
         self,
         mut rx: R,
         mut tx: T,
-        target: Target,
+        target: Cleared,
         path: &str,
         protocol: &str,
         channel: &Channel,
@@ -576,7 +573,6 @@ impl Handler {
             prefer_ipv6: config.prefer_ipv6,
             timeout: limits.connect_timeout,
             tls: self.shared.target_tls.as_ref(),
-            allow: limits.allow_target.as_ref(),
             proxy_header: proxy_header.as_deref(),
         };
         let connected = target
@@ -598,24 +594,14 @@ impl Handler {
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
                 m.target_connect_failures.inc();
-                let refused = matches!(e, ConnectError::NotAllowed { .. });
-                let close = if refused {
-                    &NOT_ALLOWED
-                } else {
-                    &CONNECT_FAILED
-                };
-                if tx.close(close).await.is_ok() {
+                if tx.close(&CONNECT_FAILED).await.is_ok() {
                     // Wait briefly for the client's answer so that it sees a clean close.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         while let Ok(Inbound::Data(_) | Inbound::Part(_)) = rx.recv().await {}
                     })
                     .await;
                 }
-                if refused {
-                    Ending::TargetNotAllowed(e.to_string())
-                } else {
-                    Ending::TargetUnreachable(e.to_string())
-                }
+                Ending::TargetUnreachable(e.to_string())
             }
         };
         let from_client = traffic

@@ -232,7 +232,13 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         tls: tls.clone(),
         target_tls,
         web,
-        gate: Gate::new(admission, auth, targets),
+        gate: Gate::new(
+            admission,
+            auth,
+            targets,
+            config.limits.allow_target.clone(),
+            config.prefer_ipv6,
+        ),
         tracker: tracker.clone(),
     });
     tracing::info!("proxying from {where_} to {}", shared.gate.targets());

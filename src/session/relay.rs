@@ -57,8 +57,6 @@ pub enum Ending {
     Shutdown,
     /// The target could not be connected; we sent 1011 as websockify does.
     TargetUnreachable(String),
-    /// `--allow-target` does not allow the target; we sent 1008.
-    TargetNotAllowed(String),
     /// No data either way for `--session-idle-timeout`; we sent 1001.
     IdleTimeout(Duration),
 }
@@ -73,7 +71,6 @@ impl Ending {
             Ending::TargetError(_) | Ending::TargetUnreachable(_) => close_code::INTERNAL_ERROR,
             Ending::ClientGone(_) => close_code::ABNORMAL,
             Ending::Shutdown | Ending::IdleTimeout(_) => close_code::GOING_AWAY,
-            Ending::TargetNotAllowed(_) => close_code::POLICY_VIOLATION,
         }
     }
 
@@ -87,7 +84,6 @@ impl Ending {
             Ending::ClientGone(_) => "client_gone",
             Ending::Shutdown => "shutdown",
             Ending::TargetUnreachable(_) => "target_unreachable",
-            Ending::TargetNotAllowed(_) => "target_not_allowed",
             Ending::IdleTimeout(_) => "idle_timeout",
         }
     }
@@ -104,7 +100,6 @@ impl std::fmt::Display for Ending {
             Ending::ClientGone(e) => write!(f, "client gone: {e}"),
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::TargetUnreachable(e) => write!(f, "target unreachable: {e}"),
-            Ending::TargetNotAllowed(e) => write!(f, "target refused: {e}"),
             Ending::IdleTimeout(after) => {
                 write!(
                     f,

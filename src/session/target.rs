@@ -1,12 +1,16 @@
 //! Targets: where a session's bytes go, and how we connect there.
 //!
-//! Today a target is static (`target_addr:target_port` or `--unix-target`); token resolvers
-//! will produce the same [`Target`] per request.
+//! A [`Target`] is named by the configuration or by a token plugin. Before anything is
+//! answered, the gate clears it ([`Target::clear`]) against `--allow-target`: a TCP target
+//! is resolved and only the addresses a rule covers are kept, a unix socket's path must be
+//! in normal form under an allowed directory, its symlinks resolved included. The
+//! [`Cleared`] target is then connected to exactly what was checked, so a second resolution
+//! or a path written another way cannot lead elsewhere.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -27,8 +31,6 @@ pub struct ConnectOptions<'a> {
     pub timeout: Option<Duration>,
     /// `--ssl-target`: TLS toward the target, verified for its name.
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
-    /// `--allow-target` (`None`: any target).
-    pub allow: Option<&'a AllowList>,
     /// `--target-proxy-protocol`: a PROXY protocol header sent first (before TLS).
     pub proxy_header: Option<&'a [u8]>,
 }
@@ -53,6 +55,35 @@ impl fmt::Display for Target {
     }
 }
 
+/// A target the gate let through, and what connecting it dials.
+#[derive(Debug)]
+pub struct Cleared {
+    /// As it was named: what the logs and TLS's name check see.
+    pub target: Target,
+    dial: Dial,
+}
+
+/// What a cleared target's connection dials.
+#[derive(Debug)]
+enum Dial {
+    /// The target as named, resolved when connected: without `--allow-target`, for a name a
+    /// rule allows wherever it resolves, and for the operator's wrapped program.
+    AsNamed,
+    /// The addresses `--allow-target` let through, in the order to try.
+    Addresses(Vec<SocketAddr>),
+    /// The socket whose path `--allow-target` checked, symlinks resolved.
+    Unix(PathBuf),
+    /// The name did not resolve when it was checked: connecting reports it (close `1011`,
+    /// as any unreachable target), and never resolves it again unchecked.
+    Unresolved { host: String, error: io::Error },
+}
+
+impl fmt::Display for Cleared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.target.fmt(f)
+    }
+}
+
 /// Why a target could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -71,10 +102,88 @@ pub enum ConnectError {
 }
 
 impl Target {
-    /// Connects within the options' timeout, trying each resolved address in turn (IPv6 first
-    /// with `prefer_ipv6`) that the allow-list permits, with TCP_NODELAY and SO_KEEPALIVE set
-    /// as websockify sets them; with `tls`, completes a TLS handshake that verifies the
-    /// target's certificate for its name.
+    /// Checks the target against `allow` (`None`: every target is allowed), resolving a TCP
+    /// target's name now (IPv6 first with `prefer_ipv6`) when a network rule must cover its
+    /// addresses. The operator's own wrapped program is not checked: the list is for targets
+    /// that come from requests.
+    pub async fn clear(
+        &self,
+        allow: Option<&AllowList>,
+        prefer_ipv6: bool,
+    ) -> Result<Cleared, ConnectError> {
+        let not_allowed = |detail: String| ConnectError::NotAllowed {
+            target: self.to_string(),
+            detail,
+        };
+        let dial = match (self, allow) {
+            (_, None) | (Target::Loopback(_), _) => Dial::AsNamed,
+            (Target::Unix(path), Some(allow)) => {
+                Dial::Unix(clear_unix(path, allow).await.map_err(not_allowed)?)
+            }
+            // A rule naming the target allows it wherever it resolves.
+            (Target::Tcp(hp), Some(allow)) if allow.names(&hp.host, hp.port) => Dial::AsNamed,
+            // Otherwise only the addresses a network rule covers are tried, so a name that
+            // resolves to a forbidden address (the cloud metadata service, say) gets nowhere.
+            (Target::Tcp(hp), Some(allow)) => match resolve(hp, prefer_ipv6).await {
+                Ok(resolved) => {
+                    let addrs: Vec<SocketAddr> = resolved
+                        .iter()
+                        .copied()
+                        .filter(|a| allow.covers(*a))
+                        .collect();
+                    if addrs.is_empty() {
+                        let list: Vec<String> = resolved.iter().map(ToString::to_string).collect();
+                        return Err(not_allowed(format!(": resolves to {}", list.join(", "))));
+                    }
+                    Dial::Addresses(addrs)
+                }
+                Err(ConnectError::Resolve { host, source }) => Dial::Unresolved {
+                    host,
+                    error: source,
+                },
+                Err(e) => Dial::Unresolved {
+                    host: hp.host.clone(),
+                    error: io::Error::other(e.to_string()),
+                },
+            },
+        };
+        Ok(Cleared {
+            target: self.clone(),
+            dial,
+        })
+    }
+}
+
+/// A unix socket path `allow` covers, in the form to connect: normal (absolute, no `.` or
+/// `..`: `DIR/../evil.sock` passed a lexical test for `unix:DIR/`) and, where the socket
+/// exists, with its symlinks resolved, which must lie under an allowed directory too (as
+/// written, or as its own symlinks resolve). `Err` says why not, for the log.
+async fn clear_unix(path: &Path, allow: &AllowList) -> Result<PathBuf, String> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if !allow.covers_unix(&path) {
+        return Err(String::new());
+    }
+    let Ok(real) = tokio::fs::canonicalize(&path).await else {
+        // No such socket (yet): connecting fails as it would, with 1011.
+        return Ok(path);
+    };
+    if allow.covers_unix(&real) {
+        return Ok(real);
+    }
+    for rule in allow.unix_rules() {
+        if let Ok(rule) = tokio::fs::canonicalize(rule).await
+            && real.starts_with(&rule)
+        {
+            return Ok(real);
+        }
+    }
+    Err(format!(": leads to {}", real.display()))
+}
+
+impl Cleared {
+    /// Connects within the options' timeout, trying each address in turn (IPv6 first with
+    /// `prefer_ipv6`), with TCP_NODELAY and SO_KEEPALIVE set as websockify sets them; with
+    /// `tls`, completes a TLS handshake that verifies the target's certificate for its name.
     pub async fn connect(
         &self,
         options: &ConnectOptions<'_>,
@@ -92,7 +201,7 @@ impl Target {
                     })?;
             }
             match options.tls {
-                Some(config) => self.tls_handshake(stream, config).await,
+                Some(config) => self.target.tls_handshake(stream, config).await,
                 None => Ok(stream),
             }
         };
@@ -108,74 +217,35 @@ impl Target {
         }
     }
 
-    async fn tls_handshake(
-        &self,
-        stream: TargetStream,
-        config: &Arc<rustls::ClientConfig>,
-    ) -> Result<TargetStream, ConnectError> {
-        let host = match self {
-            Target::Tcp(hp) => hp.host.clone(),
-            // A unix socket has no name; its certificate is checked for localhost.
-            Target::Unix(_) | Target::Loopback(_) => "localhost".to_string(),
-        };
-        let tls_error = |e: String| ConnectError::Tls {
-            target: self.to_string(),
-            reason: e,
-        };
-        let name = ServerName::try_from(host).map_err(|e| tls_error(e.to_string()))?;
-        let connector = tokio_rustls::TlsConnector::from(config.clone());
-        let tls = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| tls_error(e.to_string()))?;
-        Ok(TargetStream::Tls(Box::new(tls)))
-    }
-
     async fn connect_inner(
         &self,
         options: &ConnectOptions<'_>,
     ) -> Result<TargetStream, ConnectError> {
-        let prefer_ipv6 = options.prefer_ipv6;
-        let not_allowed = |detail: String| ConnectError::NotAllowed {
-            target: self.to_string(),
-            detail,
-        };
-        match self {
-            Target::Unix(path) if options.allow.is_some_and(|a| !a.covers_unix(path)) => {
-                Err(not_allowed(String::new()))
+        match (&self.dial, &self.target) {
+            (Dial::Unresolved { host, error }, _) => Err(ConnectError::Resolve {
+                host: host.clone(),
+                source: io::Error::new(error.kind(), error.to_string()),
+            }),
+            (Dial::Addresses(addrs), _) => self.connect_any(addrs.clone()).await,
+            (Dial::Unix(path), _) | (Dial::AsNamed, Target::Unix(path)) => {
+                UnixStream::connect(path)
+                    .await
+                    .map(TargetStream::Unix)
+                    .map_err(|source| ConnectError::Io {
+                        target: self.to_string(),
+                        source,
+                    })
             }
-            Target::Unix(path) => UnixStream::connect(path)
-                .await
-                .map(TargetStream::Unix)
-                .map_err(|source| ConnectError::Io {
-                    target: self.to_string(),
-                    source,
-                }),
-            // The operator's own wrapped program: the allow-list is for targets that come
-            // from requests.
-            Target::Loopback(port) => {
+            (Dial::AsNamed, Target::Loopback(port)) => {
                 let mut addrs = vec![
                     SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, *port)),
                     SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, *port)),
                 ];
-                prefer_family(&mut addrs, prefer_ipv6);
+                prefer_family(&mut addrs, options.prefer_ipv6);
                 self.connect_any(addrs).await
             }
-            Target::Tcp(hp) => {
-                let mut addrs = resolve(hp, prefer_ipv6).await?;
-                // A rule naming the target allows it wherever it resolves; otherwise only the
-                // addresses a network rule covers are tried, so a name that resolves to a
-                // forbidden address (the cloud metadata service, say) gets nowhere.
-                if let Some(allow) = options.allow
-                    && !allow.names(&hp.host, hp.port)
-                {
-                    let resolved = addrs.clone();
-                    addrs.retain(|a| allow.covers(*a));
-                    if addrs.is_empty() {
-                        let list: Vec<String> = resolved.iter().map(ToString::to_string).collect();
-                        return Err(not_allowed(format!(": resolves to {}", list.join(", "))));
-                    }
-                }
+            (Dial::AsNamed, Target::Tcp(hp)) => {
+                let addrs = resolve(hp, options.prefer_ipv6).await?;
                 self.connect_any(addrs).await
             }
         }
@@ -197,6 +267,31 @@ impl Target {
             target: self.to_string(),
             source: last.unwrap_or_else(|| io::Error::other("no address to try")),
         })
+    }
+}
+
+impl Target {
+    async fn tls_handshake(
+        &self,
+        stream: TargetStream,
+        config: &Arc<rustls::ClientConfig>,
+    ) -> Result<TargetStream, ConnectError> {
+        let host = match self {
+            Target::Tcp(hp) => hp.host.clone(),
+            // A unix socket has no name; its certificate is checked for localhost.
+            Target::Unix(_) | Target::Loopback(_) => "localhost".to_string(),
+        };
+        let tls_error = |e: String| ConnectError::Tls {
+            target: self.to_string(),
+            reason: e,
+        };
+        let name = ServerName::try_from(host).map_err(|e| tls_error(e.to_string()))?;
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| tls_error(e.to_string()))?;
+        Ok(TargetStream::Tls(Box::new(tls)))
     }
 }
 
@@ -243,6 +338,12 @@ pub fn tune_tcp(stream: &TcpStream) {
 mod tests {
     use super::*;
 
+    /// Clears `target` with no allow-list and connects it.
+    async fn connect(target: &Target) -> Result<TargetStream, ConnectError> {
+        let cleared = target.clear(None, false).await?;
+        cleared.connect(&ConnectOptions::default()).await
+    }
+
     #[tokio::test]
     async fn tuned_sockets_have_nodelay_and_keepalive() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -250,8 +351,7 @@ mod tests {
             host: "127.0.0.1".to_string(),
             port: listener.local_addr().unwrap().port(),
         });
-        let TargetStream::Tcp(stream) = target.connect(&ConnectOptions::default()).await.unwrap()
-        else {
+        let TargetStream::Tcp(stream) = connect(&target).await.unwrap() else {
             panic!("a TCP target gives a TCP stream");
         };
         assert!(stream.nodelay().unwrap());
@@ -293,11 +393,11 @@ mod tests {
             let allow: AllowList = rules.parse().unwrap();
             let target = target.clone();
             async move {
-                let options = ConnectOptions {
-                    allow: Some(&allow),
-                    ..ConnectOptions::default()
-                };
-                target.connect(&options).await.map(|_| ())
+                let cleared = target.clear(Some(&allow), false).await?;
+                cleared
+                    .connect(&ConnectOptions::default())
+                    .await
+                    .map(|_| ())
             }
         };
         for (rules, target) in [
@@ -329,6 +429,54 @@ mod tests {
         assert!(matches!(e, ConnectError::NotAllowed { .. }), "{e}");
     }
 
+    /// Security review: `unix:DIR/` was checked lexically, so `DIR/../evil.sock` passed and
+    /// reached a socket outside; a symlink inside DIR can lead out too.
+    #[tokio::test]
+    async fn a_unix_rule_covers_only_what_really_lies_under_it() {
+        let base =
+            std::env::temp_dir().join(format!("websockify-unix-allow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (allowed, outside) = (base.join("vnc"), base.join("other"));
+        std::fs::create_dir_all(&allowed).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let evil = outside.join("evil.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&evil).unwrap();
+        let good = allowed.join("good.sock");
+        let _good = std::os::unix::net::UnixListener::bind(&good).unwrap();
+        std::os::unix::fs::symlink(&evil, allowed.join("link.sock")).unwrap();
+        let allow: AllowList = format!("unix:{}/", allowed.display()).parse().unwrap();
+        let clear = |path: PathBuf| {
+            let allow = allow.clone();
+            async move { Target::Unix(path).clear(Some(&allow), false).await }
+        };
+        let dotted = allowed.join("../other/evil.sock");
+        assert!(
+            dotted.starts_with(&allowed),
+            "the lexical test this replaces passes"
+        );
+        for refused in [
+            dotted,
+            allowed.join("link.sock"),
+            allowed.join("./../other/evil.sock"),
+        ] {
+            let e = clear(refused.clone()).await.unwrap_err();
+            assert!(
+                matches!(e, ConnectError::NotAllowed { .. }),
+                "{refused:?}: {e}"
+            );
+        }
+        let cleared = clear(good.clone()).await.unwrap();
+        assert!(matches!(&cleared.dial, Dial::Unix(p) if *p == good));
+        assert!(cleared.connect(&ConnectOptions::default()).await.is_ok());
+        // A socket not there yet is allowed by its path and fails to connect as usual.
+        let missing = clear(allowed.join("later.sock")).await.unwrap();
+        assert!(matches!(
+            missing.connect(&ConnectOptions::default()).await,
+            Err(ConnectError::Io { .. })
+        ));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
     #[tokio::test]
     async fn unreachable_and_unresolvable_targets_are_errors() {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -339,7 +487,7 @@ mod tests {
             port,
         });
         assert!(matches!(
-            target.connect(&ConnectOptions::default()).await,
+            connect(&target).await,
             Err(ConnectError::Io { .. })
         ));
         let target = Target::Tcp(HostPort {
@@ -347,12 +495,12 @@ mod tests {
             port: 1,
         });
         assert!(matches!(
-            target.connect(&ConnectOptions::default()).await,
+            connect(&target).await,
             Err(ConnectError::Resolve { .. })
         ));
         let target = Target::Unix("/nonexistent/socket".into());
         assert!(matches!(
-            target.connect(&ConnectOptions::default()).await,
+            connect(&target).await,
             Err(ConnectError::Io { .. })
         ));
     }

@@ -82,6 +82,8 @@ pub enum HandshakeFailure {
     MaxConnectionsPerIp,
     /// `--proxy-protocol` and no valid PROXY protocol header.
     ProxyProtocol,
+    /// `--allow-target` does not allow the request's target.
+    TargetNotAllowed,
 }
 
 impl HandshakeFailure {
@@ -101,6 +103,7 @@ impl HandshakeFailure {
             HandshakeFailure::MaxConnections => "max_connections",
             HandshakeFailure::MaxConnectionsPerIp => "max_connections_per_ip",
             HandshakeFailure::ProxyProtocol => "proxy_protocol",
+            HandshakeFailure::TargetNotAllowed => "target_not_allowed",
         }
     }
 }
