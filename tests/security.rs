@@ -177,3 +177,42 @@ async fn the_allow_list_is_decided_before_the_answer_on_the_real_path() {
     assert!(log.contains("target refused: target not allowed"), "{log}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// 3. With `--max-connections 5`, five clients that asked for a large file and never read
+/// kept every WebSocket client at `503` for as long as they liked. Now web requests have a
+/// share of the limit of their own (half), and a client that takes no byte for
+/// `--send-timeout` is dropped.
+#[tokio::test]
+async fn clients_that_never_read_a_file_cannot_hold_every_place() {
+    let d = dir("stalled-web");
+    std::fs::write(d.join("big.bin"), vec![1u8; 64 << 20]).unwrap();
+    let proxy = web_proxy(&d, &["--max-connections", "5", "--send-timeout", "2"]).await;
+    let mut stalled = Vec::new();
+    for _ in 0..5 {
+        let mut raw = Raw::connect(proxy.port).await;
+        use tokio::io::AsyncWriteExt;
+        raw.stream
+            .write_all(b"GET /big.bin HTTP/1.1\r\nHost: h\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(raw);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut session, _) = Raw::upgrade(proxy.port, &[]).await;
+    session.send_binary(b"still room").await;
+    assert_eq!(session.read_data(10).await, b"still room");
+    // The stalled ones are dropped after --send-timeout, and the waiting ones then served.
+    proxy.wait_log(
+        "took no byte for 2s (--send-timeout)",
+        Duration::from_secs(10),
+    );
+    let started = std::time::Instant::now();
+    let mut raw = Raw::connect(proxy.port).await;
+    let answer = raw
+        .request("GET /big.bin HTTP/1.1\r\nHost: h\r\nRange: bytes=0-9\r\n\r\n")
+        .await;
+    assert_eq!(answer.status, 206, "{}", answer.head);
+    assert!(started.elapsed() < Duration::from_secs(8));
+    drop(stalled);
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -23,6 +23,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: u64 = 10;
 /// The default `--connect-timeout`: long enough for a slow VNC host on a WAN, short enough that
 /// a browser is not left waiting on a dead address.
 pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+/// The default `--send-timeout`: far longer than any pause of a live client's receive window
+/// (a browser reads its sockets whatever its page does), short enough that a client that
+/// stopped reading gives its place back within a minute.
+pub const DEFAULT_SEND_TIMEOUT: u64 = 30;
 /// Descriptors kept back from the connection limit that is derived from `RLIMIT_NOFILE`: the
 /// listeners, log files, plugin files, the metrics listener and a wrapped program's pipes.
 pub const RESERVED_FDS: u64 = 64;
@@ -46,6 +50,8 @@ pub struct Limits {
     pub connect_timeout: Option<Duration>,
     /// `--session-idle-timeout`: a session with no data either way this long is closed.
     pub session_idle_timeout: Option<Duration>,
+    /// `--send-timeout`: a client that accepts no byte of an answer this long is dropped.
+    pub send_timeout: Option<Duration>,
     /// `--allow-target`: the targets sessions may reach (`None`: any).
     pub allow_target: Option<AllowList>,
 }
@@ -59,6 +65,7 @@ impl Default for Limits {
             handshake_timeout: Some(Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT)),
             connect_timeout: Some(Duration::from_secs(DEFAULT_CONNECT_TIMEOUT)),
             session_idle_timeout: None,
+            send_timeout: Some(Duration::from_secs(DEFAULT_SEND_TIMEOUT)),
             allow_target: None,
         }
     }

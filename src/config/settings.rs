@@ -12,7 +12,7 @@ use super::de;
 use crate::config::addr::{HostPort, ListenAddr};
 use crate::config::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_TIMEOUT,
 };
 use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 
@@ -399,6 +399,20 @@ pub struct Settings {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, default_value_t = 0, help_heading = LIMITS)]
     #[serde(deserialize_with = "de::seconds")]
     pub session_idle_timeout: u64,
+
+    /// Drop a client that accepts no byte of an answer for this long (0: never)
+    ///
+    /// A web file, and (issue 22) a session's messages: a client whose receive window stays
+    /// shut holds its connection and its place under `--max-connections` until then.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        value_parser = parse_seconds,
+        default_value_t = DEFAULT_SEND_TIMEOUT,
+        help_heading = LIMITS
+    )]
+    #[serde(deserialize_with = "de::seconds")]
+    pub send_timeout: u64,
 
     /// Only reach targets these rules allow: CIDR, CIDR:PORT, [IPV6-CIDR]:PORT, HOST:PORT,
     /// HOST:* or unix:PATH (a PORT may be a range, 5900-5999); repeat the flag or separate

@@ -7,10 +7,12 @@
 //! - `tls`: rustls on the proxy port (reloadable) and toward targets (`--ssl-target`).
 //! - `stream`: one type over TCP, unix and TLS sockets, and the relay's halves of them.
 //! - `bounded`: reading what a peer sends first, with bounds on its size and time.
+//! - `deadline`: `--send-timeout`, a writer that gives up on a peer that takes nothing.
 //! - `http`: the request head, read with bounded size and time, and plain answers.
 //! - `forwarded`: `--trusted-proxies`: the client and scheme from forwarded headers.
 
 pub mod bounded;
+pub mod deadline;
 pub mod forwarded;
 pub mod http;
 pub mod listen;

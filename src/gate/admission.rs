@@ -7,16 +7,34 @@
 //! number: nothing limits how many connections are in those steps at once.
 //! The permit is held until the connection closes: a WebSocket session holds it for its whole
 //! life, a web request until its answer is sent.
+//!
+//! Web requests have a share of the limit of their own ([`web_share`], half of it): a client
+//! can hold a web answer as long as `--send-timeout` by not reading it, and without a share
+//! a few such clients kept every WebSocket client at `503` (security review). A web request
+//! over its share waits for a place (a page load's burst of requests is served, not
+//! refused), without holding one of the sessions' places meanwhile, and gets `503` only if
+//! none frees up within the wait.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
-    Total { limit: usize },
-    PerIp { limit: usize },
+    Total {
+        limit: usize,
+    },
+    PerIp {
+        limit: usize,
+    },
+    /// No web place freed up within the wait.
+    Web {
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for Refused {
@@ -28,6 +46,10 @@ impl std::fmt::Display for Refused {
             Refused::PerIp { limit } => write!(
                 f,
                 "{limit} connections at once from one address (--max-connections-per-ip)"
+            ),
+            Refused::Web { limit } => write!(
+                f,
+                "{limit} web requests at once (half of --max-connections)"
             ),
         }
     }
@@ -47,6 +69,13 @@ pub struct Admission {
     max_total: usize,
     max_per_ip: Option<usize>,
     counts: Arc<Mutex<Counts>>,
+    /// The web requests' share, [`web_share`] places.
+    web: Arc<Semaphore>,
+}
+
+/// How many of `max_total` places web requests may hold at once: half, at least one.
+pub fn web_share(max_total: usize) -> usize {
+    (max_total / 2).max(1)
 }
 
 /// Held while a request is served; gives its place back when dropped.
@@ -54,6 +83,8 @@ pub struct Admission {
 pub struct Permit {
     counts: Arc<Mutex<Counts>>,
     ip: Option<IpAddr>,
+    /// A web request's place in the web share, given back with the permit.
+    _web: Option<OwnedSemaphorePermit>,
 }
 
 impl Admission {
@@ -62,6 +93,7 @@ impl Admission {
             max_total,
             max_per_ip,
             counts: Arc::default(),
+            web: Arc::new(Semaphore::new(web_share(max_total))),
         }
     }
 
@@ -92,7 +124,32 @@ impl Admission {
         Ok(Permit {
             counts: self.counts.clone(),
             ip: ip.filter(|_| self.max_per_ip.is_some()),
+            _web: None,
         })
+    }
+
+    /// A permit for a web request from `ip`: a place in the web share first, waited for up
+    /// to `wait` (`None`: as long as it takes), then a place as [`Admission::admit`] gives.
+    pub async fn admit_web(
+        &self,
+        ip: Option<IpAddr>,
+        wait: Option<Duration>,
+    ) -> Result<Permit, Refused> {
+        let refused = Refused::Web {
+            limit: web_share(self.max_total),
+        };
+        let place = self.web.clone().acquire_owned();
+        let place = match wait {
+            Some(wait) => tokio::time::timeout(wait, place)
+                .await
+                .map_err(|_| refused)?,
+            None => place.await,
+        };
+        // The semaphore is never closed.
+        let place = place.map_err(|_| refused)?;
+        let mut permit = self.admit(ip)?;
+        permit._web = Some(place);
+        Ok(permit)
     }
 
     /// Requests being served now.
@@ -151,6 +208,35 @@ mod tests {
             lock(&a.counts).per_ip.is_empty(),
             "no entry outlives its permits"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn web_requests_wait_within_their_share_and_never_take_the_sessions_places() {
+        let a = Admission::new(4, None);
+        assert_eq!(web_share(4), 2);
+        let wait = Some(Duration::from_secs(10));
+        let w1 = a.admit_web(None, wait).await.unwrap();
+        let _w2 = a.admit_web(None, wait).await.unwrap();
+        // A third waits for a web place, holding none of the others meanwhile...
+        let third = tokio::spawn({
+            let a = a.clone();
+            async move { a.admit_web(None, wait).await }
+        });
+        tokio::task::yield_now().await;
+        let sessions: Vec<_> = (0..2).map(|_| a.admit(None).unwrap()).collect();
+        assert_eq!(a.active(), 4);
+        // ...gets one as soon as one frees up (and a session place then too)...
+        drop(sessions);
+        drop(w1);
+        let _third = third.await.unwrap().unwrap();
+        // ...and is refused if none does within the wait.
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            a.admit_web(None, wait).await.unwrap_err(),
+            Refused::Web { limit: 2 }
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert_eq!(web_share(1), 1);
     }
 
     #[test]

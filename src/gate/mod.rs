@@ -5,7 +5,8 @@
 //! upgrade, a Hixie handshake and (next) an HTTP/2 extended CONNECT are decided alike.
 //!
 //! The steps, in order:
-//! 1. [`Gate::admit`]: `--max-connections` and `--max-connections-per-ip` (`admission`): a
+//! 1. [`Gate::admit`] (a session) or [`Gate::web`] (a file): `--max-connections` and
+//!    `--max-connections-per-ip` (`admission`; web requests within a share of their own): a
 //!    permit held for as long as the request is served, or 503 with `Retry-After`;
 //! 2. authentication by the auth plugin (`--auth-plugin`): every WebSocket session, and web
 //!    requests with `--web-auth`; the plugin's refusal (401 with a challenge, 403) is the
@@ -23,6 +24,7 @@ pub mod token;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 use tracing::Instrument;
@@ -146,37 +148,25 @@ impl Gate {
         token.into_iter().chain(auth)
     }
 
-    /// A place among the requests served now for one more from `client`, held until the
-    /// permit is dropped.
+    /// A place among the requests served now for one more session from `client`, held until
+    /// the permit is dropped.
     pub fn admit(&self, client: &ClientAddr) -> Result<Permit, Denied> {
-        self.admission.admit(client.ip()).map_err(|refused| {
-            let failure = match refused {
-                Refused::Total { .. } => HandshakeFailure::MaxConnections,
-                Refused::PerIp { .. } => HandshakeFailure::MaxConnectionsPerIp,
-            };
-            let refusal = Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many connections, try again later",
-            )
-            .with_header(
-                "Retry-After",
-                crate::config::limits::RETRY_AFTER.to_string(),
-            );
-            Denied {
-                stage: Stage::Admission(refused),
-                refusal,
-                failure,
-                fault: None,
-            }
-        })
+        self.admission.admit(client.ip()).map_err(over_a_limit)
     }
 
-    /// Whether a request for the web directory may be served (`--web-auth`).
-    pub async fn web(&self, facts: &Facts) -> Result<(), Denied> {
+    /// A web request's pass: a place in the web requests' share (waited for up to `wait`),
+    /// then, with `--web-auth`, the auth plugin's.
+    pub async fn web(&self, facts: &Facts, wait: Option<Duration>) -> Result<Permit, Denied> {
+        let permit = self
+            .admission
+            .admit_web(facts.client.ip(), wait)
+            .await
+            .map_err(over_a_limit)?;
         match &self.auth {
-            Some(auth) if auth.web => authenticate(&auth.plugin, facts).await,
-            _ => Ok(()),
+            Some(auth) if auth.web => authenticate(&auth.plugin, facts).await?,
+            _ => {}
         }
+        Ok(permit)
     }
 
     /// Where a WebSocket session asked for by `facts` goes, once it is authenticated and
@@ -198,6 +188,28 @@ impl Gate {
                 failure: HandshakeFailure::TargetNotAllowed,
                 fault: Some(e.to_string()),
             })
+    }
+}
+
+/// The answer to a request over a connection limit: 503 with `Retry-After`.
+fn over_a_limit(refused: Refused) -> Denied {
+    let failure = match refused {
+        Refused::Total { .. } | Refused::Web { .. } => HandshakeFailure::MaxConnections,
+        Refused::PerIp { .. } => HandshakeFailure::MaxConnectionsPerIp,
+    };
+    let refusal = Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many connections, try again later",
+    )
+    .with_header(
+        "Retry-After",
+        crate::config::limits::RETRY_AFTER.to_string(),
+    );
+    Denied {
+        stage: Stage::Admission(refused),
+        refusal,
+        failure,
+        fault: None,
     }
 }
 

@@ -22,6 +22,7 @@ use tracing::field::Empty;
 
 use super::tracker::{Guard, Tracker};
 use crate::config::Config;
+use crate::edge::deadline::Deadline;
 use crate::edge::http::{HeadError, Refusal, answer_and_close, close_gracefully, read_head_within};
 use crate::edge::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use crate::edge::stream::{ClientIo, ClientStream};
@@ -207,14 +208,6 @@ impl Handler {
             facts,
             rest,
         } = Box::pin(self.receive(stream)).await?;
-        // Held until the connection closes: a session holds its place for its whole life.
-        let permit = match self.shared.gate.admit(&facts.client) {
-            Ok(permit) => permit,
-            Err(denied) => {
-                self.deny(&mut stream, &facts, &denied).await;
-                return None;
-            }
-        };
         let upgrade = match ws::decide(&facts.head) {
             Decision::Http => {
                 Box::pin(self.web(&mut stream, &facts)).await;
@@ -236,6 +229,14 @@ impl Handler {
             }
             Decision::Hybi(hs) => Upgrade::Hybi(hs),
             Decision::Hixie(hs) => Upgrade::Hixie(hs),
+        };
+        // Held until the connection closes: a session holds its place for its whole life.
+        let permit = match self.shared.gate.admit(&facts.client) {
+            Ok(permit) => permit,
+            Err(denied) => {
+                self.deny(&mut stream, &facts, &denied).await;
+                return None;
+            }
         };
         let target = match Box::pin(self.shared.gate.session(&facts)).await {
             Ok(target) => target,
@@ -361,11 +362,20 @@ impl Handler {
         })
     }
 
-    /// A plain HTTP request: a file from `--web` (past `--web-auth`), else 405.
+    /// A plain HTTP request: a file from `--web` (within the web requests' share of
+    /// `--max-connections`, past `--web-auth`, written under `--send-timeout`), else 405.
     async fn web(&self, stream: &mut ClientStream, facts: &Facts) {
         let m = metrics::get();
         let (method, path) = (facts.head.method(), facts.path());
         let Some(web) = &self.shared.web else {
+            // Counted like any request, though it is answered at once.
+            let _permit = match self.shared.gate.admit(&facts.client) {
+                Ok(permit) => permit,
+                Err(denied) => {
+                    self.deny(stream, facts, &denied).await;
+                    return;
+                }
+            };
             tracing::info!(
                 id = self.id,
                 client = %self.client,
@@ -381,11 +391,17 @@ impl Handler {
             answer_and_close(stream, &refusal.response()).await;
             return;
         };
-        if let Err(denied) = Box::pin(self.shared.gate.web(facts)).await {
-            self.deny(stream, facts, &denied).await;
-            return;
-        }
-        match Box::pin(web.serve(&facts.head, stream)).await {
+        let limits = &self.shared.config.limits;
+        let pass = Box::pin(self.shared.gate.web(facts, limits.handshake_timeout)).await;
+        let _permit = match pass {
+            Ok(permit) => permit,
+            Err(denied) => {
+                self.deny(stream, facts, &denied).await;
+                return;
+            }
+        };
+        let mut out = Deadline::new(&mut *stream, limits.send_timeout);
+        match Box::pin(web.serve(&facts.head, &mut out)).await {
             Ok(status) => {
                 m.web_request(status);
                 tracing::Span::current().record("status", status.as_u16());
@@ -398,7 +414,7 @@ impl Handler {
             }
             Err(e) => tracing::info!(id = self.id, client = %self.client, "{path}: {e}"),
         }
-        close_gracefully(stream).await;
+        close_gracefully(&mut out).await;
     }
 
     /// Answers a request the gate turned away: counted, on the span, logged (a plugin's
