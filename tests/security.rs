@@ -216,3 +216,102 @@ async fn clients_that_never_read_a_file_cannot_hold_every_place() {
     drop(stalled);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Hygiene: a silent connection closed at the sniff timeout wrote an INFO line each (2,000
+/// lines for a 2,000-connection flood); now it is counted, and logged at debug level only.
+#[tokio::test]
+async fn silent_connections_are_counted_not_logged_one_by_one() {
+    let proxy = echo_proxy_with(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let metrics = metrics_port(&proxy);
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(Raw::connect(proxy.port).await);
+    }
+    for raw in &mut silent {
+        assert!(raw.closed_within(Duration::from_secs(6)).await);
+    }
+    let series = r#"websockify_handshake_failures_total{reason="silent",status="none"}"#;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, page) = tokio::task::spawn_blocking(move || http_get(metrics, "/metrics"))
+            .await
+            .unwrap();
+        if page.lines().any(|l| l == format!("{series} 20")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{series} not 20 in\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!proxy.log().contains("sent nothing"), "{}", proxy.log());
+}
+
+/// Hygiene: a token can come from a cookie, which any site a user visits makes the browser
+/// send (cross-site WebSocket hijacking): said at start unless an Origin check is configured.
+#[tokio::test]
+async fn cookie_tokens_without_an_origin_check_are_warned_of() {
+    let d = dir("cookie-warning");
+    let tokens = d.join("tokens");
+    std::fs::write(&tokens, "vm1: 127.0.0.1:5900\n").unwrap();
+    let source = tokens.to_str().unwrap();
+    let base = ["--token-plugin", "TokenFile", "--token-source", source];
+    let warning = "cross-site WebSocket hijacking";
+    let proxy = Proxy::start(&[&base[..], &["127.0.0.1:0"]].concat());
+    proxy.wait_log(warning, Duration::from_secs(5));
+    let checked = [
+        &base[..],
+        &[
+            "--auth-plugin",
+            "ExpectOrigin",
+            "--auth-source",
+            "https://example.com",
+        ],
+        &["127.0.0.1:0"],
+    ]
+    .concat();
+    let proxy = Proxy::start(&checked);
+    proxy.wait_log("proxying from", Duration::from_secs(5));
+    assert!(!proxy.log().contains(warning), "{}", proxy.log());
+    let proxy = Proxy::start(&[&base[..], &["--host-token", "127.0.0.1:0"]].concat());
+    proxy.wait_log("proxying from", Duration::from_secs(5));
+    assert!(!proxy.log().contains(warning), "{}", proxy.log());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Hygiene: the Flash policy answer (websockify's: any domain, any port) and the public
+/// status numbers under `--web` can each be turned off.
+#[tokio::test]
+async fn the_flash_policy_and_the_status_page_can_be_turned_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask_flash = |port: u16| async move {
+        let mut raw = Raw::connect(port).await;
+        raw.stream
+            .write_all(b"<policy-file-request/>\0")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = raw.stream.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    let d = dir("off-switches");
+    std::fs::write(d.join("index.html"), "<p>hi</p>").unwrap();
+    let on = web_proxy(&d, &[]).await;
+    assert!(ask_flash(on.port).await.contains("cross-domain-policy"));
+    let port = on.port;
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http_get(port, "/websockify/status.json"))
+            .await
+            .unwrap();
+    assert_eq!(status, 200);
+    let off = web_proxy(&d, &["--no-flash-policy", "--no-web-status"]).await;
+    assert_eq!(ask_flash(off.port).await, "");
+    let port = off.port;
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http_get(port, "/websockify/status.json"))
+            .await
+            .unwrap();
+    assert_eq!(status, 404);
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -492,6 +492,23 @@ pub struct Settings {
     #[serde(deserialize_with = "de::parsed")]
     pub forwarded_header: ForwardedHeader,
 
+    /// Do not answer Flash's policy request; close such connections instead
+    ///
+    /// websockify's answer, which this repeats, lets Flash reach any port from any domain
+    /// (`domain="*" to-ports="*"`); nothing but Flash, gone from browsers since 2021, asks.
+    #[arg(long, help_heading = OURS)]
+    #[serde(deserialize_with = "de::flag")]
+    pub no_flash_policy: bool,
+
+    /// Do not serve /websockify/status.json under --web
+    ///
+    /// The start page's live numbers (version, uptime, session counts, relayed bytes; no
+    /// address, target or token) are otherwise public wherever `--web` is, unless
+    /// `--web-auth` guards the web directory.
+    #[arg(long, help_heading = OURS)]
+    #[serde(deserialize_with = "de::flag")]
+    pub no_web_status: bool,
+
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     ///
     /// Default: next to the binary.

@@ -39,6 +39,8 @@ pub struct Config {
     pub verbose: bool,
     pub traffic: bool,
     pub log_file: Option<PathBuf>,
+    /// Flash's policy request is answered (not `--no-flash-policy`).
+    pub flash_policy: bool,
     /// `--web DIR`: serve files from DIR for plain HTTP requests on the proxy port.
     pub web: Option<Web>,
     /// TLS toward clients (used when the certificate file exists).
@@ -156,6 +158,8 @@ pub struct Web {
     pub dir: PathBuf,
     /// `--file-only`: no directory listings.
     pub file_only: bool,
+    /// `/websockify/status.json` is served (not `--no-web-status`).
+    pub status: bool,
 }
 
 impl Config {
@@ -267,16 +271,25 @@ impl Loaded {
             verbose: s.verbose,
             traffic: s.traffic,
             log_file: s.log_file.clone(),
-            web: match (&s.web, s.file_only) {
-                (Some(dir), file_only) => Some(Web {
+            web: match &s.web {
+                Some(dir) => Some(Web {
                     dir: dir.clone(),
-                    file_only,
+                    file_only: s.file_only,
+                    status: !s.no_web_status,
                 }),
-                (None, true) => {
-                    return invalid(format!("{} needs --web", self.source_of("file_only")));
+                None => {
+                    for (key, set) in [
+                        ("file_only", s.file_only),
+                        ("no_web_status", s.no_web_status),
+                    ] {
+                        if set {
+                            return invalid(format!("{} needs --web", self.source_of(key)));
+                        }
+                    }
+                    None
                 }
-                (None, false) => None,
             },
+            flash_policy: !s.no_flash_policy,
             tls: TlsFiles {
                 cert: s
                     .cert

@@ -37,6 +37,8 @@ const ANSWER_LINGER: Duration = Duration::from_secs(1);
 pub enum HeadError {
     #[error("request head larger than {MAX_HEAD_BYTES} bytes")]
     TooLarge,
+    #[error("request head with more than {MAX_HEADERS} header fields")]
+    TooManyHeaders,
     #[error("no complete request head within {}s", .0.as_secs())]
     Timeout(Duration),
     #[error("malformed request head: {0}")]
@@ -51,7 +53,9 @@ impl HeadError {
     /// The status to answer with, if an answer makes sense at all.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            HeadError::TooLarge => Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+            HeadError::TooLarge | HeadError::TooManyHeaders => {
+                Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+            }
             HeadError::Timeout(_) => Some(StatusCode::REQUEST_TIMEOUT),
             HeadError::Malformed(_) => Some(StatusCode::BAD_REQUEST),
             HeadError::Closed | HeadError::Io(_) => None,
@@ -111,7 +115,7 @@ fn parse(buf: &[u8]) -> Result<Option<(Request<()>, usize)>, HeadError> {
     let len = match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
     let malformed = |what: &str| HeadError::Malformed(what.to_string());
@@ -276,6 +280,22 @@ mod tests {
             read_head(&mut input).await,
             Err(HeadError::TooLarge)
         ));
+        // More header fields than we parse: 431 too, saying what was exceeded (it said
+        // "larger than 16384 bytes" for a head of 2 KB).
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let mut input = &many[..];
+        let err = read_head(&mut input).await.unwrap_err();
+        assert!(matches!(err, HeadError::TooManyHeaders), "{err}");
+        let refusal = err.refusal().unwrap();
+        assert_eq!(refusal.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert!(
+            refusal.reason.contains("more than 100 header fields"),
+            "{refusal:?}"
+        );
         let mut input = &b"GET / HTTP/1.1\r\nHost"[..];
         assert!(matches!(
             read_head(&mut input).await,

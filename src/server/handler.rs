@@ -314,7 +314,9 @@ impl Handler {
             Err(e) => {
                 tracing::debug!(id = self.id, client = %self.client, "{e}");
                 let reason = match e {
-                    HeadError::TooLarge => HandshakeFailure::HeadTooLarge,
+                    HeadError::TooLarge | HeadError::TooManyHeaders => {
+                        HandshakeFailure::HeadTooLarge
+                    }
                     HeadError::Timeout(_) => HandshakeFailure::HeadTimeout,
                     HeadError::Malformed(_) => HandshakeFailure::MalformedHead,
                     HeadError::Closed | HeadError::Io(_) => HandshakeFailure::ClosedEarly,
@@ -323,7 +325,10 @@ impl Handler {
                 if let Some(refusal) = e.refusal() {
                     answer_and_close(&mut stream, &refusal.response()).await;
                 }
-                if matches!(e, HeadError::Timeout(_) | HeadError::TooLarge) {
+                if matches!(
+                    e,
+                    HeadError::Timeout(_) | HeadError::TooLarge | HeadError::TooManyHeaders
+                ) {
                     tracing::info!(id = self.id, client = %self.client, "request refused: {e}");
                 }
                 return None;
@@ -499,6 +504,11 @@ impl Handler {
             m.handshake_failed(HandshakeFailure::PlainRefused, None);
             return None;
         }
+        if kind == Sniffed::Flash && !self.shared.config.flash_policy {
+            tracing::debug!(id, %client, "Flash policy request closed: --no-flash-policy");
+            m.handshake_failed(HandshakeFailure::FlashRefused, None);
+            return None;
+        }
         if kind == Sniffed::Flash {
             tracing::info!(id, %client, secure = channel.secure, "Flash policy request answered");
             answer_and_close(&mut stream, FLASH_POLICY).await;
@@ -508,21 +518,19 @@ impl Handler {
     }
 
     async fn sniff(&self, stream: &mut ClientStream) -> Option<Sniffed> {
-        let sniffed = sniff(stream).await;
-        if sniffed.is_err() {
-            metrics::get().handshake_failed(HandshakeFailure::ClosedEarly, None);
-        }
-        match sniffed {
-            Ok(kind) => Some(kind),
-            Err(e @ SniffError::Silent) => {
-                tracing::info!(id = self.id, client = %self.client, "closed: {e}");
-                None
-            }
-            Err(e) => {
-                tracing::debug!(id = self.id, client = %self.client, "{e}");
-                None
-            }
-        }
+        // Counted, and logged at debug level only: a flood of silent connections would
+        // otherwise write a line each.
+        let e = match sniff(stream).await {
+            Ok(kind) => return Some(kind),
+            Err(e) => e,
+        };
+        let failure = match e {
+            SniffError::Silent => HandshakeFailure::Silent,
+            SniffError::Closed | SniffError::Io(_) => HandshakeFailure::ClosedEarly,
+        };
+        metrics::get().handshake_failed(failure, None);
+        tracing::debug!(id = self.id, client = %self.client, "closed: {e}");
+        None
     }
 
     /// Counts an upgraded session and records what it speaks on its span.

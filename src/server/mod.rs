@@ -114,7 +114,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     let mut hangup = signal(SignalKind::hangup())?;
     let tls = ServerTls::load(&config.tls)?;
     let web = match &config.web {
-        Some(w) => Some(crate::web::WebRoot::new(&w.dir, w.file_only)?),
+        Some(w) => Some(crate::web::WebRoot::new(&w.dir, w.file_only, w.status)?),
         None => None,
     };
     if let Some(web) = &web {
@@ -200,6 +200,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
             None => String::new(),
         }
     );
+    warn_of_cookie_tokens(&targets, auth.as_ref());
     let config = Arc::new(config);
     let tracker = Tracker::new();
     let shutdown = Trigger::new();
@@ -289,6 +290,31 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     }
     tracing::info!("exiting: {reason}");
     Ok(reason)
+}
+
+/// A token may come from a `token` cookie, which a browser sends with a request from any
+/// page: without an Origin check, a page elsewhere can open a console with a user's cookie
+/// (cross-site WebSocket hijacking). Said at start, since the operator may not know.
+fn warn_of_cookie_tokens(targets: &Targets, auth: Option<&Auth>) {
+    let checks_origin = auth.is_some_and(|a| {
+        let name = a.plugin.name();
+        name.rsplit('.').next().unwrap_or(name) == "ExpectOrigin"
+    });
+    if matches!(
+        targets,
+        Targets::Token {
+            host_token: false,
+            ..
+        }
+    ) && !checks_origin
+    {
+        tracing::warn!(
+            "tokens are also read from a `token` cookie, which browsers send from any site: \
+             without an Origin check another site can open a session with a user's cookie \
+             (cross-site WebSocket hijacking); add --auth-plugin ExpectOrigin --auth-source \
+             'https://your.site' unless your own auth plugin checks Origin"
+        );
+    }
 }
 
 /// Where the server is in its ending, after it stopped accepting.

@@ -58,6 +58,10 @@ impl Direction {
 pub enum HandshakeFailure {
     /// The client closed (or sent nothing) before a complete request.
     ClosedEarly,
+    /// The client said nothing within the first bytes' 3 s.
+    Silent,
+    /// A Flash policy request with `--no-flash-policy`.
+    FlashRefused,
     /// The request head was not HTTP.
     MalformedHead,
     HeadTimeout,
@@ -90,6 +94,8 @@ impl HandshakeFailure {
     fn label(self) -> &'static str {
         match self {
             HandshakeFailure::ClosedEarly => "closed_early",
+            HandshakeFailure::Silent => "silent",
+            HandshakeFailure::FlashRefused => "flash_refused",
             HandshakeFailure::MalformedHead => "malformed_head",
             HandshakeFailure::HeadTimeout => "head_timeout",
             HandshakeFailure::HeadTooLarge => "head_too_large",

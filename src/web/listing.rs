@@ -47,14 +47,24 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// An HTML page listing `dir`, titled with the request path.
-pub async fn render(dir: &Path, request_path: &str) -> std::io::Result<String> {
+/// An HTML page listing `dir`, titled with the request path. Only what a request could be
+/// served is listed: files and directories that really lie under `root` (a symlink that
+/// leads out, a socket, a device are left out, as following them is `404`).
+pub async fn render(dir: &Path, request_path: &str, root: &Path) -> std::io::Result<String> {
     let mut entries = Vec::new();
     let mut read = tokio::fs::read_dir(dir).await?;
     while let Some(entry) = read.next_entry().await? {
+        let Ok(real) = tokio::fs::canonicalize(entry.path()).await else {
+            continue;
+        };
+        let Ok(meta) = tokio::fs::metadata(&real).await else {
+            continue;
+        };
+        if !real.starts_with(root) || !(meta.is_file() || meta.is_dir()) {
+            continue;
+        }
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_dir = entry.file_type().await.map(|t| t.is_dir()).unwrap_or(false);
-        entries.push((name, is_dir));
+        entries.push((name, meta.is_dir()));
     }
     entries.sort();
     let title =

@@ -38,6 +38,8 @@ pub struct WebRoot {
     root: PathBuf,
     /// `--file-only`: no directory listings.
     file_only: bool,
+    /// `/websockify/status.json` is served (not `--no-web-status`).
+    status: bool,
     /// When the server started (it makes the root once, as it starts): the status's uptime.
     started: Instant,
 }
@@ -49,12 +51,15 @@ enum Place {
     /// A directory asked for with its trailing slash.
     Dir(PathBuf),
     /// A directory asked for without it: redirect to `<last segment>/`.
-    Redirect(String),
+    Redirect {
+        location: String,
+        dir: PathBuf,
+    },
 }
 
 impl WebRoot {
     /// Checks the directory; a missing or unreadable one is a start-up error.
-    pub fn new(dir: &Path, file_only: bool) -> anyhow::Result<WebRoot> {
+    pub fn new(dir: &Path, file_only: bool, status: bool) -> anyhow::Result<WebRoot> {
         let root = std::fs::canonicalize(dir)
             .with_context(|| format!("--web {}: cannot open the directory", dir.display()))?;
         if !root.is_dir() {
@@ -63,6 +68,7 @@ impl WebRoot {
         Ok(WebRoot {
             root,
             file_only,
+            status,
             started: Instant::now(),
         })
     }
@@ -97,12 +103,17 @@ impl WebRoot {
             return Ok(r);
         }
         let raw_path = req.uri().path();
-        if raw_path == status::PATH {
+        if raw_path == status::PATH && self.status {
             return Ok(status::response(self.started));
         }
         let place = resolve(&self.root, raw_path).await?;
         match place {
-            Place::Redirect(location) => {
+            // With --file-only, a directory that serves no index page is answered as a
+            // missing file, so that not even a redirect tells that it exists.
+            Place::Redirect { dir, .. } if self.file_only && self.index(&dir).await.is_none() => {
+                Err(Refusal::new(StatusCode::NOT_FOUND, "not found"))
+            }
+            Place::Redirect { location, .. } => {
                 let location = match req.uri().query() {
                     Some(q) => format!("{location}?{q}"),
                     None => location,
@@ -115,18 +126,13 @@ impl WebRoot {
             }
             Place::File(path) => self.file(req, &path).await,
             Place::Dir(dir) => {
-                for index in ["index.html", "index.htm"] {
-                    let candidate = dir.join(index);
-                    if let Ok(path) = self.contained(&candidate).await
-                        && path.is_file()
-                    {
-                        return self.file(req, &path).await;
-                    }
+                if let Some(index) = self.index(&dir).await {
+                    return self.file(req, &index).await;
                 }
                 if self.file_only {
                     return Err(Refusal::new(StatusCode::NOT_FOUND, "not found"));
                 }
-                let html = listing::render(&dir, raw_path)
+                let html = listing::render(&dir, raw_path, &self.root)
                     .await
                     .map_err(|_| Refusal::new(StatusCode::NOT_FOUND, "not found"))?;
                 let mut r = Response::new(WebBody::Bytes(Bytes::from(html)));
@@ -137,6 +143,18 @@ impl WebRoot {
                 Ok(r)
             }
         }
+    }
+
+    /// The index page of `dir`, if it has one that can be served.
+    async fn index(&self, dir: &Path) -> Option<PathBuf> {
+        for index in ["index.html", "index.htm"] {
+            if let Ok(path) = self.contained(&dir.join(index)).await
+                && path.is_file()
+            {
+                return Some(path);
+            }
+        }
+        None
     }
 
     /// The canonical form of `path`, if it exists and lies under the root.
@@ -283,15 +301,22 @@ async fn resolve(root: &Path, raw_path: &str) -> Result<Place, Refusal> {
     }
     let meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
     if !meta.is_dir() {
-        return Ok(Place::File(path));
+        // `/a.txt/` names a directory that is not there, not the file.
+        return match raw_path.ends_with('/') {
+            true => Err(not_found()),
+            false => Ok(Place::File(path)),
+        };
     }
     match (raw_path.ends_with('/'), last) {
         (true, _) | (false, None) => Ok(Place::Dir(path)),
         // Relative, so it stays on this host whatever the path looked like.
-        (false, Some(name)) => Ok(Place::Redirect(format!(
-            "{}/",
-            percent_encoding::utf8_percent_encode(&name, listing::SEGMENT)
-        ))),
+        (false, Some(name)) => Ok(Place::Redirect {
+            location: format!(
+                "{}/",
+                percent_encoding::utf8_percent_encode(&name, listing::SEGMENT)
+            ),
+            dir: path,
+        }),
     }
 }
 

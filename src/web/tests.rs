@@ -24,7 +24,7 @@ async fn get(web: &WebRoot, path: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn escapes_are_refused() {
     let (base, root) = fixture("escapes");
-    let web = WebRoot::new(&root, false).unwrap();
+    let web = WebRoot::new(&root, false, true).unwrap();
     for path in [
         "/../secret.txt",
         "/%2e%2e/secret.txt",
@@ -54,7 +54,7 @@ async fn escapes_are_refused() {
 #[tokio::test]
 async fn files_dirs_and_redirects() {
     let (base, root) = fixture("files");
-    let web = WebRoot::new(&root, false).unwrap();
+    let web = WebRoot::new(&root, false, true).unwrap();
     let (status, text) = get(&web, "/a.txt").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -76,7 +76,7 @@ async fn files_dirs_and_redirects() {
         "{text}"
     );
 
-    let web = WebRoot::new(&root, true).unwrap();
+    let web = WebRoot::new(&root, true, true).unwrap();
     assert_eq!(get(&web, "/").await.0, StatusCode::NOT_FOUND);
     std::fs::write(root.join("index.htm"), "<p>index</p>").unwrap();
     let (status, text) = get(&web, "/").await;
@@ -99,7 +99,7 @@ fn listing_escapes_names() {
 
 #[test]
 fn missing_root_is_an_error() {
-    let err = WebRoot::new(Path::new("/nonexistent/web"), false).unwrap_err();
+    let err = WebRoot::new(Path::new("/nonexistent/web"), false, true).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/web"), "{err}");
 }
 
@@ -117,7 +117,11 @@ async fn types_for_pages_modules_and_wasm() {
         ("data.json", "application/json"),
     ] {
         std::fs::write(root.join(file), "x").unwrap();
-        let (status, text) = get(&WebRoot::new(&root, false).unwrap(), &format!("/{file}")).await;
+        let (status, text) = get(
+            &WebRoot::new(&root, false, true).unwrap(),
+            &format!("/{file}"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{file}");
         let content_type = text
             .lines()
@@ -135,7 +139,7 @@ async fn types_for_pages_modules_and_wasm() {
 #[tokio::test]
 async fn status_is_aggregate_json_and_never_cached() {
     let (base, root) = fixture("status");
-    let web = WebRoot::new(&root, false).unwrap();
+    let web = WebRoot::new(&root, false, true).unwrap();
     let (status, text) = get(&web, status::PATH).await;
     assert_eq!(status, StatusCode::OK);
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -177,6 +181,9 @@ async fn status_is_aggregate_json_and_never_cached() {
         web.serve(&req, &mut out).await.unwrap(),
         StatusCode::METHOD_NOT_ALLOWED
     );
+    // --no-web-status: the path is the directory's like any other.
+    let quiet = WebRoot::new(&root, false, false).unwrap();
+    assert_eq!(get(&quiet, status::PATH).await.0, StatusCode::NOT_FOUND);
     std::fs::remove_dir_all(base).unwrap();
 }
 
@@ -198,4 +205,40 @@ fn only_a_few_separate_ranges_are_answered_range_by_range() {
         .collect();
     assert!(!ok(&format!("bytes={}", many.join(","))));
     assert!(ok(&format!("bytes={}", many[..16].join(","))));
+}
+
+/// Security review, hygiene: `/a.txt/` served the file; `--file-only` still redirected
+/// `/sub` to `/sub/` (telling that the directory exists); listings named symlinks that lead
+/// out of the root, which are 404 when followed.
+#[tokio::test]
+async fn nothing_answers_more_than_what_can_be_served() {
+    let (base, root) = fixture("hygiene");
+    std::fs::create_dir_all(root.join("bare")).unwrap();
+    let outside = base.join("secret.txt");
+    std::fs::write(&outside, "s").unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("leak.txt")).unwrap();
+    let web = WebRoot::new(&root, false, true).unwrap();
+    assert_eq!(get(&web, "/a.txt/").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&web, "/a.txt").await.0, StatusCode::OK);
+    let (status, listing) = get(&web, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        listing.contains("a.txt") && !listing.contains("leak.txt"),
+        "{listing}"
+    );
+    assert_eq!(get(&web, "/leak.txt").await.0, StatusCode::NOT_FOUND);
+    // --file-only: a directory without an index is a missing file, with or without its
+    // slash; one with an index is still reached through its redirect.
+    let web = WebRoot::new(&root, true, true).unwrap();
+    assert_eq!(get(&web, "/bare").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(get(&web, "/bare/").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&web, "/bare").await,
+        get(&web, "/missing").await,
+        "exactly as a missing file"
+    );
+    std::fs::write(root.join("bare/index.html"), "<p>i</p>").unwrap();
+    assert_eq!(get(&web, "/bare").await.0, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(get(&web, "/bare/").await.0, StatusCode::OK);
+    std::fs::remove_dir_all(base).unwrap();
 }

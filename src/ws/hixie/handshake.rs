@@ -85,6 +85,13 @@ impl HixieHandshake {
         let Some(host) = header(req, "host").filter(|h| !h.is_empty()) else {
             return Err(Refusal::bad_request("a Hixie upgrade needs a Host header"));
         };
+        for name in ["sec-websocket-key1", "sec-websocket-key2"] {
+            if headers.get_all(name).iter().count() > 1 {
+                return Err(Refusal::bad_request(
+                    "a Hixie-76 key given twice: expected one Sec-WebSocket-Key1 and one Key2",
+                ));
+            }
+        }
         // Presence decides the draft, readability is checked after: a key that is not
         // visible ASCII must be refused, not make the request look like draft 75.
         let keys = match (

@@ -63,6 +63,12 @@ impl HybiHandshake {
                 .with_header("Sec-WebSocket-Version", SUPPORTED_VERSIONS));
             }
         };
+        // Two keys are two answers to choose from: refused rather than one taken at random.
+        if headers.get_all(SEC_WEBSOCKET_KEY).iter().count() > 1 {
+            return Err(Refusal::bad_request(
+                "more than one Sec-WebSocket-Key: expected exactly one",
+            ));
+        }
         let key = header_str(headers, SEC_WEBSOCKET_KEY).map(str::trim);
         let key_ok = key.is_some_and(|k| {
             base64::engine::general_purpose::STANDARD
@@ -208,5 +214,11 @@ mod tests {
             let err = HybiHandshake::from_request(&request(&with(&[(name, value)]))).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST, "{name}: {value}");
         }
+        // Security review, hygiene: a second key was ignored and the first answered.
+        let mut twice = BASE.to_vec();
+        twice.push(("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA=="));
+        let err = HybiHandshake::from_request(&request(&twice)).unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.reason.contains("more than one"), "{}", err.reason);
     }
 }
