@@ -3,7 +3,7 @@
 # `wsload soak` keeping SESSIONS checksummed sessions open in a rolling mix (lifetimes from
 # seconds to minutes, messages from 1 byte to 1 MiB and now and then 16 MiB) while faults are
 # injected beside them (resets, vanishing clients, garbage frames, oversize heads and frames,
-# slow readers). The proxy's RSS and descriptors are sampled from /proc every 10 s.
+# slow readers, and against the web directory range floods and clients that never read). The proxy's RSS and descriptors are sampled from /proc every 10 s.
 #
 #   benches/soak.sh                               30 minutes, 2,000 sessions, release build
 #   benches/soak.sh --minutes 3 --sessions 2000   a shorter full run
@@ -65,8 +65,14 @@ read -r TARGET_PORT <&"${ECHO[0]}"
 PROXY_PID=
 trap 'kill $ECHO_PID 2>/dev/null || true; [[ -n "$PROXY_PID" ]] && kill $PROXY_PID 2>/dev/null || true' EXIT
 
+# A web directory with one file of some MiB, for the web faults (range floods, clients that
+# never read an answer); the proxy gives up on a client that takes nothing for 5 s.
+mkdir -p "$OUT_DIR/web"
+head -c $((8 << 20)) /dev/zero > "$OUT_DIR/web/soak.bin"
+SEND_TIMEOUT=5
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BIN/websockify" "127.0.0.1:$PORT" "127.0.0.1:$TARGET_PORT" 2> "$OUT_DIR/proxy.log" &
+"$BIN/websockify" --web "$OUT_DIR/web" --send-timeout "$SEND_TIMEOUT" \
+  "127.0.0.1:$PORT" "127.0.0.1:$TARGET_PORT" 2> "$OUT_DIR/proxy.log" &
 PROXY_PID=$!
 for _ in $(seq 100); do
   (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
@@ -77,6 +83,7 @@ echo "== soak: $MINUTES min, $SESSIONS sessions, proxy pid $PROXY_PID on $PORT, 
 STATUS=0
 "$BIN/wsload" soak --url "ws://127.0.0.1:$PORT/" --pid "$PROXY_PID" \
   --minutes "$MINUTES" --sessions "$SESSIONS" "${MIX[@]}" \
+  --web-file /soak.bin --send-timeout "$SEND_TIMEOUT" \
   --out "$OUT_DIR/result.json" --markdown "$OUT_DIR/table.md" --command "$COMMAND" || STATUS=$?
 
 # A panic in a session task does not end the proxy, so the soak's checks could miss it.

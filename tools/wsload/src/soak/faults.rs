@@ -38,17 +38,30 @@ pub enum Fault {
     /// A checksummed session that sends 4 MiB at once and reads the echo late and slowly
     /// (backpressure all the way to the target); every byte must still arrive.
     SlowReader,
+    /// A request for the `--web-file` with 2,000 overlapping ranges: answered `200` with the
+    /// file once, never a multi-gigabyte `206` (security review, issue 26).
+    RangeFlood,
+    /// A request for the `--web-file` whose answer is never read: the proxy must give up on it
+    /// after its `--send-timeout`, so what arrives is short of the file (issue 26).
+    StalledWebReader,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 8] = [
         Fault::Rst,
         Fault::Vanish,
         Fault::Garbage,
         Fault::OversizeHead,
         Fault::OversizeFrame,
         Fault::SlowReader,
+        Fault::RangeFlood,
+        Fault::StalledWebReader,
     ];
+
+    /// Whether the fault asks the proxy's web directory for a file.
+    pub fn needs_web(self) -> bool {
+        matches!(self, Fault::RangeFlood | Fault::StalledWebReader)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,6 +71,8 @@ impl Fault {
             Fault::OversizeHead => "oversize_head",
             Fault::OversizeFrame => "oversize_frame",
             Fault::SlowReader => "slow_reader",
+            Fault::RangeFlood => "range_flood",
+            Fault::StalledWebReader => "stalled_web_reader",
         }
     }
 }
@@ -100,10 +115,19 @@ impl Endpoint {
     }
 }
 
+/// What the web faults ask for: a file of the proxy's `--web` directory, and how long the
+/// proxy waits for a client that takes nothing (its `--send-timeout`).
+#[derive(Debug, Clone)]
+pub struct WebFile {
+    pub path: String,
+    pub send_timeout: Duration,
+}
+
 /// Runs one fault and records how it ended.
 pub async fn run(
     fault: Fault,
     endpoint: &Endpoint,
+    web: Option<&WebFile>,
     mut rng: Rng,
     stats: &Stats,
     stop: &watch::Receiver<bool>,
@@ -116,6 +140,11 @@ pub async fn run(
         Fault::OversizeHead => oversize_head(endpoint).await,
         Fault::OversizeFrame => oversize_frame(endpoint, &mut rng).await,
         Fault::SlowReader => return slow_reader(endpoint, rng, stats, stop).await,
+        Fault::RangeFlood | Fault::StalledWebReader => match web {
+            Some(web) if fault == Fault::RangeFlood => range_flood(endpoint, web).await,
+            Some(web) => stalled_web_reader(endpoint, web, stop).await,
+            None => Err(anyhow::anyhow!("no --web-file to ask for")),
+        },
     };
     stats.fault_ended(fault.name(), outcome.map_err(|e| format!("{e:#}")));
 }
@@ -213,6 +242,116 @@ async fn slow_reader(
         }
     };
     stats.fault_ended(Fault::SlowReader.name(), outcome);
+}
+
+/// Sends a GET for `web`'s file with `extra` header lines; returns the stream after the head,
+/// the status and the announced length.
+async fn get_file(
+    endpoint: &Endpoint,
+    web: &WebFile,
+    extra: &str,
+) -> anyhow::Result<(TcpStream, u16, u64)> {
+    let mut s = connect(endpoint).await?;
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n{extra}\r\n",
+        web.path, endpoint.host
+    );
+    s.write_all(head.as_bytes()).await?;
+    let head = timeout(ANSWER_TIMEOUT, read_head(&mut s))
+        .await
+        .context("no answer")??;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .with_context(|| format!("no Content-Length in {head:?}"))?;
+    Ok((s, status, length))
+}
+
+async fn range_flood(endpoint: &Endpoint, web: &WebFile) -> anyhow::Result<()> {
+    let ranges = vec!["0-"; 2000].join(",");
+    let (mut s, status, length) =
+        get_file(endpoint, web, &format!("Range: bytes={ranges}\r\n")).await?;
+    if status != 200 {
+        bail!("answered {status} (Content-Length {length}), expected 200 with the file once");
+    }
+    let mut body = 0u64;
+    let mut chunk = vec![0u8; 64 << 10];
+    let read = async {
+        loop {
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return anyhow::Ok(());
+            }
+            body += n as u64;
+            if body > length {
+                bail!("more than the {length} bytes announced");
+            }
+        }
+    };
+    timeout(ANSWER_TIMEOUT, read)
+        .await
+        .context("reading the file")??;
+    Ok(())
+}
+
+async fn stalled_web_reader(
+    endpoint: &Endpoint,
+    web: &WebFile,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (mut s, status, length) = get_file(endpoint, web, "").await?;
+    if status != 200 {
+        bail!("answered {status}, expected 200");
+    }
+    // Take nothing for twice the proxy's patience, then see how much it had sent.
+    let mut stop = stop.clone();
+    tokio::select! {
+        () = sleep(web.send_timeout * 2 + Duration::from_secs(1)) => {}
+        _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+    }
+    let mut got = 0u64;
+    let mut chunk = vec![0u8; 64 << 10];
+    let read = async {
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n as u64,
+            }
+        }
+    };
+    timeout(ANSWER_TIMEOUT, read)
+        .await
+        .context("the proxy never gave up on a client that took nothing")?;
+    if got >= length {
+        bail!("all {length} bytes arrived: the proxy waited past its --send-timeout");
+    }
+    Ok(())
+}
+
+/// Reads a response head byte by byte (so nothing after it is consumed).
+async fn read_head(s: &mut TcpStream) -> anyhow::Result<String> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 << 10 {
+            bail!("response head over 16 KiB");
+        }
+        let mut byte = [0u8];
+        if s.read(&mut byte).await? == 0 {
+            bail!("connection ended in the response head");
+        }
+        head.push(byte[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 async fn connect(endpoint: &Endpoint) -> anyhow::Result<TcpStream> {

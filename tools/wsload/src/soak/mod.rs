@@ -6,7 +6,8 @@
 //!   1 MiB (and now and then 16 MiB) with pauses between them, and checks every echoed byte
 //!   against its seeded stream (`pattern`); when it ends, its slot starts another.
 //! - Faults (`faults`) are injected beside them at `--faults-per-sec`: resets, clients that
-//!   vanish, garbage frames, oversize heads and frames, slow readers.
+//!   vanish, garbage frames, oversize heads and frames, slow readers; with `--web-file`, also
+//!   range floods and clients that never read a file.
 //! - Every `--interval` the proxy's RSS, descriptors and CPU time are read from `/proc/PID`
 //!   along with the counters; the series and the totals go to `--out` (JSON, rewritten at
 //!   every sample) and, at the end, to `--markdown`.
@@ -96,12 +97,21 @@ pub struct SoakArgs {
     /// The command to repeat this run, for the report.
     #[arg(long, default_value = "")]
     command: String,
+    /// A file of the proxy's --web directory (a path such as /soak.bin, some MiB large): with
+    /// it, the faults include a range flood and a client that never reads the file.
+    #[arg(long)]
+    web_file: Option<String>,
+    /// The proxy's --send-timeout, seconds, which the stalled web reader waits out.
+    #[arg(long, default_value_t = 30)]
+    send_timeout: u64,
 }
 
 /// What every session task needs.
 struct Ctx {
     args: SoakArgs,
     endpoint: Endpoint,
+    /// What the web faults ask for, when the proxy serves a web directory.
+    web: Option<faults::WebFile>,
     stats: Stats,
 }
 
@@ -137,6 +147,10 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx {
         args: args.clone(),
         endpoint,
+        web: args.web_file.clone().map(|path| faults::WebFile {
+            path,
+            send_timeout: Duration::from_secs(args.send_timeout),
+        }),
         stats: Stats::default(),
     });
     let mut rng = Rng::new(seed);
@@ -316,10 +330,15 @@ async fn inject(ctx: Arc<Ctx>, mut rng: Rng, stop: watch::Receiver<bool>) {
             () = sleep(gap) => {}
             _ = waiting.wait_for(|stopped| *stopped) => break,
         }
-        let fault = Fault::ALL[rng.between(0, Fault::ALL.len() as u64 - 1) as usize];
+        let mix: Vec<Fault> = Fault::ALL
+            .into_iter()
+            .filter(|f| ctx.web.is_some() || !f.needs_web())
+            .collect();
+        let fault = mix[rng.between(0, mix.len() as u64 - 1) as usize];
         let (ctx, fault_rng, stop) = (ctx.clone(), rng.fork(), stop.clone());
         running.spawn(async move {
-            faults::run(fault, &ctx.endpoint, fault_rng, &ctx.stats, &stop).await;
+            let web = ctx.web.as_ref();
+            faults::run(fault, &ctx.endpoint, web, fault_rng, &ctx.stats, &stop).await;
         });
         while running.try_join_next().is_some() {}
     }
