@@ -338,12 +338,34 @@ async fn heartbeat_pings_an_idle_client() {
     for _ in 0..2 {
         let frame = raw.read_frame().await.unwrap();
         assert_eq!((frame.opcode, frame.payload.len()), (9, 0));
+        // A live client answers (RFC 6455 5.5.2); one that does not is tested below.
+        raw.send_frame(true, 10, &frame.payload, true).await;
     }
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(1800) && took < Duration::from_secs(4),
         "{took:?}"
     );
+    // Answered pings keep the session: the third comes too.
+    assert_eq!(raw.read_frame().await.unwrap().opcode, 9);
+}
+
+/// A client that does not answer a ping by the next one is gone, whatever its connection
+/// says: the session ends with 1001.
+#[tokio::test]
+async fn a_client_that_never_answers_a_ping_is_closed() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&[
+        "--heartbeat",
+        "1",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    assert_eq!(raw.read_frame().await.unwrap().opcode, 9);
+    let (code, reason) = raw.read_close().await;
+    assert_eq!((code, reason.as_str()), (1001, "Client not responding"));
+    proxy.wait_log("did not answer our last ping", Duration::from_secs(5));
 }
 
 #[tokio::test]

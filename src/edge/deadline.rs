@@ -4,24 +4,40 @@
 //! would hold a write, and with it the connection and its place under `--max-connections`,
 //! forever. Wrapped in [`Deadline`], a write (or flush, or shutdown) that makes no progress
 //! for the deadline fails with `TimedOut`. Any progress starts the clock again, so a slow but
-//! live client downloading a large file is not cut off: only one that stalls is.
+//! live client downloading a large file is not cut off: only one that stalls is. A
+//! [`Watch`] hears of every write that made progress (a session's idle clock and heartbeat:
+//! a client that takes bytes is not idle, one that takes none is).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+/// Told of every write that made progress.
+pub trait Watch: Send + Sync {
+    fn progressed(&self);
+}
+
 /// `S` with a deadline on every write that waits.
-#[derive(Debug)]
 pub struct Deadline<S> {
     inner: S,
     /// `None`: no deadline.
     after: Option<Duration>,
     /// Armed when a write first has to wait; dropped once one makes progress.
     stall: Option<Pin<Box<Sleep>>>,
+    watch: Option<Arc<dyn Watch>>,
+}
+
+impl<S> std::fmt::Debug for Deadline<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deadline")
+            .field("after", &self.after)
+            .finish()
+    }
 }
 
 impl<S> Deadline<S> {
@@ -30,7 +46,14 @@ impl<S> Deadline<S> {
             inner,
             after,
             stall: None,
+            watch: None,
         }
+    }
+
+    /// Also tells `watch` of every write that made progress.
+    pub fn watched(mut self, watch: Arc<dyn Watch>) -> Deadline<S> {
+        self.watch = Some(watch);
+        self
     }
 
     /// What a write that is not ready answers: still pending, or the error once the peer has
@@ -57,6 +80,14 @@ impl<S> Deadline<S> {
         self.stall = None;
         Poll::Ready(result)
     }
+
+    /// A write of bytes that finished: the watch hears of bytes taken.
+    fn wrote(&mut self, result: io::Result<usize>) -> Poll<io::Result<usize>> {
+        if let (Some(watch), Ok(1..)) = (&self.watch, &result) {
+            watch.progressed();
+        }
+        self.done(result)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
@@ -77,7 +108,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => this.done(result),
+            Poll::Ready(result) => this.wrote(result),
             Poll::Pending => this.waiting(cx),
         }
     }
@@ -89,7 +120,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => this.done(result),
+            Poll::Ready(result) => this.wrote(result),
             Poll::Pending => this.waiting(cx),
         }
     }

@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use socket2::{Domain, Socket, Type};
@@ -14,7 +15,6 @@ use tokio::net::{TcpListener, UnixListener};
 use crate::config::{FileMode, Listen};
 use crate::edge::stream::{ClientIo, ClientStream};
 use crate::request::ClientAddr;
-use crate::session::target::tune_tcp;
 
 /// websockify's listen backlog.
 const BACKLOG: i32 = 100;
@@ -26,29 +26,40 @@ pub enum Listener {
     Unix(UnixSocket),
 }
 
-/// Where accepted TCP connections get TCP_NODELAY and SO_KEEPALIVE ([`tune_tcp`]).
+/// Where accepted TCP connections get their options ([`tune_client`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tuning {
     /// Set on the listening socket, whose accepted sockets inherit them (Linux copies a
-    /// listener's socket options into each connection it accepts): two system calls fewer
-    /// per connection.
+    /// listener's socket options into each connection it accepts): system calls fewer per
+    /// connection.
     Inherited,
     /// The listener would not take them: set on each accepted socket.
-    PerConnection,
+    PerConnection(Option<Duration>),
 }
 
 impl Tuning {
     /// Sets the options on a listening socket and says whether that worked.
-    fn of_listener(socket: &Socket) -> Tuning {
-        if cfg!(target_os = "linux")
-            && socket.set_tcp_nodelay(true).is_ok()
-            && socket.set_keepalive(true).is_ok()
-        {
+    fn of_listener(socket: &Socket, user_timeout: Option<Duration>) -> Tuning {
+        if cfg!(target_os = "linux") && tune_client(socket, user_timeout).is_ok() {
             Tuning::Inherited
         } else {
-            Tuning::PerConnection
+            Tuning::PerConnection(user_timeout)
         }
     }
+}
+
+/// A client socket's options: TCP_NODELAY (interactive protocols cannot wait for Nagle),
+/// keepalive probes after a minute of silence (a client that vanished without a reset is
+/// noticed within two), and TCP_USER_TIMEOUT: bytes sent that stay unacknowledged for
+/// `user_timeout` (`--send-timeout`) abort the connection in the kernel, so a dead client
+/// cannot keep a send pending.
+fn tune_client(socket: &Socket, user_timeout: Option<Duration>) -> io::Result<()> {
+    socket.set_tcp_nodelay(true)?;
+    socket.set_tcp_keepalive(&crate::session::target::keepalive())?;
+    #[cfg(target_os = "linux")]
+    socket.set_tcp_user_timeout(user_timeout)?;
+    let _ = user_timeout;
+    Ok(())
 }
 
 /// A unix listening socket whose file is removed when it closes.
@@ -68,8 +79,13 @@ impl Drop for UnixSocket {
 }
 
 impl Listener {
-    /// Binds what the configuration names.
-    pub async fn bind(spec: &Listen, prefer_ipv6: bool) -> anyhow::Result<Listener> {
+    /// Binds what the configuration names; accepted TCP clients get `user_timeout` as
+    /// TCP_USER_TIMEOUT ([`tune_client`]).
+    pub async fn bind(
+        spec: &Listen,
+        prefer_ipv6: bool,
+        user_timeout: Option<Duration>,
+    ) -> anyhow::Result<Listener> {
         match spec {
             Listen::Tcp(addr) => {
                 let candidates: Vec<SocketAddr> = match &addr.host {
@@ -89,7 +105,7 @@ impl Listener {
                 };
                 let mut last = None;
                 for candidate in candidates {
-                    match bind_tcp(candidate) {
+                    match bind_tcp(candidate, user_timeout) {
                         Ok(l) => return Ok(l),
                         Err(e) => last = Some(e),
                     }
@@ -99,9 +115,8 @@ impl Listener {
             }
             Listen::Unix { path, mode } => bind_unix(path, *mode)
                 .with_context(|| format!("cannot listen on unix socket {}", path.display())),
-            Listen::Inetd => {
-                from_stdin().context("--inetd: standard input is not a listening socket")
-            }
+            Listen::Inetd => from_stdin(user_timeout)
+                .context("--inetd: standard input is not a listening socket"),
         }
     }
 
@@ -131,8 +146,10 @@ impl Listener {
         match self {
             Listener::Tcp(l, tuning) => {
                 let (stream, peer) = l.accept().await?;
-                if *tuning == Tuning::PerConnection {
-                    tune_tcp(&stream);
+                if let Tuning::PerConnection(user_timeout) = *tuning
+                    && let Err(e) = tune_client(&socket2::SockRef::from(&stream), user_timeout)
+                {
+                    tracing::debug!("tuning a client socket: {e}");
                 }
                 Ok((
                     ClientStream::new(ClientIo::Tcp(stream)),
@@ -147,7 +164,7 @@ impl Listener {
     }
 }
 
-fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+fn bind_tcp(addr: SocketAddr, user_timeout: Option<Duration>) -> io::Result<Listener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
@@ -157,7 +174,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
-    let tuning = Tuning::of_listener(&socket);
+    let tuning = Tuning::of_listener(&socket, user_timeout);
     Ok(Listener::Tcp(TcpListener::from_std(socket.into())?, tuning))
 }
 
@@ -205,7 +222,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
 }
 
 /// inetd's `wait` mode: the listening socket is file descriptor 0.
-fn from_stdin() -> anyhow::Result<Listener> {
+fn from_stdin(user_timeout: Option<Duration>) -> anyhow::Result<Listener> {
     let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
     let socket = Socket::from(fd);
     let local = socket.local_addr()?;
@@ -221,7 +238,7 @@ fn from_stdin() -> anyhow::Result<Listener> {
             path: None,
         }))
     } else {
-        let tuning = Tuning::of_listener(&socket);
+        let tuning = Tuning::of_listener(&socket, user_timeout);
         Ok(Listener::Tcp(TcpListener::from_std(socket.into())?, tuning))
     }
 }
@@ -233,8 +250,9 @@ mod tests {
     /// The system calls saved per connection rest on the kernel copying the listener's
     /// options into each accepted socket: check it does.
     #[tokio::test]
-    async fn accepted_sockets_inherit_nodelay_and_keepalive() {
-        let listener = bind_tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    async fn accepted_sockets_inherit_nodelay_keepalive_and_the_user_timeout() {
+        let user_timeout = Some(Duration::from_secs(7));
+        let listener = bind_tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), user_timeout).unwrap();
         let Listener::Tcp(tcp, tuning) = &listener else {
             panic!("a TCP address gives a TCP listener");
         };
@@ -245,6 +263,9 @@ mod tests {
             .unwrap();
         let (accepted, _) = tcp.accept().await.unwrap();
         assert!(accepted.nodelay().unwrap());
-        assert!(socket2::SockRef::from(&accepted).keepalive().unwrap());
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+        assert_eq!(sock.tcp_user_timeout().unwrap(), user_timeout);
     }
 }

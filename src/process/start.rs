@@ -75,8 +75,12 @@ pub fn run() -> ExitCode {
         }
     };
     let serve = async move {
-        let listener =
-            crate::edge::listen::Listener::bind(&config.listen, config.prefer_ipv6).await?;
+        let listener = crate::edge::listen::Listener::bind(
+            &config.listen,
+            config.prefer_ipv6,
+            config.limits.send_timeout,
+        )
+        .await?;
         if config.daemon {
             daemon::ready();
         }

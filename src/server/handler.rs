@@ -31,9 +31,10 @@ use crate::gate::admission::Permit;
 use crate::gate::{Denied, Gate, Stage};
 use crate::process::shutdown::Shutdown;
 use crate::request::{Channel, ClientAddr, Facts};
+use crate::session::activity::Activity;
 use crate::session::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::target::{Cleared, ConnectOptions};
-use crate::session::{ClientRx, ClientTx, Close, Inbound, close_code};
+use crate::session::{Bounds, ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::telemetry::logging::SPAN_TARGET;
 use crate::telemetry::metrics::{self, HandshakeFailure};
 use crate::web::WebRoot;
@@ -92,10 +93,21 @@ struct Opened {
     path: String,
     protocol: String,
     channel: Channel,
+    /// Its heartbeat and idle clock.
+    activity: Arc<Activity>,
     /// The session's place under `--max-connections`, held for its whole life.
     _permit: Permit,
     /// Counts it among the live sessions.
     _session: Guard,
+}
+
+/// What serving an opened session needs besides its halves.
+struct Session<'a> {
+    target: Cleared,
+    path: &'a str,
+    protocol: &'a str,
+    channel: &'a Channel,
+    activity: &'a Activity,
 }
 
 /// The client's two halves, by protocol family.
@@ -184,16 +196,20 @@ impl Handler {
             path,
             protocol,
             channel,
+            activity,
             _permit,
             _session,
         } = opened;
+        let session = Session {
+            target,
+            path: &path,
+            protocol: &protocol,
+            channel: &channel,
+            activity: &activity,
+        };
         match halves {
-            Halves::Hybi(rx, tx) => {
-                Box::pin(self.serve(rx, tx, target, &path, &protocol, &channel)).await
-            }
-            Halves::Hixie(rx, tx) => {
-                Box::pin(self.serve(rx, tx, target, &path, &protocol, &channel)).await
-            }
+            Halves::Hybi(rx, tx) => Box::pin(self.serve(rx, tx, session)).await,
+            Halves::Hixie(rx, tx) => Box::pin(self.serve(rx, tx, session)).await,
         }
     }
 
@@ -245,7 +261,16 @@ impl Handler {
                 return None;
             }
         };
-        let max_message = self.shared.config.limits.max_message_size;
+        let config = &self.shared.config;
+        let activity = Arc::new(Activity::new(
+            config.heartbeat,
+            config.limits.session_idle_timeout,
+        ));
+        let bounds = Bounds {
+            max_message: config.limits.max_message_size,
+            send_timeout: config.limits.send_timeout,
+            activity: activity.clone(),
+        };
         let (halves, protocol, session) = match upgrade {
             Upgrade::Hybi(hs) => {
                 // Flushed: under TLS the answer would otherwise wait in the session's buffer
@@ -266,13 +291,13 @@ impl Handler {
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
                 self.started(&protocol, "hybi", began);
-                let (rx, tx) = ws::hybi::session(stream, rest, hs.protocol, max_message).await;
+                let (rx, tx) = ws::hybi::session(stream, rest, hs.protocol, &bounds);
                 (Halves::Hybi(rx, tx), protocol, session)
             }
             Upgrade::Hixie(hs) => {
                 let secure = facts.channel.secure;
                 let accepted =
-                    Box::pin(ws::hixie::accept(&hs, stream, rest, secure, max_message)).await;
+                    Box::pin(ws::hixie::accept(&hs, stream, rest, secure, &bounds)).await;
                 let (rx, tx) = match accepted {
                     Ok(halves) => halves,
                     Err(e) => {
@@ -293,6 +318,7 @@ impl Handler {
             path: facts.path().to_string(),
             protocol,
             channel: facts.channel,
+            activity,
             _permit: permit,
             _session: session,
         })
@@ -544,15 +570,14 @@ impl Handler {
     }
 
     /// Connects the target and relays; logs the session's one info line.
-    async fn serve<R: ClientRx, T: ClientTx>(
-        self,
-        mut rx: R,
-        mut tx: T,
-        target: Cleared,
-        path: &str,
-        protocol: &str,
-        channel: &Channel,
-    ) {
+    async fn serve<R: ClientRx, T: ClientTx>(self, mut rx: R, mut tx: T, session: Session<'_>) {
+        let Session {
+            target,
+            path,
+            protocol,
+            channel,
+            activity,
+        } = session;
         let started = Instant::now();
         let target = &target;
         tracing::Span::current().record("target", tracing::field::display(target));
@@ -608,17 +633,16 @@ impl Handler {
         let ending = match connected {
             Ok(stream) => {
                 let options = RelayOptions {
-                    heartbeat: config.heartbeat,
-                    idle_timeout: limits.session_idle_timeout,
                     traffic: config.traffic,
                     record,
                 };
-                relay(rx, tx, stream, &options, &traffic, self.shutdown).await
+                relay(rx, tx, stream, &options, &traffic, activity, self.shutdown).await
             }
             Err(e) => {
                 tracing::warn!(id = self.id, client = %self.client, "{e}");
                 m.target_connect_failures.inc();
-                if tx.close(&CONNECT_FAILED).await.is_ok() {
+                let closed = tokio::time::timeout(CLOSE_TIMEOUT, tx.close(&CONNECT_FAILED)).await;
+                if matches!(closed, Ok(Ok(()))) {
                     // Wait briefly for the client's answer so that it sees a clean close.
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         while let Ok(Inbound::Data(_) | Inbound::Part(_)) = rx.recv().await {}

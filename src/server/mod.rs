@@ -125,6 +125,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         let ops = Listener::bind(
             &crate::config::Listen::Tcp(addr.clone()),
             config.prefer_ipv6,
+            config.limits.send_timeout,
         )
         .await
         .context("--metrics-listen")?;

@@ -2,6 +2,7 @@
 //! message's bytes, send bytes, ping, close with a code. HyBi/RFC 6455 implements it in
 //! [`crate::ws::hybi`]; Hixie plugs in the same way, and the relay never knows which it runs.
 
+pub mod activity;
 pub mod record;
 pub mod relay;
 pub mod target;
@@ -75,14 +76,24 @@ pub enum RecvError {
     Gone(String),
 }
 
-/// Why sending to the client failed: the connection is gone.
+/// Why sending to the client failed.
 #[derive(Debug, thiserror::Error)]
-#[error("sending to client: {0}")]
-pub struct SendError(pub String);
+pub enum SendError {
+    /// The connection is gone (reset, closed, or a message was cut off).
+    #[error("sending to client: {0}")]
+    Gone(String),
+    /// The client is there but does not respond: it took no byte for `--send-timeout`, or
+    /// did not answer our last ping.
+    #[error("{0}")]
+    Unresponsive(String),
+}
 
 impl From<std::io::Error> for SendError {
     fn from(e: std::io::Error) -> Self {
-        SendError(e.to_string())
+        match e.kind() {
+            std::io::ErrorKind::TimedOut => SendError::Unresponsive(e.to_string()),
+            _ => SendError::Gone(e.to_string()),
+        }
     }
 }
 
@@ -96,12 +107,32 @@ pub trait ClientRx: Send {
     fn linger(&mut self, deadline: tokio::time::Instant) -> impl Future<Output = ()> + Send;
 }
 
-/// The sending half of a client session.
+/// What a client session is held to, whatever its protocol.
+#[derive(Clone)]
+pub struct Bounds {
+    /// `--max-message-size` (on Hixie, a frame as sent).
+    pub max_message: usize,
+    /// `--send-timeout`: how long a write to the client may wait for it to take a byte.
+    pub send_timeout: Option<std::time::Duration>,
+    /// The session's clock, which the bytes the client takes advance.
+    pub activity: std::sync::Arc<activity::Activity>,
+}
+
+/// The sending half of a client session: the only writer to the client, so that a message the
+/// client does not take holds up nothing but itself. Every write is under `--send-timeout`.
 pub trait ClientTx: Send {
     /// Sends one message carrying `data`, encoded as the session's subprotocol requires.
     fn send(&mut self, data: Bytes) -> impl Future<Output = Result<(), SendError>> + Send;
-    /// Sends a keep-alive ping (a no-op for protocols that have none).
+    /// Sends a keep-alive ping (a no-op for protocols that have none); fails if the client
+    /// did not answer the previous one, since a client that stops answering is gone whatever
+    /// its connection says.
     fn ping(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Completes when the receiving half owes the client an answer (a pong), which
+    /// [`ClientTx::answer`] then writes: the receiving half never writes itself, so that
+    /// reading the client never waits behind a message the client does not take.
+    fn owed(&self) -> impl Future<Output = ()> + Send;
+    /// Writes what the receiving half owes the client.
+    fn answer(&mut self) -> impl Future<Output = Result<(), SendError>> + Send;
     /// Begins the closing handshake from our side with `close`.
     fn close(&mut self, close: &Close) -> impl Future<Output = Result<(), SendError>> + Send;
     /// Completes a closing handshake the client began (sends the answer the protocol wants).

@@ -5,18 +5,26 @@
 //! other side before reading more: a slow reader slows its writer (backpressure) instead of
 //! making us buffer. The two loops run concurrently in the session's task, so neither side can
 //! stall the other (an echoing target that is blocked writing to us is still read).
+//!
+//! No client can hold a session by not reading: every write to it races the session's clocks
+//! (shutdown, `--session-idle-timeout`, the heartbeat) besides its own `--send-timeout`, and a
+//! client that takes no byte is idle. A write given up ends the session; its close is then
+//! tried for at most [`CLOSE_TIMEOUT`], and only if no frame was cut off.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 
 use crate::clock::sleep_until;
 use crate::edge::stream::{BULK_READ, TargetReader, TargetStream, TargetWriter};
 use crate::process::shutdown::Shutdown;
+use crate::session::activity::Activity;
 use crate::session::record::Recorder;
-use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, close_code};
+use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
 use crate::telemetry::metrics::Direction;
 
 /// How long we wait for the client to answer our close frame before dropping the connection.
@@ -27,13 +35,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// that closes its side ends this at once.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
-/// What the relay needs besides the two ends.
+/// What the relay needs besides the two ends and the session's [`Activity`] (its heartbeat
+/// and idle timeout).
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
-    /// Ping an idle client this often.
-    pub heartbeat: Option<Duration>,
-    /// `--session-idle-timeout`: end the session after this long without data either way.
-    pub idle_timeout: Option<Duration>,
     /// Log each message's size and direction.
     pub traffic: bool,
     /// `--record`: this session's recording.
@@ -59,6 +64,10 @@ pub enum Ending {
     TargetUnreachable(String),
     /// No data either way for `--session-idle-timeout`; we sent 1001.
     IdleTimeout(Duration),
+    /// The client stopped answering (a ping that could not be written, or one it did not
+    /// answer, or a message it took no byte of for `--send-timeout`); we sent 1001 if a close
+    /// could still be written.
+    Unresponsive(String),
 }
 
 impl Ending {
@@ -70,7 +79,9 @@ impl Ending {
             Ending::TargetClosed => close_code::NORMAL,
             Ending::TargetError(_) | Ending::TargetUnreachable(_) => close_code::INTERNAL_ERROR,
             Ending::ClientGone(_) => close_code::ABNORMAL,
-            Ending::Shutdown | Ending::IdleTimeout(_) => close_code::GOING_AWAY,
+            Ending::Shutdown | Ending::IdleTimeout(_) | Ending::Unresponsive(_) => {
+                close_code::GOING_AWAY
+            }
         }
     }
 
@@ -85,6 +96,7 @@ impl Ending {
             Ending::Shutdown => "shutdown",
             Ending::TargetUnreachable(_) => "target_unreachable",
             Ending::IdleTimeout(_) => "idle_timeout",
+            Ending::Unresponsive(_) => "client_unresponsive",
         }
     }
 }
@@ -100,6 +112,7 @@ impl std::fmt::Display for Ending {
             Ending::ClientGone(e) => write!(f, "client gone: {e}"),
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::TargetUnreachable(e) => write!(f, "target unreachable: {e}"),
+            Ending::Unresponsive(why) => write!(f, "client unresponsive: {why}"),
             Ending::IdleTimeout(after) => {
                 write!(
                     f,
@@ -132,12 +145,16 @@ enum Downstream {
     ClientGone(String),
     Shutdown,
     Idle(Duration),
+    Unresponsive(String),
+    /// The relay asked it to stop, the client's side having ended.
+    Stopped,
 }
 
 pub const TARGET_CLOSED: Close = Close::new(close_code::NORMAL, "Target closed");
 pub const TARGET_ERROR: Close = Close::new(close_code::INTERNAL_ERROR, "Target connection error");
 pub const GOING_AWAY: Close = Close::new(close_code::GOING_AWAY, "Going away");
 pub const IDLE: Close = Close::new(close_code::GOING_AWAY, "Session idle timeout");
+pub const UNRESPONSIVE: Close = Close::new(close_code::GOING_AWAY, "Client not responding");
 
 /// Relays until either side ends, closes the client side as websockify does, and reports how.
 pub async fn relay<R: ClientRx, T: ClientTx>(
@@ -146,10 +163,10 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
     target: TargetStream,
     options: &RelayOptions,
     traffic: &Traffic,
+    activity: &Activity,
     mut shutdown: Shutdown,
 ) -> Ending {
     let (target_r, target_w) = target.into_split();
-    let activity = Activity::new(options);
 
     // Boxed so that it can be dropped early, giving `rx` back to drain the client.
     let mut up = Box::pin(upstream(
@@ -158,54 +175,67 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         options.traffic,
         options.record.as_ref(),
         traffic,
-        &activity,
+        activity,
     ));
 
+    // Tells the target-to-client direction to stop at its next message boundary.
+    let stop = Notify::new();
     let first = {
         let down = downstream(
             target_r,
             &mut tx,
             options,
             traffic,
-            &activity,
+            activity,
             &mut shutdown,
+            &stop,
         );
         tokio::pin!(down);
-        tokio::select! {
+        let first = tokio::select! {
             end = &mut up => Ok(end),
             end = &mut down => Err(end),
+        };
+        if first.is_ok() {
+            // The client's side ended first. A message to it may be half written: it is
+            // finished (within the close timeout) before any closing frame, which could not
+            // follow a frame cut off.
+            stop.notify_one();
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut down).await;
         }
+        first
     };
 
     match first {
         Ok(Upstream::Close(close)) => {
             drop(up);
-            if tx.finish().await.is_ok() {
+            if within_close_timeout(tx.finish()).await {
                 rx.linger(tokio::time::Instant::now() + CLOSE_LINGER).await;
             }
             Ending::ClientClosed(close)
         }
         Ok(Upstream::Error(RecvError::Protocol(close))) => {
-            let _ = tx.close(&close).await;
+            within_close_timeout(tx.close(&close)).await;
             Ending::ClientError(close)
         }
         Ok(Upstream::Error(RecvError::Gone(why))) => Ending::ClientGone(why),
         Ok(Upstream::TargetWrite(e)) => {
             drop(up);
-            if tx.close(&TARGET_ERROR).await.is_ok() {
+            if within_close_timeout(tx.close(&TARGET_ERROR)).await {
                 drain_until_close(&mut rx, tokio::time::Instant::now() + CLOSE_TIMEOUT).await;
             }
             Ending::TargetError(e.to_string())
         }
-        Err(Downstream::ClientGone(why)) => Ending::ClientGone(why),
         Err(down) => {
             let (close, ending) = match down {
+                Downstream::ClientGone(why) => return Ending::ClientGone(why),
                 Downstream::TargetEof => (TARGET_CLOSED, Ending::TargetClosed),
                 Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
                 Downstream::Idle(after) => (IDLE, Ending::IdleTimeout(after)),
-                _ => (GOING_AWAY, Ending::Shutdown),
+                Downstream::Unresponsive(why) => (UNRESPONSIVE, Ending::Unresponsive(why)),
+                // (Stopped is asked for only once the client's side ended, so never first.)
+                Downstream::Shutdown | Downstream::Stopped => (GOING_AWAY, Ending::Shutdown),
             };
-            if tx.close(&close).await.is_ok() {
+            if within_close_timeout(tx.close(&close)).await {
                 // Keep delivering what the client sends until its close answers ours.
                 let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
                 let delivered = tokio::time::timeout_at(deadline, &mut up).await;
@@ -231,62 +261,10 @@ async fn drain_until_close<R: ClientRx>(rx: &mut R, deadline: tokio::time::Insta
     .await;
 }
 
-/// When frames and data last passed either way, for the heartbeat and the idle timeout. A
-/// session with neither reads no clock per message.
-struct Activity {
-    started: Instant,
-    /// Milliseconds since `started` of the last frame either way (pings included).
-    last_frame: AtomicU64,
-    /// Milliseconds since `started` of the last data either way.
-    last_data: AtomicU64,
-    /// A heartbeat or an idle timeout is set: the times above are kept.
-    kept: bool,
-}
-
-impl Activity {
-    fn new(options: &RelayOptions) -> Activity {
-        Activity {
-            started: Instant::now(),
-            last_frame: AtomicU64::new(0),
-            last_data: AtomicU64::new(0),
-            kept: options.heartbeat.is_some() || options.idle_timeout.is_some(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Data passed.
-    fn data(&self) {
-        if self.kept {
-            let now = self.now();
-            self.last_frame.store(now, Ordering::Relaxed);
-            self.last_data.store(now, Ordering::Relaxed);
-        }
-    }
-
-    /// A frame without data (our ping) passed.
-    fn frame(&self) {
-        self.last_frame.store(self.now(), Ordering::Relaxed);
-    }
-
-    /// When to ping: `heartbeat` after the last frame either way.
-    fn ping_at(&self, heartbeat: Option<Duration>) -> Option<tokio::time::Instant> {
-        self.after(&self.last_frame, heartbeat)
-    }
-
-    /// When the session is idle: `idle_timeout` after the last data either way.
-    fn idle_at(&self, idle_timeout: Option<Duration>) -> Option<tokio::time::Instant> {
-        self.after(&self.last_data, idle_timeout)
-    }
-
-    fn after(&self, last: &AtomicU64, wait: Option<Duration>) -> Option<tokio::time::Instant> {
-        wait.map(|wait| {
-            let last = Duration::from_millis(last.load(Ordering::Relaxed));
-            tokio::time::Instant::from_std(self.started + last + wait)
-        })
-    }
+/// A close (or the closing handshake's end) written within [`CLOSE_TIMEOUT`]: a client that
+/// takes nothing gets no longer than that, whatever `--send-timeout` says.
+async fn within_close_timeout(close: impl Future<Output = Result<(), SendError>>) -> bool {
+    matches!(tokio::time::timeout(CLOSE_TIMEOUT, close).await, Ok(Ok(())))
 }
 
 /// Client to target: each message's payload written whole before the next is read.
@@ -330,7 +308,8 @@ async fn upstream<R: ClientRx>(
     }
 }
 
-/// Target to client: each read sent as one message, pings when idle, stops on shutdown.
+/// Target to client: each read sent as one message, pings when idle, the pongs the receiving
+/// half owes, stops on shutdown. Every write races the session's clocks ([`write`]).
 async fn downstream<T: ClientTx>(
     mut target: TargetReader,
     tx: &mut T,
@@ -338,6 +317,7 @@ async fn downstream<T: ClientTx>(
     traffic: &Traffic,
     activity: &Activity,
     shutdown: &mut Shutdown,
+    stop: &Notify,
 ) -> Downstream {
     let metrics = crate::telemetry::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
@@ -347,25 +327,32 @@ async fn downstream<T: ClientTx>(
     let shutdown = shutdown.recv();
     tokio::pin!(shutdown);
     loop {
-        let ping_at = activity.ping_at(options.heartbeat);
-        let idle_at = activity.idle_at(options.idle_timeout);
+        let ping_at = activity.ping_at();
+        let idle_at = activity.idle_at();
         // Biased (polled in this order) rather than a random first branch per wake: the rare
         // ones come first, so that a target that always has data cannot starve them.
         let read = tokio::select! {
             biased;
             _ = &mut shutdown => return Downstream::Shutdown,
+            () = stop.notified() => return Downstream::Stopped,
             // (A branch without a deadline is not polled at all.)
             _ = sleep_until(idle_at), if idle_at.is_some() => {
                 // The client's data may have come while we slept: only a real silence ends it.
-                if activity.idle_at(options.idle_timeout).is_some_and(|at| at <= tokio::time::Instant::now()) {
-                    return Downstream::Idle(options.idle_timeout.unwrap_or_default());
+                if activity.is_idle() {
+                    return Downstream::Idle(activity.idle_timeout.unwrap_or_default());
                 }
                 continue;
             }
             _ = sleep_until(ping_at), if ping_at.is_some() => {
                 activity.frame();
-                if let Err(e) = tx.ping().await {
-                    return Downstream::ClientGone(e.0);
+                if let Err(end) = write(tx.ping(), activity, &mut shutdown).await {
+                    return end;
+                }
+                continue;
+            }
+            () = tx.owed() => {
+                if let Err(end) = write(tx.answer(), activity, &mut shutdown).await {
+                    return end;
                 }
                 continue;
             }
@@ -384,13 +371,53 @@ async fn downstream<T: ClientTx>(
                 if let Some(record) = &options.record {
                     record.sent_to_client(&data);
                 }
-                if let Err(e) = tx.send(data).await {
-                    return Downstream::ClientGone(e.0);
+                if let Err(end) = write(tx.send(data), activity, &mut shutdown).await {
+                    return end;
                 }
                 traffic.to_client.fetch_add(n as u64, Ordering::Relaxed);
                 metrics.relayed(Direction::ToClient, n);
             }
             Err(e) => return Downstream::TargetRead(e),
+        }
+    }
+}
+
+/// A write to the client, raced against the session's clocks: shutdown, the idle timeout (a
+/// client that takes no byte is idle) and the heartbeat (a ping that falls due while a write
+/// cannot finish is a ping that cannot be written). Whichever ends first ends the session;
+/// the write itself ends it when it fails (`--send-timeout` included).
+async fn write(
+    write: impl Future<Output = Result<(), SendError>>,
+    activity: &Activity,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<(), Downstream> {
+    tokio::pin!(write);
+    loop {
+        let ping_at = activity.ping_at();
+        let idle_at = activity.idle_at();
+        tokio::select! {
+            biased;
+            written = &mut write => {
+                return written.map_err(|e| match e {
+                    SendError::Unresponsive(why) => Downstream::Unresponsive(why),
+                    SendError::Gone(why) => Downstream::ClientGone(why),
+                });
+            }
+            () = &mut *shutdown => return Err(Downstream::Shutdown),
+            _ = sleep_until(idle_at), if idle_at.is_some() => {
+                if activity.is_idle() {
+                    return Err(Downstream::Idle(activity.idle_timeout.unwrap_or_default()));
+                }
+            }
+            _ = sleep_until(ping_at), if ping_at.is_some() => {
+                if activity.ping_at().is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    let after = activity.heartbeat.unwrap_or_default().as_secs();
+                    return Err(Downstream::Unresponsive(format!(
+                        "the client took no byte for {after}s, so a ping could not be written \
+                         (--heartbeat)"
+                    )));
+                }
+            }
         }
     }
 }

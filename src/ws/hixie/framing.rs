@@ -7,7 +7,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::Draft;
-use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
+use crate::edge::deadline::Deadline;
+use crate::session::{
+    Bounds, ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code,
+};
 
 /// The longest frame we accept, counted in base64 text: the same bound as a HyBi message,
 /// so a frame that never ends cannot make us buffer more than that.
@@ -23,20 +26,22 @@ pub(super) fn halves<S>(
     stream: S,
     rest: &[u8],
     draft: Draft,
-    max_message: usize,
+    bounds: &Bounds,
 ) -> (HixieRx<S>, HixieTx<S>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (reader, writer) = tokio::io::split(stream);
-    let mut decoder = Decoder::with_limit(max_message);
+    let mut decoder = Decoder::with_limit(bounds.max_message);
     decoder.feed(rest);
+    let writer = Deadline::new(writer, bounds.send_timeout).watched(bounds.activity.clone());
     (
         HixieRx { reader, decoder },
         HixieTx {
             writer,
             draft,
             closed: false,
+            partial: false,
         },
     )
 }
@@ -168,10 +173,13 @@ pub struct HixieRx<S> {
 
 /// Sending half of a Hixie session.
 pub struct HixieTx<S> {
-    writer: WriteHalf<S>,
+    writer: Deadline<WriteHalf<S>>,
     draft: Draft,
     /// The close was sent: sending it twice would put bytes after the close frame.
     closed: bool,
+    /// A frame is on its way out, or was cut off when its write was given up: nothing may
+    /// follow its start, not even the close frame.
+    partial: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send> ClientRx for HixieRx<S> {
@@ -215,6 +223,11 @@ impl<S: AsyncRead + AsyncWrite + Send> HixieTx<S> {
         if self.closed {
             return Ok(());
         }
+        if self.partial {
+            return Err(SendError::Gone(
+                "a message to the client was cut off: no close can follow it".to_string(),
+            ));
+        }
         self.closed = true;
         if self.draft == Draft::Hixie76 {
             self.writer.write_all(&CLOSE_FRAME).await?;
@@ -226,8 +239,16 @@ impl<S: AsyncRead + AsyncWrite + Send> HixieTx<S> {
 
 impl<S: AsyncRead + AsyncWrite + Send> ClientTx for HixieTx<S> {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
+        if self.partial {
+            return Err(SendError::Gone(
+                "a message to the client was cut off: nothing can follow it".to_string(),
+            ));
+        }
+        self.partial = true;
         self.writer.write_all(&encode(&data)).await?;
-        self.writer.flush().await.map_err(SendError::from)
+        self.writer.flush().await?;
+        self.partial = false;
+        Ok(())
     }
 
     /// The drafts have no ping.
@@ -242,6 +263,15 @@ impl<S: AsyncRead + AsyncWrite + Send> ClientTx for HixieTx<S> {
 
     async fn finish(&mut self) -> Result<(), SendError> {
         self.end().await
+    }
+
+    /// The drafts have no control frames: nothing is ever owed.
+    fn owed(&self) -> impl std::future::Future<Output = ()> + Send {
+        std::future::pending()
+    }
+
+    async fn answer(&mut self) -> Result<(), SendError> {
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::Draft;
 use super::framing::{self, HixieRx, HixieTx};
 use crate::edge::bounded::{Bound, ReadError, read_until};
+use crate::session::Bounds;
 use crate::ws::{Refusal, Subprotocol, has_token};
 
 /// Draft 76 sends this many bytes after its head (the third key).
@@ -192,7 +193,7 @@ pub async fn accept<S>(
     mut stream: S,
     mut rest: BytesMut,
     secure: bool,
-    max_message: usize,
+    bounds: &Bounds,
 ) -> io::Result<(HixieRx<S>, HixieTx<S>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -223,7 +224,7 @@ where
     }
     stream.write_all(&answer).await?;
     stream.flush().await?;
-    Ok(framing::halves(stream, &rest, hs.draft, max_message))
+    Ok(framing::halves(stream, &rest, hs.draft, bounds))
 }
 
 #[cfg(test)]

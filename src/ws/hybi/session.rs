@@ -12,20 +12,27 @@
 //!   target, in one vectored write.
 //!
 //! Pings are answered and the client's close is echoed here, as the RFC requires; protocol
-//! errors map to websockify's close codes.
+//! errors map to websockify's close codes. The sending half is the only writer: the receiving
+//! half records what it owes the client (a pong, the echo of a close) in [`Control`] and
+//! wakes the sender, so reading the client never waits behind a message the client does not
+//! take. Every write is under `--send-timeout` and tells the session's [`Activity`] of the
+//! bytes the client took.
 //!
 //! [`IDLE_RELEASE`]: crate::edge::stream::IDLE_RELEASE
 
 use std::io::{self, IoSlice};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
+use tokio::sync::Notify;
 
 use super::frame::{self, HeaderBytes, HeaderError, OpCode};
+use crate::edge::deadline::Deadline;
 use crate::edge::stream::{BULK_READ, ClientReader, ClientStream, ClientWriter};
-use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
+use crate::session::{
+    Bounds, ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code,
+};
 use crate::ws::Subprotocol;
 
 /// The largest message a client may send unless `--max-message-size` says otherwise.
@@ -40,11 +47,11 @@ pub const PIECE: usize = 256 * 1024;
 /// Takes over an upgraded connection; `rest` holds the bytes the client sent after its head.
 /// A message announced larger than `max_message` is answered with 1009 from its frame header,
 /// before any of its payload is read.
-pub async fn session(
+pub fn session(
     stream: ClientStream,
     rest: BytesMut,
     protocol: Option<Subprotocol>,
-    max_message: usize,
+    bounds: &Bounds,
 ) -> (HybiRx, HybiTx) {
     let (replay, reader, writer) = stream.into_split();
     let mut buf = BytesMut::new();
@@ -52,11 +59,12 @@ pub async fn session(
         buf.extend_from_slice(&rest);
         buf.extend_from_slice(&replay);
     }
-    let writer = Arc::new(Mutex::new(Writer {
-        io: writer,
+    let control = Arc::new(Control::default());
+    let writer = Writer {
+        io: Deadline::new(writer, bounds.send_timeout).watched(bounds.activity.clone()),
         closed: false,
-        reply: None,
-    }));
+        partial: false,
+    };
     let encoding = protocol.unwrap_or(Subprotocol::Binary);
     let rx = HybiRx {
         reader,
@@ -64,25 +72,75 @@ pub async fn session(
         encoding,
         frame: None,
         message: None,
-        max_message: max_message as u64,
-        writer: writer.clone(),
+        max_message: bounds.max_message as u64,
+        control: control.clone(),
     };
-    (rx, HybiTx { writer, encoding })
+    let tx = HybiTx {
+        writer,
+        encoding,
+        control,
+        ping_unanswered: false,
+    };
+    (rx, tx)
 }
 
-/// The sending side, shared: the receiving half answers pings and closes through it.
-struct Writer {
-    io: ClientWriter,
-    /// Our close frame (or the echo of the client's) was sent: nothing may follow it.
-    closed: bool,
+/// What the receiving half owes the client, and what it saw of our pings: shared with the
+/// sending half, which alone writes. Never held across an await.
+#[derive(Debug, Default)]
+struct Control {
+    owed: Mutex<Owed>,
+    /// Wakes the sender when something is owed.
+    wake: Notify,
+}
+
+/// The most pongs owed at once: a client that pings faster than it reads has the oldest
+/// dropped (RFC 6455 5.5.3 asks a pong for the latest ping only), so its pings cost at most
+/// this many 125-byte payloads.
+const MAX_OWED_PONGS: usize = 16;
+
+#[derive(Debug, Default)]
+struct Owed {
+    /// The payloads of the client's pings not answered yet, oldest first.
+    pongs: std::collections::VecDeque<Bytes>,
     /// The echo owed to the client's close frame, sent by [`ClientTx::finish`].
     reply: Option<Option<Close>>,
+    /// A pong came since our last ping.
+    pong_seen: bool,
+}
+
+impl Control {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Owed> {
+        // Every update is a single step: a poisoned lock is consistent.
+        self.owed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The connection's writing side, owned by the sending half.
+struct Writer {
+    io: Deadline<ClientWriter>,
+    /// Our close frame (or the echo of the client's) was sent: nothing may follow it.
+    closed: bool,
+    /// A frame is on its way out, or was cut off when its write was given up (a clock of the
+    /// session ran out while the client took nothing): no other frame may follow its start.
+    partial: bool,
 }
 
 impl Writer {
     /// One frame: header and payload in one vectored write, then a flush (which only TLS
     /// needs).
     async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        if self.partial {
+            return Err(io::Error::other(
+                "a message to the client was cut off: nothing can follow it",
+            ));
+        }
+        self.partial = true;
+        self.frame_whole(opcode, payload).await?;
+        self.partial = false;
+        Ok(())
+    }
+
+    async fn frame_whole(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
         let header = HeaderBytes::new(opcode, payload.len());
         let (mut head, mut body) = (header.as_slice(), payload);
         while !head.is_empty() {
@@ -149,13 +207,16 @@ pub struct HybiRx {
     message: Option<InMessage>,
     /// `--max-message-size`.
     max_message: u64,
-    writer: Arc<Mutex<Writer>>,
+    control: Arc<Control>,
 }
 
 /// Sending half of a HyBi session.
 pub struct HybiTx {
-    writer: Arc<Mutex<Writer>>,
+    writer: Writer,
     encoding: Subprotocol,
+    control: Arc<Control>,
+    /// Our last ping has had no pong yet.
+    ping_unanswered: bool,
 }
 
 fn protocol_error(code: u16, reason: &'static str) -> RecvError {
@@ -240,7 +301,7 @@ impl HybiRx {
 
     /// Handles the next frame header in the buffer: a data frame becomes the current frame,
     /// a whole control frame is answered.
-    async fn next_header(&mut self) -> Result<Step, RecvError> {
+    fn next_header(&mut self) -> Result<Step, RecvError> {
         let Some(h) = frame::parse_header(&self.buf).map_err(frame_error)? else {
             return Ok(Step::NeedMore);
         };
@@ -259,7 +320,7 @@ impl HybiRx {
             self.buf.advance(h.len);
             let mut payload = self.buf.split_to(h.payload_len as usize);
             frame::apply_mask(&mut payload, mask, 0);
-            return self.control(h.opcode, &payload).await;
+            return self.control(h.opcode, &payload);
         }
         match (h.opcode, &self.message) {
             (OpCode::Continuation, None) => {
@@ -298,25 +359,30 @@ impl HybiRx {
         Ok(Step::Again)
     }
 
-    /// Answers a control frame; a close ends receiving.
-    async fn control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<Step, RecvError> {
+    /// Takes in a control frame: a ping is owed its pong (the sender writes it), a pong
+    /// proves the client alive, a close ends receiving.
+    fn control(&mut self, opcode: OpCode, payload: &[u8]) -> Result<Step, RecvError> {
         match opcode {
             OpCode::Ping => {
-                let mut writer = self.writer.lock().await;
-                if !writer.closed {
-                    writer
-                        .frame(OpCode::Pong, payload)
-                        .await
-                        .map_err(|e| RecvError::Gone(e.to_string()))?;
+                let mut owed = self.control.lock();
+                if owed.pongs.len() == MAX_OWED_PONGS {
+                    owed.pongs.pop_front();
                 }
+                owed.pongs.push_back(Bytes::copy_from_slice(payload));
+                drop(owed);
+                self.control.wake.notify_one();
+                Ok(Step::Again)
+            }
+            OpCode::Pong => {
+                self.control.lock().pong_seen = true;
                 Ok(Step::Again)
             }
             OpCode::Close => {
                 let close = parse_close(payload)?;
-                self.writer.lock().await.reply = Some(close.clone());
+                self.control.lock().reply = Some(close.clone());
                 Ok(Step::Deliver(Inbound::Close(close)))
             }
-            // Pongs only prove liveness; data opcodes never reach here.
+            // Data opcodes never reach here.
             _ => Ok(Step::Again),
         }
     }
@@ -377,7 +443,7 @@ impl ClientRx for HybiRx {
                     None => {}
                 }
             } else {
-                match self.next_header().await? {
+                match self.next_header()? {
                     Step::Deliver(inbound) => return Ok(inbound),
                     Step::Again => continue,
                     Step::NeedMore => {}
@@ -396,44 +462,66 @@ impl ClientRx for HybiRx {
     }
 }
 
+impl HybiTx {
+    /// The pongs owed to the client's pings, in order.
+    async fn answer_owed(&mut self) -> io::Result<()> {
+        loop {
+            let pong = self.control.lock().pongs.pop_front();
+            match pong {
+                Some(payload) if !self.writer.closed => {
+                    self.writer.frame(OpCode::Pong, &payload).await?
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
 impl ClientTx for HybiTx {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
-        let mut writer = self.writer.lock().await;
-        let result = match self.encoding {
-            Subprotocol::Binary => writer.frame(OpCode::Binary, &data).await,
+        match self.encoding {
+            Subprotocol::Binary => self.writer.frame(OpCode::Binary, &data).await?,
             Subprotocol::Base64 => {
                 let text = base64_simd::STANDARD.encode_to_string(&data);
-                writer.frame(OpCode::Text, text.as_bytes()).await
+                self.writer.frame(OpCode::Text, text.as_bytes()).await?
             }
-        };
-        result.map_err(SendError::from)
+        }
+        // A ping that came meanwhile is answered right after the message.
+        Ok(self.answer_owed().await?)
     }
 
     async fn ping(&mut self) -> Result<(), SendError> {
-        let mut writer = self.writer.lock().await;
-        if writer.closed {
+        if self.writer.closed {
             return Ok(());
         }
-        writer
-            .frame(OpCode::Ping, &[])
-            .await
-            .map_err(SendError::from)
+        let seen = std::mem::take(&mut self.control.lock().pong_seen);
+        if self.ping_unanswered && !seen {
+            return Err(SendError::Unresponsive(
+                "the client did not answer our last ping (--heartbeat)".to_string(),
+            ));
+        }
+        self.writer.frame(OpCode::Ping, &[]).await?;
+        self.ping_unanswered = true;
+        Ok(())
     }
 
     async fn close(&mut self, close: &Close) -> Result<(), SendError> {
-        self.writer
-            .lock()
-            .await
-            .close(Some(close))
-            .await
-            .map_err(SendError::from)
+        Ok(self.writer.close(Some(close)).await?)
     }
 
     async fn finish(&mut self) -> Result<(), SendError> {
-        let mut writer = self.writer.lock().await;
         // The echo of the client's close frame (RFC 6455 5.5.1), then our side of the stream.
-        let echo = writer.reply.take().flatten();
-        writer.close(echo.as_ref()).await?;
-        writer.io.shutdown().await.map_err(SendError::from)
+        let echo = self.control.lock().reply.take().flatten();
+        self.writer.close(echo.as_ref()).await?;
+        Ok(self.writer.io.shutdown().await?)
+    }
+
+    fn owed(&self) -> impl std::future::Future<Output = ()> + Send {
+        let control = &self.control;
+        async move { control.wake.notified().await }
+    }
+
+    async fn answer(&mut self) -> Result<(), SendError> {
+        Ok(self.answer_owed().await?)
     }
 }
