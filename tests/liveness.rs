@@ -203,3 +203,68 @@ async fn client_data_flows_while_a_message_to_it_is_stuck() {
     }
     drop(raw);
 }
+
+/// A flood of silent connections: the proxy accepted every one and spent a descriptor on
+/// each (1,320 held during such a flood with `--max-connections 100`). Now a connection is
+/// counted at accept and at most the limit plus a headroom for handshakes is open; the rest
+/// wait in the listen backlog, and a client that comes once they are gone is served.
+#[tokio::test]
+async fn a_flood_of_silent_connections_holds_a_bounded_number_of_descriptors() {
+    // This test's own side needs a descriptor per connection.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&[
+        "--max-connections",
+        "100",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let pid = proxy.child.id();
+    let baseline = open_fds(pid).len();
+    let port = proxy.port;
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..2000 {
+        attempts.spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok)
+        });
+    }
+    let mut silent = Vec::new();
+    let mut peak = 0;
+    while let Some(attempt) = attempts.join_next().await {
+        if let Ok(Some(stream)) = attempt {
+            silent.push(stream);
+        }
+        peak = peak.max(open_fds(pid).len());
+    }
+    for _ in 0..20 {
+        peak = peak.max(open_fds(pid).len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        silent.len() >= 100,
+        "only {} connections made",
+        silent.len()
+    );
+    let held = peak.saturating_sub(baseline);
+    // The limit, its headroom of 64 for handshakes, and a few more: never one per attempt.
+    assert!(
+        held <= 2 * 100 + 40,
+        "{held} descriptors held for {} silent connections",
+        silent.len()
+    );
+    drop(silent);
+    // A well-behaved client once the silent ones are gone.
+    let started = Instant::now();
+    let (mut raw, _) = tokio::time::timeout(Duration::from_secs(20), Raw::upgrade(port, &[]))
+        .await
+        .expect("no session after the flood");
+    raw.send_binary(b"served").await;
+    assert_eq!(raw.read_data(6).await, b"served");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

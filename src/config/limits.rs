@@ -72,7 +72,9 @@ impl Default for Limits {
 }
 
 /// The connection limit that fits a descriptor limit: each session holds two descriptors
-/// (client and target), and [`RESERVED_FDS`] stay free for everything else.
+/// (client and target), and [`RESERVED_FDS`] stay free for everything else. (The
+/// connections in their handshake beyond the limit, `gate::admission::HANDSHAKE_HEADROOM`,
+/// hold one each, from the same reserve: at worst an accept then waits for a descriptor.)
 pub fn connections_for_fd_limit(nofile: u64) -> usize {
     let sessions = nofile.saturating_sub(RESERVED_FDS) / 2;
     usize::try_from(sessions.max(1)).unwrap_or(usize::MAX)

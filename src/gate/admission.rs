@@ -1,10 +1,20 @@
 //! Admission: `--max-connections` and `--max-connections-per-ip`.
 //!
-//! A request is admitted once its head has been read, so the refusal can be a real HTTP
-//! answer (503 with `Retry-After`) that a browser or a load balancer understands. Before
-//! that, each connection is bounded in time (the PROXY header 5 s, the first bytes 3 s, TLS
-//! 10 s, the head `--handshake-timeout`) and in buffer (the head's 16 KiB), but not in
-//! number: nothing limits how many connections are in those steps at once.
+//! Two bounds, at two moments:
+//!
+//! - **At accept**, before any byte is read ([`Admission::connection_place`],
+//!   [`Admission::accepted`]): at most `--max-connections` + [`HANDSHAKE_HEADROOM`]
+//!   connections are open at once, in whatever step; the accept loop takes a place before it
+//!   accepts, so the rest wait in the listen backlog (a flood of silent connections costs
+//!   that many descriptors, not one per connection). When the peer is the client (no PROXY
+//!   header or trusted proxy to name another), one address may hold at most
+//!   `--max-connections-per-ip` + [`PER_IP_HEADROOM`]: more are closed at once, counted.
+//! - **After the request head** ([`Admission::admit`]): a request is admitted so that a
+//!   refusal can be a real HTTP answer (503 with `Retry-After`) that a browser or a load
+//!   balancer understands. The headroom above is what lets an over-the-limit request be read
+//!   and answered so. Each step before is also bounded in time (the PROXY header 5 s, the
+//!   first bytes 3 s, TLS 10 s, the head `--handshake-timeout`) and buffer (16 KiB).
+//!
 //! The permit is held until the connection closes: a WebSocket session holds it for its whole
 //! life, a web request until its answer is sent.
 //!
@@ -21,6 +31,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Connections beyond `--max-connections` that may be open at once, reading their first
+/// bytes, TLS and request head: enough that requests over the limit are read and answered
+/// 503 rather than left unanswered, few enough that a flood costs a bounded number of
+/// descriptors.
+pub const HANDSHAKE_HEADROOM: usize = 64;
+
+/// Connections one address may hold beyond `--max-connections-per-ip` at accept, for the
+/// same reason.
+pub const PER_IP_HEADROOM: usize = 8;
 
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +81,9 @@ struct Counts {
     /// Only addresses with a permit out; an entry goes when its count returns to zero, so the
     /// map is as large as the set of clients connected now, never the set ever seen.
     per_ip: HashMap<IpAddr, usize>,
+    /// Open connections per peer address at accept (kept only with a per-address limit), in
+    /// the same way.
+    open_per_ip: HashMap<IpAddr, usize>,
 }
 
 /// Shared by every handler of one server.
@@ -71,6 +94,30 @@ pub struct Admission {
     counts: Arc<Mutex<Counts>>,
     /// The web requests' share, [`web_share`] places.
     web: Arc<Semaphore>,
+    /// Places for open connections: `max_total` + [`HANDSHAKE_HEADROOM`].
+    open: Arc<Semaphore>,
+}
+
+/// An open connection's place, from accept to close.
+#[derive(Debug)]
+pub struct Connection {
+    _place: Option<OwnedSemaphorePermit>,
+    /// Counted against the per-address bound at accept.
+    ip: Option<(IpAddr, Arc<Mutex<Counts>>)>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some((ip, counts)) = &self.ip {
+            let mut counts = lock(counts);
+            if let Some(n) = counts.open_per_ip.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.open_per_ip.remove(ip);
+                }
+            }
+        }
+    }
 }
 
 /// How many of `max_total` places web requests may hold at once: half, at least one.
@@ -94,12 +141,47 @@ impl Admission {
             max_per_ip,
             counts: Arc::default(),
             web: Arc::new(Semaphore::new(web_share(max_total))),
+            open: Arc::new(Semaphore::new(max_total.saturating_add(HANDSHAKE_HEADROOM))),
         }
     }
 
     /// The total limit in force.
     pub fn max_total(&self) -> usize {
         self.max_total
+    }
+
+    /// A place for one more open connection: the accept loop waits for it before it accepts,
+    /// so that over the bound new connections wait in the listen backlog.
+    /// (`None` only if the places were closed, which nothing does.)
+    pub async fn connection_place(&self) -> Option<OwnedSemaphorePermit> {
+        self.open.clone().acquire_owned().await.ok()
+    }
+
+    /// Counts a connection accepted in `place` from `peer` (`None` when the peer is not the
+    /// client: a load balancer or trusted proxy will name it later) against the per-address
+    /// bound at accept; `Err` when that address holds too many already.
+    pub fn accepted(
+        &self,
+        place: Option<OwnedSemaphorePermit>,
+        peer: Option<IpAddr>,
+    ) -> Result<Connection, Refused> {
+        let (Some(ip), Some(per_ip)) = (peer.map(|ip| ip.to_canonical()), self.max_per_ip) else {
+            return Ok(Connection {
+                _place: place,
+                ip: None,
+            });
+        };
+        let bound = per_ip.saturating_add(PER_IP_HEADROOM);
+        let mut counts = lock(&self.counts);
+        let n = counts.open_per_ip.entry(ip).or_insert(0);
+        if *n >= bound {
+            return Err(Refused::PerIp { limit: per_ip });
+        }
+        *n += 1;
+        Ok(Connection {
+            _place: place,
+            ip: Some((ip, self.counts.clone())),
+        })
     }
 
     /// A permit for one more request from `ip` (`None`: a unix socket client, which only the

@@ -36,7 +36,8 @@ use crate::request::{ClientAddr, Facts};
 use crate::session::target::{Cleared, Target};
 use crate::telemetry::logging::SPAN_TARGET;
 use crate::telemetry::metrics::{self, HandshakeFailure, PluginResult};
-use admission::{Admission, Permit, Refused};
+use admission::{Admission, Connection, Permit, Refused};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// The decisions every request of one server passes, shared by its connections.
 #[derive(Debug)]
@@ -146,6 +147,22 @@ impl Gate {
         };
         let auth = self.auth.as_ref().map(|a| ("auth_plugin", &a.plugin));
         token.into_iter().chain(auth)
+    }
+
+    /// A place for one more open connection; the accept loop waits for it before it accepts.
+    pub async fn connection_place(&self) -> Option<OwnedSemaphorePermit> {
+        self.admission.connection_place().await
+    }
+
+    /// Counts a connection accepted in `place` from `peer` (the client's address when the
+    /// peer is the client) at accept, before any byte is read; refused (to be closed at once,
+    /// counted) when that address holds too many already.
+    pub fn accepted(
+        &self,
+        place: Option<OwnedSemaphorePermit>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Connection, Refused> {
+        self.admission.accepted(place, peer)
     }
 
     /// A place among the requests served now for one more session from `client`, held until

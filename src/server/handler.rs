@@ -27,7 +27,7 @@ use crate::edge::http::{HeadError, Refusal, answer_and_close, close_gracefully, 
 use crate::edge::sniff::{FLASH_POLICY, SniffError, Sniffed, sniff};
 use crate::edge::stream::{ClientIo, ClientStream};
 use crate::edge::tls::{HANDSHAKE_TIMEOUT, ServerTls};
-use crate::gate::admission::Permit;
+use crate::gate::admission::{Connection, Permit};
 use crate::gate::{Denied, Gate, Stage};
 use crate::process::shutdown::Shutdown;
 use crate::request::{Channel, ClientAddr, Facts};
@@ -76,6 +76,8 @@ pub struct Handler {
     /// Only the header we send the target (`--target-proxy-protocol`) needs it, so without
     /// that it is not looked up (a `getsockname` per connection for nothing).
     pub local: Option<std::net::SocketAddr>,
+    /// Its place among the open connections, from accept to close.
+    pub _place: Connection,
 }
 
 /// A request read off its connection.
@@ -142,6 +144,8 @@ impl Handler {
             to_client = Empty,
         );
         async move {
+            // Counted from accept: a connection still sending its PROXY header is one too.
+            let _counted = self.shared.tracker.connection();
             if self.shared.config.proxy_protocol && !Box::pin(self.proxy_header(&mut stream)).await
             {
                 return;
@@ -186,7 +190,6 @@ impl Handler {
     /// handshake's state (the request head, a TLS handshake, plugin calls) is freed when the
     /// session opens, and an idle session keeps only what its relay needs.
     async fn handle(mut self, stream: ClientStream) {
-        let _connection = self.shared.tracker.connection();
         let Some(opened) = Box::pin(self.open(stream)).await else {
             return;
         };

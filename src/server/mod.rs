@@ -250,14 +250,29 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         let stop = stop_accepting(&config, &tracker, wrapper.as_ref());
         tokio::pin!(stop);
         let mut next_id: u64 = 0;
+        let peer_is_client = !config.proxy_protocol && config.trusted_proxies.is_none();
         loop {
             tokio::select! {
                 reason = &mut stop => break reason,
                 () = signals.recv() => break StopReason::Signal,
                 _ = hangup.recv() => reload(tls.as_ref(), &shared.gate),
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, client)) => {
+                accepted = accept(&listener, &shared.gate) => match accepted {
+                    Ok((stream, client, place)) => {
                         next_id += 1;
+                        // Counted before any byte is read, the bound per address included
+                        // when the peer is the client (not a balancer or a trusted proxy).
+                        let peer = peer_is_client.then(|| client.ip()).flatten();
+                        let connection = match shared.gate.accepted(place, peer) {
+                            Ok(connection) => connection,
+                            Err(refused) => {
+                                crate::telemetry::metrics::get().handshake_failed(
+                                    crate::telemetry::metrics::HandshakeFailure::MaxConnectionsPerIp,
+                                    None,
+                                );
+                                tracing::debug!(id = next_id, %client, "closed at accept: over {refused}");
+                                continue;
+                            }
+                        };
                         let handler = Handler {
                             shared: shared.clone(),
                             shutdown: shutdown.subscribe(),
@@ -266,6 +281,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                             local: config
                                 .target_proxy_protocol
                                 .and_then(|_| stream.local_addr()),
+                            _place: connection,
                         };
                         tokio::spawn(handler.run(stream));
                     }
@@ -467,6 +483,21 @@ async fn idle_for(tracker: &Tracker, idle: Duration) {
             }) => {}
         }
     }
+}
+
+/// The next connection, once a place for it is free (until then new connections wait in the
+/// listen backlog).
+async fn accept(
+    listener: &Listener,
+    gate: &Gate,
+) -> std::io::Result<(
+    crate::edge::stream::ClientStream,
+    crate::request::ClientAddr,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+)> {
+    let place = gate.connection_place().await;
+    let (stream, client) = listener.accept().await?;
+    Ok((stream, client, place))
 }
 
 /// Accept errors are per connection (the client left) or a resource limit (out of file

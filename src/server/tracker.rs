@@ -11,9 +11,8 @@ use tokio::sync::Notify;
 /// A snapshot of the counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    /// Accepted connections not yet closed, from the end of their PROXY header (with
-    /// `--proxy-protocol`; at once without it): handshakes in progress are included, a
-    /// connection still sending its PROXY header is not.
+    /// Accepted connections not yet closed, from accept on: handshakes in progress (a PROXY
+    /// header, TLS, a request head) included.
     pub connections: usize,
     /// Connections ever accepted.
     pub connections_accepted: u64,
