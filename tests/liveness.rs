@@ -268,3 +268,166 @@ async fn a_flood_of_silent_connections_holds_a_bounded_number_of_descriptors() {
     assert_eq!(raw.read_data(6).await, b"served");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// A token API that answers the token `good` at once (with `target`) and never answers any
+/// other: it accepts, reads the request and holds the connection.
+async fn slow_token_api(target: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match s.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                if head.starts_with(b"GET /token/good ") {
+                    let body = format!("{{\"host\": \"127.0.0.1\", \"port\": {target}}}");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(answer.as_bytes()).await;
+                } else {
+                    // Never answer; hold the connection until the caller gives up.
+                    let _ = s.read(&mut byte).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A slow plugin: 600 token requests hang on an API that never answers. Plugin calls run on
+/// their own threads, at most --max-plugin-calls (256) of them in flight: the rest are refused
+/// at once (503, counted) rather than queued behind them, a web file and an established
+/// session go on as before, and SIGTERM ends the process within its grace whatever the plugin
+/// does.
+#[tokio::test]
+async fn a_plugin_that_never_answers_holds_only_its_own_threads() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let echo = echo_target().await;
+    let api = slow_token_api(echo).await;
+    let d = std::env::temp_dir().join(format!("websockify-live-web-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("page.html"), "<p>still here</p>").unwrap();
+    let source = format!("http://127.0.0.1:{api}/token/%s");
+    let mut proxy = Proxy::start(&[
+        "--token-plugin",
+        "JSONTokenApi",
+        "--token-source",
+        &source,
+        "--web",
+        d.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "2",
+        "127.0.0.1:0",
+    ]);
+    let metrics = metrics_port(&proxy);
+    let port = proxy.port;
+    let ask = move |token: &'static str| async move {
+        let head = upgrade_request(&[]).replacen(
+            "GET /websockify HTTP/1.1",
+            &format!("GET /websockify?token={token} HTTP/1.1"),
+            1,
+        );
+        let mut raw = Raw::connect(port).await;
+        let status = raw.request(&head).await.status;
+        (raw, status)
+    };
+    // A session through a token the API answers, before the flood.
+    let (mut good, status) = ask("good").await;
+    assert_eq!(status, 101);
+    good.send_binary(b"before").await;
+    assert_eq!(good.read_data(6).await, b"before");
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..600 {
+        flood.spawn(async move { ask("slow").await.1 });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Meanwhile: a web file at once, and the session flows.
+    let started = Instant::now();
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/page.html"))
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "<p>still here</p>"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    good.send_binary(b"during").await;
+    assert_eq!(good.read_data(6).await, b"during");
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = flood.join_next().await {
+        *statuses.entry(status.unwrap()).or_insert(0) += 1;
+    }
+    // At most --max-plugin-calls (256) waited for the plugin (504, or 502 for the calls whose
+    // API request timed out first); the rest were refused.
+    let waited =
+        statuses.get(&504).copied().unwrap_or(0) + statuses.get(&502).copied().unwrap_or(0);
+    assert!(waited <= 256, "{statuses:?}");
+    assert_eq!(
+        waited + statuses.get(&503).copied().unwrap_or(0),
+        600,
+        "{statuses:?}"
+    );
+    let (_, page) = tokio::task::spawn_blocking(move || http_get(metrics, "/metrics"))
+        .await
+        .unwrap();
+    assert!(
+        page.lines().any(|l| l
+            .starts_with(r#"websockify_token_lookups_total{plugin="JSONTokenApi",result="busy"}"#)),
+        "{page}"
+    );
+    proxy.wait_log(
+        "calls in flight already (--max-plugin-calls)",
+        Duration::from_secs(5),
+    );
+    drop(good);
+    let signalled = Instant::now();
+    proxy.signal("TERM");
+    proxy.wait_exit(Duration::from_secs(12));
+    assert!(signalled.elapsed() < Duration::from_secs(12));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A plugin that panics while an instance is dropped (after a reload, the old one) is
+/// reported, and the process goes on: before, the panic crossed the C boundary and aborted it.
+#[tokio::test]
+async fn a_plugin_that_panics_in_destroy_is_reported_and_the_proxy_goes_on() {
+    let echo = echo_target().await;
+    let library = build_libraries(&["websockify-plugin-broken"]).join("libbrokenplugin.so");
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        library.to_str().unwrap(),
+        "--token-source",
+        &format!("panic-on-destroy:127.0.0.1:{echo}"),
+        "127.0.0.1:0",
+    ]);
+    let session = |port: u16| async move {
+        let head = upgrade_request(&[]).replacen(
+            "GET /websockify HTTP/1.1",
+            "GET /websockify?token=fine HTTP/1.1",
+            1,
+        );
+        let mut raw = Raw::connect(port).await;
+        assert_eq!(raw.request(&head).await.status, 101);
+        raw.send_binary(b"ok").await;
+        assert_eq!(raw.read_data(2).await, b"ok");
+    };
+    session(proxy.port).await;
+    proxy.signal("HUP");
+    proxy.wait_log(
+        "failed while destroying an instance: panicked while being destroyed",
+        Duration::from_secs(10),
+    );
+    session(proxy.port).await;
+}

@@ -308,7 +308,7 @@ fn a_plugin_for_another_abi_version_is_refused() {
         1,
     );
     assert!(
-        err.contains("is built for plugin ABI version 99; this websockify speaks version 1"),
+        err.contains("is built for plugin ABI version 99; this websockify speaks version 2"),
         "{err}"
     );
     assert!(err.contains(library.to_str().unwrap()), "{err}");
@@ -355,7 +355,7 @@ int main(void) {
            sizeof(websockify_facts), sizeof(websockify_out), sizeof(websockify_table));
     P(websockify_facts, client_cert_cn); P(websockify_facts, headers); P(websockify_facts, headers_len);
     P(websockify_out, status); P(websockify_out, buf); P(websockify_out, len);
-    P(websockify_table, name); P(websockify_table, create); P(websockify_table, call); P(websockify_table, destroy);
+    P(websockify_table, flags); P(websockify_table, name); P(websockify_table, create); P(websockify_table, call); P(websockify_table, destroy);
     return 0;
 }
 "#,
@@ -384,6 +384,7 @@ int main(void) {
         offset_of!(Out, status),
         offset_of!(Out, buf),
         offset_of!(Out, len),
+        offset_of!(Table, flags),
         offset_of!(Table, name),
         offset_of!(Table, create),
         offset_of!(Table, call),

@@ -46,7 +46,8 @@ static void call(void *instance, const websockify_facts *facts, websockify_out *
     }
 }
 
-static void destroy(void *instance) {
+static void destroy(void *instance, websockify_out *out) {
+    (void)out; /* nothing can fail here */
     fixed_target *self = instance;
     if (self) {
         free(self->target);
@@ -57,6 +58,7 @@ static void destroy(void *instance) {
 static const websockify_table TABLE = {
     .abi_version = ABI_VERSION,
     .kind = WEBSOCKIFY_KIND_RESOLVER,
+    .flags = 0,
     .name = {(const uint8_t *)"FixedTarget", 11},
     .create = create,
     .call = call,

@@ -23,6 +23,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: u64 = 10;
 /// The default `--connect-timeout`: long enough for a slow VNC host on a WAN, short enough that
 /// a browser is not left waiting on a dead address.
 pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
+/// The default `--max-plugin-calls`: more than a burst of browsers connecting at once has in
+/// flight with a plugin answering in milliseconds; a plugin that hangs has at most this many
+/// requests waiting on it (each holding its connection for the 5 s call timeout).
+pub const DEFAULT_MAX_PLUGIN_CALLS: u64 = 256;
 /// The default `--send-timeout`: far longer than any pause of a live client's receive window
 /// (a browser reads its sockets whatever its page does), short enough that a client that
 /// stopped reading gives its place back within a minute.
@@ -52,6 +56,8 @@ pub struct Limits {
     pub session_idle_timeout: Option<Duration>,
     /// `--send-timeout`: a client that accepts no byte of an answer this long is dropped.
     pub send_timeout: Option<Duration>,
+    /// `--max-plugin-calls`: calls to one plugin in flight at once (at least 1).
+    pub max_plugin_calls: usize,
     /// `--allow-target`: the targets sessions may reach (`None`: any).
     pub allow_target: Option<AllowList>,
 }
@@ -66,6 +72,7 @@ impl Default for Limits {
             connect_timeout: Some(Duration::from_secs(DEFAULT_CONNECT_TIMEOUT)),
             session_idle_timeout: None,
             send_timeout: Some(Duration::from_secs(DEFAULT_SEND_TIMEOUT)),
+            max_plugin_calls: DEFAULT_MAX_PLUGIN_CALLS as usize,
             allow_target: None,
         }
     }

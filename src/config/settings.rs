@@ -12,7 +12,7 @@ use super::de;
 use crate::config::addr::{HostPort, ListenAddr};
 use crate::config::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SEND_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PLUGIN_CALLS, DEFAULT_SEND_TIMEOUT,
 };
 use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 
@@ -399,6 +399,23 @@ pub struct Settings {
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, default_value_t = 0, help_heading = LIMITS)]
     #[serde(deserialize_with = "de::seconds")]
     pub session_idle_timeout: u64,
+
+    /// Calls to one plugin in flight at once (running or waiting); over it, 503 with Retry-After
+    ///
+    /// Each plugin runs on 16 threads of its own, apart from the proxy's async workers and
+    /// from the threads DNS lookups, web files and recordings use; calls beyond them wait in
+    /// order, and a call whose request stopped waiting (5 s, `504`) is never started. A call
+    /// that times out keeps its thread until the plugin returns, so a plugin that hangs holds
+    /// its 16 threads and at most this many waiting requests.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = parse_count,
+        default_value_t = DEFAULT_MAX_PLUGIN_CALLS,
+        help_heading = LIMITS
+    )]
+    #[serde(deserialize_with = "de::count")]
+    pub max_plugin_calls: u64,
 
     /// Drop a client that accepts no byte of an answer for this long (0: never)
     ///

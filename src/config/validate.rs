@@ -358,6 +358,7 @@ impl Loaded {
             handshake_timeout: secs(s.handshake_timeout),
             connect_timeout: secs(s.connect_timeout),
             session_idle_timeout: secs(s.session_idle_timeout),
+            max_plugin_calls: usize::try_from(s.max_plugin_calls.max(1)).unwrap_or(usize::MAX),
             send_timeout: secs(s.send_timeout),
             allow_target: (!s.allow_target.is_empty()).then(|| s.allow_target.clone()),
         })

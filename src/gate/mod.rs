@@ -293,6 +293,14 @@ async fn consult<T>(
             PluginResult::Error,
             Err((Refusal::new(StatusCode::BAD_GATEWAY, wrong), None)),
         ),
+        Err(e @ CallError::Busy { .. }) => {
+            let refusal = Refusal::new(e.status(), "too many requests at once, try again later")
+                .with_header(
+                    "Retry-After",
+                    crate::config::limits::RETRY_AFTER.to_string(),
+                );
+            (call_result(&e), Err((refusal, Some(e.to_string()))))
+        }
         Err(e) => {
             let why = if auth {
                 "the authentication check failed"
@@ -315,6 +323,7 @@ async fn consult<T>(
         failure: match (result, auth) {
             (PluginResult::Refused, true) => HandshakeFailure::AuthRefused,
             (PluginResult::Refused, false) => HandshakeFailure::TokenRefused,
+            (PluginResult::Busy, _) => HandshakeFailure::PluginBusy,
             _ => HandshakeFailure::PluginFailed,
         },
         fault,
@@ -326,5 +335,6 @@ fn call_result(e: &CallError) -> PluginResult {
     match e {
         CallError::Failed { .. } => PluginResult::Error,
         CallError::Timeout { .. } => PluginResult::Timeout,
+        CallError::Busy { .. } => PluginResult::Busy,
     }
 }

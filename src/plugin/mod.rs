@@ -5,12 +5,20 @@
 //! Its ABI version is checked before anything else is read; a file that is not a plugin, or a
 //! plugin for another ABI version, is a start-up error naming the file.
 //!
-//! Calls run on tokio's blocking pool under [`CALL_TIMEOUT`], never on the async workers: a
-//! request whose plugin does not answer in time gets 504, and an answer is checked like any
-//! other input from outside (502 for garbage). A call that timed out is abandoned, not
-//! stopped: it keeps its blocking thread until the plugin returns, and nothing yet bounds
-//! how many such calls run at once, so a plugin that hangs on every call can fill the
-//! blocking pool that DNS lookups, `--web` files and `--record` share.
+//! Calls run on the plugin's own threads (`pool`), never on the async workers nor on tokio's
+//! blocking pool, under [`CALL_TIMEOUT`]: a request whose plugin does not answer in time gets
+//! 504, and an answer is checked like any other input from outside (502 for garbage). At most
+//! `--max-plugin-calls` calls of one plugin are in flight; over it a request gets 503 at once.
+//! A call that timed out is abandoned, not stopped: it keeps its thread (and its place in the
+//! bound) until the plugin returns, and a call whose request was answered before a thread
+//! took it is never started. Creating an instance again (SIGHUP) and destroying the old one
+//! run on those threads too; a plugin that reports a failure while destroyed is logged.
+
+mod pool;
+
+/// The threads each plugin's calls run on. A plugin answering in milliseconds keeps up with
+/// any burst on a few; one that hangs holds these and nothing else.
+pub const THREADS: usize = 16;
 
 use std::ffi::c_void;
 use std::path::Path;
@@ -112,10 +120,15 @@ pub fn source_is_path(plugin: &str) -> bool {
     builtin(plugin).is_some_and(|b| b.source_is_path)
 }
 
-/// A plugin's table and, for a loaded one, the library that must outlive it.
+/// A plugin's table, the threads its calls run on and, for a loaded one, the library that
+/// must outlive them.
 pub struct Plugin {
     table: &'static Table,
     name: String,
+    /// Its calls, creations and destructions (see [`pool`]).
+    pool: pool::Pool,
+    /// The table asks for calls one at a time ([`api::flags::SERIAL`]).
+    serial: Option<std::sync::Mutex<()>>,
     /// Dropped last: the table and its functions live in this library.
     _library: Option<libloading::Library>,
 }
@@ -175,14 +188,15 @@ fn parse_refusal(status: u16, text: &str) -> Result<Refusal, String> {
 
 impl Plugin {
     /// A built-in name or a path to a shared library.
-    pub fn load(spec: &str, kind: api::Kind) -> anyhow::Result<Arc<Plugin>> {
-        let plugin = match builtin(spec) {
-            Some(builtin) => Plugin {
-                table: &builtin.table,
-                name: spec.to_string(),
-                _library: None,
-            },
-            None if spec.contains('/') || spec.ends_with(".so") => load_library(Path::new(spec))?,
+    /// `max_calls` (`--max-plugin-calls`) is the bound on its calls in flight (running or
+    /// waiting for one of its [`THREADS`] threads).
+    pub fn load(spec: &str, kind: api::Kind, max_calls: usize) -> anyhow::Result<Arc<Plugin>> {
+        let (table, library) = match builtin(spec) {
+            Some(builtin) => (&builtin.table, None),
+            None if spec.contains('/') || spec.ends_with(".so") => {
+                let (table, library) = load_library(Path::new(spec))?;
+                (table, Some(library))
+            }
             None => {
                 let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
                 bail!(
@@ -191,18 +205,40 @@ impl Plugin {
                 )
             }
         };
-        if plugin.table.kind != kind as u32 {
+        if table.kind != kind as u32 {
             let wanted = match kind {
                 api::Kind::Resolver => "a token plugin (a resolver)",
                 api::Kind::Auth => "an auth plugin",
             };
             bail!("{spec} is not {wanted}");
         }
-        Ok(Arc::new(plugin))
+        let pool = pool::Pool::new(&thread_name(table), max_calls.min(THREADS), max_calls)
+            .with_context(|| format!("starting the threads of plugin {spec}"))?;
+        Ok(Arc::new(Plugin {
+            table,
+            name: spec.to_string(),
+            pool,
+            serial: (table.flags & api::flags::SERIAL != 0).then(std::sync::Mutex::default),
+            _library: library,
+        }))
     }
 
+    /// As the configuration names it (a built-in name or a library's path): the metrics'
+    /// label.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// For the logs: the name as configured and, when it says something more (a library's
+    /// path), as its table names itself (`Table.name`).
+    pub fn describe(&self) -> String {
+        let own = table_name(self.table);
+        let short = self.name.rsplit('.').next().unwrap_or(&self.name);
+        if own == short {
+            self.name.clone()
+        } else {
+            format!("{} ({own})", self.name)
+        }
     }
 
     /// Makes an instance from the plugin's configuration string.
@@ -227,7 +263,26 @@ fn text(out: &Out, buf: &[u8]) -> String {
     String::from_utf8_lossy(&buf[..out.len.min(buf.len())]).into_owned()
 }
 
-fn load_library(path: &Path) -> anyhow::Result<Plugin> {
+/// The name a table gives itself (`Table.name`), or `plugin` if it gives none readable.
+fn table_name(table: &Table) -> String {
+    // SAFETY: the table's name is a static string of the library, valid while it is loaded
+    // (the caller holds the table, so the library).
+    unsafe { table.name.as_str() }
+        .filter(|name| !name.is_empty())
+        .unwrap_or("plugin")
+        .to_string()
+}
+
+/// A name for the plugin's threads (the kernel keeps 15 bytes of it).
+fn thread_name(table: &Table) -> String {
+    table_name(table)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect()
+}
+
+fn load_library(path: &Path) -> anyhow::Result<(&'static Table, libloading::Library)> {
     let name = path.display().to_string();
     // SAFETY: loading a library runs its initialisers; the operator named this file as a
     // plugin, which is the trust this feature rests on (as websockify trusts its --token-plugin
@@ -262,11 +317,7 @@ fn load_library(path: &Path) -> anyhow::Result<Plugin> {
         // library, which `Plugin` keeps loaded as long as the reference is used.
         unsafe { &*ptr }
     };
-    Ok(Plugin {
-        table,
-        name,
-        _library: Some(library),
-    })
+    Ok((table, library))
 }
 
 /// A plugin instance; destroyed when the last request using it is done.
@@ -290,9 +341,41 @@ unsafe impl Send for Instance {}
 unsafe impl Sync for Instance {}
 
 impl Drop for Instance {
+    /// Destroyed on the plugin's threads (a plugin may block while it tears down), with what
+    /// it reports logged; a Rust plugin's panic is caught by `export_plugin!`.
     fn drop(&mut self) {
-        // SAFETY: `ptr` came from this plugin's `create` and is destroyed exactly once.
-        unsafe { (self.plugin.table.destroy)(self.ptr.as_ptr()) };
+        let doomed = Doomed {
+            plugin: self.plugin.clone(),
+            ptr: self.ptr,
+        };
+        self.plugin.pool.run(move || doomed.destroy());
+    }
+}
+
+/// An instance on its way to `destroy`.
+struct Doomed {
+    plugin: Arc<Plugin>,
+    ptr: NonNull<c_void>,
+}
+
+// SAFETY: as for `Instance`: the ABI lets an instance be used (and destroyed) from any thread,
+// and `ptr` is only passed back to the plugin.
+unsafe impl Send for Doomed {}
+
+impl Doomed {
+    fn destroy(self) {
+        let mut buf = vec![0u8; api::OUT_CAPACITY];
+        let mut out = Out::new(&mut buf);
+        // SAFETY: `ptr` came from this plugin's `create`, its last `Instance` is gone, and it
+        // is destroyed exactly once; `out` points to `cap` writable bytes.
+        unsafe { (self.plugin.table.destroy)(self.ptr.as_ptr(), &mut out) };
+        if out.kind == outcome::ERROR {
+            tracing::warn!(
+                "plugin {} failed while destroying an instance: {}",
+                self.plugin.name,
+                text(&out, &buf)
+            );
+        }
     }
 }
 
@@ -334,6 +417,10 @@ impl Reloadable {
         }
     }
 
+    pub fn describe(&self) -> String {
+        self.plugin.describe()
+    }
+
     pub fn name(&self) -> &str {
         self.plugin.name()
     }
@@ -341,10 +428,13 @@ impl Reloadable {
     /// Creates the instance again, off the async workers; on success new requests use it.
     pub async fn reload(self: &Arc<Self>) -> anyhow::Result<()> {
         let this = self.clone();
-        let task = tokio::task::spawn_blocking(move || this.plugin.create(&this.source));
-        let instance = match tokio::time::timeout(RELOAD_TIMEOUT, task).await {
+        let (done, created) = tokio::sync::oneshot::channel();
+        self.plugin.pool.run(move || {
+            let _ = done.send(this.plugin.create(&this.source));
+        });
+        let instance = match tokio::time::timeout(RELOAD_TIMEOUT, created).await {
             Ok(Ok(created)) => created?,
-            Ok(Err(join)) => anyhow::bail!("{}: {join}", self.name()),
+            Ok(Err(_)) => anyhow::bail!("{}: its thread ended without an answer", self.name()),
             Err(_) => anyhow::bail!(
                 "{} was not created again within {}s",
                 self.name(),
@@ -397,6 +487,11 @@ impl Instance {
         };
         let mut buf = vec![0u8; api::OUT_CAPACITY];
         let mut out = Out::new(&mut buf);
+        // One call at a time for a plugin that asks for it.
+        let _serial = self.plugin.serial.as_ref().map(|lock| {
+            lock.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
         // SAFETY: the instance is alive (we hold it), every string and the header array live
         // across the call, and `out` points to `cap` writable bytes.
         unsafe { (self.plugin.table.call)(self.ptr.as_ptr(), &raw, &mut out) };
@@ -429,6 +524,8 @@ pub enum CallError {
     Failed { plugin: String, why: String },
     #[error("plugin {plugin} did not answer within {}s", CALL_TIMEOUT.as_secs())]
     Timeout { plugin: String },
+    #[error("plugin {plugin} has {max} calls in flight already (--max-plugin-calls)")]
+    Busy { plugin: String, max: usize },
 }
 
 impl CallError {
@@ -437,25 +534,53 @@ impl CallError {
         match self {
             CallError::Failed { .. } => StatusCode::BAD_GATEWAY,
             CallError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            CallError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
 
-/// Calls `instance` off the async workers, under [`CALL_TIMEOUT`].
+/// Calls `instance` on its plugin's threads, under [`CALL_TIMEOUT`]; refused at once when
+/// the plugin has `--max-plugin-calls` calls in flight.
 pub async fn call(instance: &Arc<Instance>, facts: Query) -> Result<Answer, CallError> {
     let plugin = instance.plugin_name().to_string();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    // Set once this request stops waiting (answered, timed out, or gone): a call a thread
+    // had not started by then is not started at all.
+    let gone = Abandoned::default();
     let worker = instance.clone();
-    let task = tokio::task::spawn_blocking(move || worker.call_blocking(&facts));
-    match tokio::time::timeout(CALL_TIMEOUT, task).await {
+    let abandoned = gone.0.clone();
+    let started = instance.plugin.pool.try_run(move || {
+        if abandoned.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let _ = answer.send(worker.call_blocking(&facts));
+    });
+    if let Err(busy) = started {
+        return Err(CallError::Busy {
+            plugin,
+            max: busy.max,
+        });
+    }
+    match tokio::time::timeout(CALL_TIMEOUT, answered).await {
         Ok(Ok(Ok(answer))) => Ok(answer),
         Ok(Ok(Err(why))) => Err(CallError::Failed { plugin, why }),
         // A panic that escaped the plugin's own guard (a C plugin cannot unwind into us; a Rust
         // one is caught by export_plugin!) still ends only this request.
-        Ok(Err(join)) => Err(CallError::Failed {
+        Ok(Err(_)) => Err(CallError::Failed {
             plugin,
-            why: join.to_string(),
+            why: "the call ended without an answer".to_string(),
         }),
         Err(_) => Err(CallError::Timeout { plugin }),
+    }
+}
+
+/// Marks a call abandoned when its request stops waiting, however it stops.
+#[derive(Default)]
+struct Abandoned(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -465,25 +590,26 @@ mod tests {
 
     #[test]
     fn builtin_names_and_errors() {
-        assert!(Plugin::load("TokenFile", api::Kind::Resolver).is_ok());
+        assert!(Plugin::load("TokenFile", api::Kind::Resolver, 4).is_ok());
         assert!(
             Plugin::load(
                 "websockify.token_plugins.ReadOnlyTokenFile",
-                api::Kind::Resolver
+                api::Kind::Resolver,
+                4
             )
             .is_ok()
         );
-        let err = Plugin::load("NoSuchPlugin", api::Kind::Resolver).unwrap_err();
+        let err = Plugin::load("NoSuchPlugin", api::Kind::Resolver, 4).unwrap_err();
         assert!(
             err.to_string().contains("unknown plugin `NoSuchPlugin`"),
             "{err}"
         );
-        let err = Plugin::load("/nonexistent/libx.so", api::Kind::Resolver).unwrap_err();
+        let err = Plugin::load("/nonexistent/libx.so", api::Kind::Resolver, 4).unwrap_err();
         assert!(
             format!("{err:#}").contains("/nonexistent/libx.so"),
             "{err:#}"
         );
-        let err = Plugin::load("TokenFile", api::Kind::Auth).unwrap_err();
+        let err = Plugin::load("TokenFile", api::Kind::Auth, 4).unwrap_err();
         assert!(
             err.to_string().contains("TokenFile is not an auth plugin"),
             "{err}"
@@ -512,7 +638,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("tokens");
         std::fs::write(&file, "a: [::1]:5900\nu: unix_socket:/run/x.sock\n").unwrap();
-        let plugin = Plugin::load("TokenFile", api::Kind::Resolver).unwrap();
+        let plugin = Plugin::load("TokenFile", api::Kind::Resolver, 4).unwrap();
         let instance = Arc::new(plugin.create(file.to_str().unwrap()).unwrap());
         let ask = |token: &str| Query {
             token: token.to_string(),

@@ -137,12 +137,16 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     }
     let auth = match &config.auth {
         Some(a) => {
-            let plugin = crate::plugin::Plugin::load(&a.plugin, websockify_plugin_api::Kind::Auth)
-                .context("--auth-plugin")?;
+            let plugin = crate::plugin::Plugin::load(
+                &a.plugin,
+                websockify_plugin_api::Kind::Auth,
+                config.limits.max_plugin_calls,
+            )
+            .context("--auth-plugin")?;
             let instance = Reloadable::create(plugin, &a.source).context("--auth-plugin")?;
             tracing::info!(
                 "auth plugin {} ready{}",
-                instance.name(),
+                instance.describe(),
                 if a.web {
                     ", guarding the web directory too"
                 } else {
@@ -168,11 +172,14 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     let (wrapper, targets) = match &config.route {
         Route::Static(target) => (None, Targets::Static(target.clone())),
         Route::Token(t) => {
-            let plugin =
-                crate::plugin::Plugin::load(&t.plugin, websockify_plugin_api::Kind::Resolver)
-                    .context("--token-plugin")?;
+            let plugin = crate::plugin::Plugin::load(
+                &t.plugin,
+                websockify_plugin_api::Kind::Resolver,
+                config.limits.max_plugin_calls,
+            )
+            .context("--token-plugin")?;
             let instance = Reloadable::create(plugin, &t.source).context("--token-plugin")?;
-            tracing::info!("token plugin {} ready", instance.name());
+            tracing::info!("token plugin {} ready", instance.describe());
             let plugin = Arc::new(instance);
             let host_token = t.host_token;
             (None, Targets::Token { plugin, host_token })

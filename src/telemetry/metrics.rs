@@ -62,6 +62,8 @@ pub enum HandshakeFailure {
     Silent,
     /// A Flash policy request with `--no-flash-policy`.
     FlashRefused,
+    /// A plugin had `--max-plugin-calls` calls in flight: 503 without a call.
+    PluginBusy,
     /// The request head was not HTTP.
     MalformedHead,
     HeadTimeout,
@@ -96,6 +98,7 @@ impl HandshakeFailure {
             HandshakeFailure::ClosedEarly => "closed_early",
             HandshakeFailure::Silent => "silent",
             HandshakeFailure::FlashRefused => "flash_refused",
+            HandshakeFailure::PluginBusy => "plugin_busy",
             HandshakeFailure::MalformedHead => "malformed_head",
             HandshakeFailure::HeadTimeout => "head_timeout",
             HandshakeFailure::HeadTooLarge => "head_too_large",
@@ -122,6 +125,8 @@ pub enum PluginResult {
     Refused,
     Error,
     Timeout,
+    /// Refused without a call: `--max-plugin-calls` were in flight.
+    Busy,
 }
 
 impl PluginResult {
@@ -131,6 +136,7 @@ impl PluginResult {
             PluginResult::Refused => "refused",
             PluginResult::Error => "error",
             PluginResult::Timeout => "timeout",
+            PluginResult::Busy => "busy",
         }
     }
 }
@@ -436,7 +442,10 @@ impl Metrics {
     }
 
     fn plugin_error(&self, plugin: &str, result: PluginResult) {
-        if matches!(result, PluginResult::Error | PluginResult::Timeout) {
+        if matches!(
+            result,
+            PluginResult::Error | PluginResult::Timeout | PluginResult::Busy
+        ) {
             self.plugin_errors
                 .with_label_values(&[plugin, result.label()])
                 .inc();

@@ -1,5 +1,5 @@
 /*
- * websockify-rs plugin ABI, version 1.
+ * websockify-rs plugin ABI, version 2.
  *
  * A plugin is a shared library exporting one function:
  *
@@ -7,8 +7,9 @@
  *
  * which returns a pointer to a static table. The proxy checks `abi_version` first, then calls
  * `create` once with the configuration string (--token-source / --auth-source), `call` for
- * each request (from several threads at once: an instance must be thread-safe), and `destroy`
- * once. Strings passed in are borrowed for the duration of the call and are not
+ * each request (on the plugin's own threads, several at once unless `flags` has
+ * WEBSOCKIFY_FLAG_SERIAL, which makes the proxy call one instance one call at a time), and
+ * `destroy` once (which may report a failure in its `out`). Strings passed in are borrowed for the duration of the call and are not
  * NUL-terminated; answers are written into the proxy's buffer with websockify_out_write().
  *
  * This header mirrors plugins/api/src/lib.rs; tests/tokens.rs checks their layouts agree.
@@ -20,7 +21,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WEBSOCKIFY_PLUGIN_ABI_VERSION 1u
+#define WEBSOCKIFY_PLUGIN_ABI_VERSION 2u
+
+/* Table flags. */
+#define WEBSOCKIFY_FLAG_SERIAL 1u /* an instance is not thread-safe: calls one at a time */
 
 /* Table kinds. */
 #define WEBSOCKIFY_KIND_RESOLVER 1u
@@ -69,10 +73,11 @@ typedef struct {
 typedef struct {
     uint32_t abi_version;
     uint32_t kind;
+    uint32_t flags;
     websockify_str name;
     void *(*create)(websockify_str config, websockify_out *out);
     void (*call)(void *instance, const websockify_facts *facts, websockify_out *out);
-    void (*destroy)(void *instance);
+    void (*destroy)(void *instance, websockify_out *out);
 } websockify_table;
 
 /* Writes an answer, cutting text that does not fit (keep it ASCII, or cut it yourself at a

@@ -1,4 +1,4 @@
-//! The plugin ABI of websockify-rs, version 1, and the safe way to write a plugin in Rust.
+//! The plugin ABI of websockify-rs, version 2, and the safe way to write a plugin in Rust.
 //!
 //! A plugin is a shared library that exports one symbol, [`ENTRY_POINT`], a function returning
 //! a pointer to a static [`Table`]. The proxy checks [`Table::abi_version`] before anything
@@ -6,9 +6,15 @@
 //!
 //! - [`Table::create`] once, with the plugin's configuration string (`--token-source` or
 //!   `--auth-source`), to make an instance (or report why it cannot);
-//! - [`Table::call`] for each request, with the request's [`Facts`], from several threads at
-//!   once (an instance must be thread-safe), off the proxy's async workers and under a timeout;
-//! - [`Table::destroy`] once, when the instance is no longer needed.
+//! - [`Table::call`] for each request, with the request's [`Facts`], on the plugin's own
+//!   threads (never the proxy's async workers), under a timeout, and from several threads at
+//!   once unless the table's [`flags`] say [`flags::SERIAL`] (then the proxy never lets two
+//!   calls of one instance overlap);
+//! - [`Table::destroy`] once, when the instance is no longer needed (after a reload, the old
+//!   one), on those threads too; it may report a failure into its `out`.
+//!
+//! Version 2 added [`Table::flags`] and `destroy`'s `out`; a plugin built for version 1 is
+//! refused at load, naming its version.
 //!
 //! Nothing allocated on one side is freed on the other: strings going in are borrowed for the
 //! duration of the call ([`Str`]), and the answer is written into a buffer the proxy owns
@@ -23,7 +29,13 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The ABI version of this crate. The proxy refuses a plugin built for another version.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
+
+/// Bits of [`Table::flags`].
+pub mod flags {
+    /// The instance is not thread-safe: the proxy makes its calls one at a time.
+    pub const SERIAL: u32 = 1;
+}
 
 /// The name of the one symbol a plugin exports: `const Table *websockify_plugin_entry(void)`.
 pub const ENTRY_POINT: &str = "websockify_plugin_entry";
@@ -181,6 +193,8 @@ pub struct Table {
     pub abi_version: u32,
     /// A [`Kind`] as a number.
     pub kind: u32,
+    /// [`flags`] bits; 0 for a thread-safe plugin.
+    pub flags: u32,
     /// The plugin's name, for logs (static UTF-8).
     pub name: Str,
     /// Makes an instance from the configuration string; on failure returns null and writes
@@ -188,8 +202,9 @@ pub struct Table {
     pub create: unsafe extern "C" fn(config: Str, out: *mut Out) -> *mut c_void,
     /// Answers one request into `out`.
     pub call: unsafe extern "C" fn(instance: *mut c_void, facts: *const Facts, out: *mut Out),
-    /// Frees an instance made by `create`.
-    pub destroy: unsafe extern "C" fn(instance: *mut c_void),
+    /// Frees an instance made by `create`; a failure may be reported as an
+    /// [`outcome::ERROR`] in `out` (the proxy logs it and goes on).
+    pub destroy: unsafe extern "C" fn(instance: *mut c_void, out: *mut Out),
 }
 
 // SAFETY: a table is immutable after construction; its pointers refer to static data and
@@ -244,6 +259,11 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// The name in logs (and websockify's class name for the shipped plugins).
     const NAME: &'static str;
     const KIND: Kind;
+    /// `true` when an instance must not be called from two threads at once: the proxy then
+    /// makes its calls one at a time ([`flags::SERIAL`]). A `Plugin` is `Sync` anyway; this is
+    /// for plugins that wrap something that is not thread-safe behind a lock of their own and
+    /// would rather not be asked concurrently.
+    const SERIAL: bool = false;
     /// Makes an instance from `--token-source` / `--auth-source`.
     fn create(config: &str) -> Result<Self, String>;
     /// Answers one request; called from several threads at once.
@@ -341,14 +361,25 @@ fn one_line(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
 }
 
-/// `Table::destroy` for a Rust plugin.
+/// `Table::destroy` for a Rust plugin: a panic while dropping the instance is caught and
+/// reported into `out`, never unwound into the proxy (which would abort it).
 ///
 /// # Safety
-/// `instance` must come from [`create::<P>`] and be destroyed only once.
-pub unsafe extern "C" fn destroy<P: Plugin>(instance: *mut c_void) {
-    if !instance.is_null() {
-        // SAFETY: `instance` is the `Box<P>` leaked by `create::<P>`, destroyed once.
-        drop(unsafe { Box::from_raw(instance.cast::<P>()) });
+/// `instance` must come from [`create::<P>`] and be destroyed only once; `out` as for
+/// [`create`], or null.
+pub unsafe extern "C" fn destroy<P: Plugin>(instance: *mut c_void, out: *mut Out) {
+    if instance.is_null() {
+        return;
+    }
+    // SAFETY: `instance` is the `Box<P>` leaked by `create::<P>`, destroyed once.
+    let plugin = unsafe { Box::from_raw(instance.cast::<P>()) };
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(plugin))) {
+        let why = format!("panicked while being destroyed: {}", panic_message(&*panic));
+        // SAFETY: the proxy passes a valid `Out` or null.
+        if let Some(out) = unsafe { out.as_mut() } {
+            // SAFETY: `out` is valid as above.
+            unsafe { out.write(outcome::ERROR, 0, &why) };
+        }
     }
 }
 
@@ -386,6 +417,7 @@ pub const fn table<P: Plugin>() -> Table {
     Table {
         abi_version: ABI_VERSION,
         kind: P::KIND as u32,
+        flags: if P::SERIAL { flags::SERIAL } else { 0 },
         name: Str::new(P::NAME),
         create: create::<P>,
         call: call::<P>,
@@ -414,6 +446,14 @@ mod tests {
 
     struct Echo {
         prefix: String,
+    }
+
+    impl Drop for Echo {
+        fn drop(&mut self) {
+            if self.prefix == "drop-panics" {
+                panic!("dropped");
+            }
+        }
     }
 
     impl Plugin for Echo {
@@ -486,8 +526,28 @@ mod tests {
             assert_eq!((o.kind, o.status), (kind, status), "{token}");
             assert_eq!(text(&o, &buf), want);
         }
+        let mut buf = [0u8; 64];
+        let mut o = Out::new(&mut buf);
         // SAFETY: made by create above, destroyed once.
-        unsafe { (TABLE.destroy)(instance) };
+        unsafe { (TABLE.destroy)(instance, &mut o) };
+        assert_eq!(o.kind, 0, "nothing to report");
+    }
+
+    /// A panic while an instance is dropped is caught and reported, never unwound into the
+    /// proxy (which would abort it).
+    #[test]
+    fn a_panic_in_destroy_is_reported() {
+        let mut buf = [0u8; 64];
+        let mut o = Out::new(&mut buf);
+        // SAFETY: valid strings and buffer.
+        let instance = unsafe { (TABLE.create)(Str::new("drop-panics"), &mut o) };
+        assert!(!instance.is_null());
+        let mut buf = [0u8; 64];
+        let mut o = Out::new(&mut buf);
+        // SAFETY: made by create above, destroyed once.
+        unsafe { (TABLE.destroy)(instance, &mut o) };
+        assert_eq!(o.kind, outcome::ERROR);
+        assert_eq!(text(&o, &buf), "panicked while being destroyed: dropped");
     }
 
     #[test]

@@ -1,11 +1,22 @@
 //! A resolver that misbehaves on purpose, chosen by the token: `panic`, `hang`, `garbage`
 //! (a target that is not one), `status200` (a refusal with a success status); any other token
-//! goes to the `--token-source` target. Used by tests/tokens.rs; never shipped.
+//! goes to the `--token-source` target. A source `panic-on-destroy:TARGET` makes an instance
+//! that panics when it is dropped. Used by tests/tokens.rs and tests/liveness.rs; never
+//! shipped.
 
 use websockify_plugin_api::{Kind, Outcome, Plugin, Request};
 
 pub struct Broken {
     target: String,
+    panic_on_destroy: bool,
+}
+
+impl Drop for Broken {
+    fn drop(&mut self) {
+        if self.panic_on_destroy {
+            panic!("the broken plugin panics while it is dropped");
+        }
+    }
 }
 
 impl Plugin for Broken {
@@ -13,8 +24,13 @@ impl Plugin for Broken {
     const KIND: Kind = Kind::Resolver;
 
     fn create(config: &str) -> Result<Self, String> {
+        let (target, panic_on_destroy) = match config.strip_prefix("panic-on-destroy:") {
+            Some(target) => (target, true),
+            None => (config, false),
+        };
         Ok(Broken {
-            target: config.to_string(),
+            target: target.to_string(),
+            panic_on_destroy,
         })
     }
 
