@@ -396,7 +396,7 @@ async fn drain(
 /// may wait on a file, a network source or a database.
 fn reload(tls: Option<&Arc<ServerTls>>, gate: &Gate) {
     match tls {
-        Some(tls) => tls.reload_and_log("SIGHUP"),
+        Some(tls) => drop(tls.reload_in_background("SIGHUP")),
         None => tracing::debug!("SIGHUP: no TLS certificate to reload"),
     }
     for (what, plugin) in gate.plugins() {
