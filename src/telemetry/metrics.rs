@@ -169,6 +169,8 @@ pub struct Metrics {
     tls_handshakes: IntCounterVec,
     web_requests: IntCounterVec,
     reloads: IntCounterVec,
+    /// What gave way so that no session waited (the block at the end of this file).
+    pub liveness: Liveness,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -352,6 +354,7 @@ impl Metrics {
                 "Reloads (SIGHUP, certificate file changes), by what and result (ok, failed).",
                 &["what", "result"],
             )?,
+            liveness: Liveness::new(&r)?,
             registry: r,
         };
         Ok(m)
@@ -461,6 +464,48 @@ impl Metrics {
             .inc();
     }
 }
+
+// ---- Liveness: what gives way so that no session waits --------------------------------------
+// A recording a slow disk could not keep up with. One block, registered by one line in
+// `Metrics::new`, so that it merges apart from the other series.
+
+/// Series counting what was given up so that no session, worker or process waited for it.
+pub struct Liveness {
+    /// `--record` recordings that lost data because the disk could not keep up; once per
+    /// session (`session::record`).
+    pub recordings_truncated: IntCounter,
+}
+
+impl Liveness {
+    fn new(r: &Registry) -> prometheus::Result<Liveness> {
+        Ok(Liveness {
+            recordings_truncated: counter(
+                r,
+                "websockify_recordings_truncated_total",
+                "Session recordings (--record) that left data out because the disk could not \
+                 keep up; each notes its gaps in its file.",
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    #[test]
+    fn liveness_series_are_exported() {
+        let m = Metrics::new().unwrap();
+        m.liveness.recordings_truncated.inc();
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.contains("\nwebsockify_recordings_truncated_total 1\n"),
+            "{text}"
+        );
+    }
+}
+
+// ---- end of Liveness -----------------------------------------------------------------------
 
 /// Close codes as labels: the registered ones (1000 to 1015) as themselves, the
 /// application ranges folded, so a client cannot create series at will.
