@@ -466,8 +466,14 @@ impl Metrics {
 }
 
 // ---- Liveness: what gives way so that no session waits --------------------------------------
-// A recording a slow disk could not keep up with. One block, registered by one line in
-// `Metrics::new`, so that it merges apart from the other series.
+// Log lines a stalled sink could not take, a recording a slow disk could not keep up with.
+// One block, registered by one line in `Metrics::new`, so that it merges apart from the
+// other series.
+
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::core::Desc;
+use prometheus::proto::MetricFamily;
 
 /// Series counting what was given up so that no session, worker or process waited for it.
 pub struct Liveness {
@@ -478,6 +484,14 @@ pub struct Liveness {
 
 impl Liveness {
     fn new(r: &Registry) -> prometheus::Result<Liveness> {
+        r.register(Box::new(LogLinesDropped {
+            counter: IntCounter::new(
+                "websockify_log_lines_dropped_total",
+                "Log lines dropped because their sink (standard error, --log-file, --syslog) \
+                 did not take them and its queue was full.",
+            )?,
+            scrape: Mutex::new(()),
+        }))?;
         Ok(Liveness {
             recordings_truncated: counter(
                 r,
@@ -486,6 +500,30 @@ impl Liveness {
                  keep up; each notes its gaps in its file.",
             )?,
         })
+    }
+}
+
+/// `websockify_log_lines_dropped_total`: the log queues count their dropped lines
+/// themselves (`telemetry::logging::dropped_lines`); each scrape brings this counter up to
+/// their sum, so that nothing on the logging path touches the metrics.
+struct LogLinesDropped {
+    counter: IntCounter,
+    /// Scrapes bring the counter up one at a time, so that none adds the same lines twice.
+    scrape: Mutex<()>,
+}
+
+impl Collector for LogLinesDropped {
+    fn desc(&self) -> Vec<&Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _one = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        let dropped = crate::telemetry::logging::dropped_lines();
+        if let Some(new) = dropped.checked_sub(self.counter.get()) {
+            self.counter.inc_by(new);
+        }
+        self.counter.collect()
     }
 }
 
@@ -500,6 +538,11 @@ mod liveness_tests {
         let text = String::from_utf8(m.encode()).unwrap();
         assert!(
             text.contains("\nwebsockify_recordings_truncated_total 1\n"),
+            "{text}"
+        );
+        // No log queue in the unit tests: none dropped.
+        assert!(
+            text.contains("\nwebsockify_log_lines_dropped_total 0\n"),
             "{text}"
         );
     }
