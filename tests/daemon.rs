@@ -217,3 +217,41 @@ async fn syslog_to_a_local_socket_from_a_daemon() {
     assert!(seen.contains(&format!(" websockify {pid} - - ")), "{seen}");
     stop_daemon(pid, &listen);
 }
+
+/// BasicHTTPAuth's source is `user:password` or a FILE of such lines. Given as a path
+/// relative to where `-D` was started, the daemon, which changes to `/`, must still read that
+/// file rather than take its name for a credential (or fail to start).
+#[tokio::test]
+async fn a_daemon_reads_a_relative_auth_source_file() {
+    let echo = echo_target().await;
+    let d = dir("auth");
+    std::fs::write(d.join("creds"), "# who may connect\nalice:s3cret\n").unwrap();
+    let port = dead_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut cmd = command(&[
+        "-D",
+        "--auth-plugin",
+        "BasicHTTPAuth",
+        "--auth-source",
+        "creds",
+        &listen,
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    cmd.current_dir(&d);
+    start_daemon(cmd);
+    let pid = find_process(&listen).expect("the daemon is running");
+    // alice:s3cret, then alice:wrong.
+    let mut right = Raw::connect(port).await;
+    let answer = right
+        .request(&upgrade_request(&["Authorization: Basic YWxpY2U6czNjcmV0"]))
+        .await;
+    let mut wrong = Raw::connect(port).await;
+    let refused = wrong
+        .request(&upgrade_request(&["Authorization: Basic YWxpY2U6d3Jvbmc="]))
+        .await;
+    // A session left open would hold the drain for its grace.
+    drop((right, wrong));
+    stop_daemon(pid, &listen);
+    assert_eq!(answer.status, 101, "{}", answer.head);
+    assert_eq!(refused.status, 401, "{}", refused.head);
+}

@@ -223,6 +223,56 @@ async fn certificate_reload_without_restart() {
     assert_eq!(server_cn(&s), "third");
 }
 
+/// A reload that cannot finish must hold no async worker: here the key file becomes a FIFO
+/// nobody writes, so opening it blocks, as a read from a hung network file system would.
+/// The proxy runs pinned to one CPU, where its runtime is a single thread and anything
+/// blocking on it freezes every connection. SIGHUP and the file poll (which sees the new
+/// inode) both try to reload; sessions old and new, TLS and plain, must go on, and SIGTERM
+/// must still end the process.
+#[tokio::test]
+async fn a_reload_that_hangs_holds_no_worker() {
+    ensure_installed(&["taskset"], "util-linux");
+    let d = dir("hung");
+    let ca = Ca::new("test CA");
+    let (cert_pem, key_pem) = ca.leaf("first");
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let target = echo_target().await;
+    let mut cmd = std::process::Command::new("taskset");
+    cmd.args(["-c", "0", binary(), "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .args(["127.0.0.1:0", &format!("127.0.0.1:{target}")]);
+    clean_env(&mut cmd);
+    let mut proxy = Proxy::start_cmd(cmd);
+    let config = || client_config(&ca.pem, &all_versions());
+    let before = tls_connect(proxy.port, config()).await.unwrap();
+    let mut running = ws_echo(before, b"before").await;
+
+    std::fs::remove_file(&key).unwrap();
+    nix::unistd::mkfifo(&key, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    proxy.signal("HUP");
+    // Past one poll of the files (every 2 s).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let alive = async {
+        echo(&mut running, b"during").await;
+        let tls = tls_connect(proxy.port, config()).await.unwrap();
+        assert_eq!(server_cn(&tls), "first");
+        ws_echo(tls, b"new over tls").await;
+        let plain = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        ws_echo(plain, b"new in the clear").await;
+    };
+    tokio::time::timeout(Duration::from_secs(10), alive)
+        .await
+        .unwrap_or_else(|_| panic!("the hung reload froze the proxy; log:\n{}", proxy.log()));
+    drop(running);
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(15)).success());
+}
+
 #[tokio::test]
 async fn ssl_only_refuses_plain_connections() {
     let server = tls_server("only", &["--ssl-only"]).await;

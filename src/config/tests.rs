@@ -688,3 +688,65 @@ fn wrap_commands_from_every_layer() {
     .to_string();
     assert!(err.contains("WEBSOCKIFY_WRAP_COMMAND"), "{err}");
 }
+
+/// `-D` changes to `/`: a plugin source naming a file relative to the working directory is
+/// made absolute first, whichever plugin reads it; literals and literal-only plugins are not.
+/// (Unit tests run in the crate's directory, where `Cargo.toml` and `plugins/` exist.)
+#[test]
+fn daemon_makes_every_plugin_source_that_names_a_file_absolute() {
+    let here = std::env::current_dir().unwrap();
+    let auth_source = |plugin: &str, source: &str| {
+        let loaded = load(
+            &cli(&[
+                "--auth-plugin",
+                plugin,
+                "--auth-source",
+                source,
+                "6080",
+                "h:1",
+            ]),
+            &[],
+        )
+        .unwrap();
+        let mut config = loaded.validate().unwrap();
+        config.make_paths_absolute();
+        config.auth.unwrap().source
+    };
+    let cargo = here.join("Cargo.toml").to_string_lossy().into_owned();
+    assert_eq!(auth_source("BasicHTTPAuth", "Cargo.toml"), cargo);
+    assert_eq!(
+        auth_source("websockify.auth_plugins.BasicHTTPAuth", "Cargo.toml"),
+        cargo
+    );
+    assert_eq!(auth_source("./libmine.so", "Cargo.toml"), cargo);
+    assert_eq!(
+        auth_source("BasicHTTPAuth", "user:password"),
+        "user:password"
+    );
+    assert_eq!(auth_source("BasicHTTPAuth", &cargo), cargo);
+    // These never read a file: a name that happens to exist stays what it is.
+    assert_eq!(auth_source("ClientCertCNAuth", "Cargo.toml"), "Cargo.toml");
+    assert_eq!(auth_source("ExpectOrigin", "Cargo.toml"), "Cargo.toml");
+
+    let token_source = |plugin: &str, source: &str| {
+        let loaded = load(
+            &cli(&["--token-plugin", plugin, "--token-source", source, "6080"]),
+            &[],
+        )
+        .unwrap();
+        let mut config = loaded.validate().unwrap();
+        config.make_paths_absolute();
+        let Route::Token(t) = config.route else {
+            panic!("a token route");
+        };
+        t.source
+    };
+    let plugins = here.join("plugins").to_string_lossy().into_owned();
+    assert_eq!(token_source("TokenFile", "plugins"), plugins);
+    assert_eq!(token_source("./libtokens.so", "plugins"), plugins);
+    assert_eq!(token_source("TokenRedis", "plugins"), "plugins");
+    assert_eq!(
+        token_source("./libtokens.so", "http://plugins"),
+        "http://plugins"
+    );
+}

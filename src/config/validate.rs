@@ -165,7 +165,8 @@ pub struct Web {
 impl Config {
     /// Every file and directory the server opens later, made absolute: what `--daemon` needs
     /// before it changes to `/` (websockify makes `--cert`, `--key` and `--record` absolute;
-    /// we do it for every path, and for the sources of the plugins that read files).
+    /// we do it for every path, and for every plugin source that names a file: see
+    /// [`absolute_source`]).
     pub fn make_paths_absolute(&mut self) {
         let fix = |p: &mut PathBuf| *p = absolute(p);
         fix(&mut self.tls.cert);
@@ -184,20 +185,10 @@ impl Config {
         if let Listen::Unix { path, .. } = &mut self.listen {
             fix(path);
         }
-        let source_is_file = |plugin: &str, source: &str| {
-            !source.is_empty()
-                && !source.contains("://")
-                && Path::new(source).exists()
-                && crate::plugin::source_is_path(plugin)
-        };
         match &mut self.route {
             Route::Static(Target::Unix(path)) => fix(path),
             Route::Token(t) => {
-                if source_is_file(&t.plugin, &t.source) {
-                    t.source = absolute(Path::new(&t.source))
-                        .to_string_lossy()
-                        .into_owned();
-                }
+                absolute_source(&t.plugin, &mut t.source);
                 if t.plugin.contains('/') {
                     t.plugin = absolute(Path::new(&t.plugin))
                         .to_string_lossy()
@@ -207,14 +198,50 @@ impl Config {
             Route::Wrap(w) => w.rebind_lib.iter_mut().for_each(fix),
             Route::Static(_) => {}
         }
-        if let Some(a) = &mut self.auth
-            && a.plugin.contains('/')
-        {
-            a.plugin = absolute(Path::new(&a.plugin))
-                .to_string_lossy()
-                .into_owned();
+        if let Some(a) = &mut self.auth {
+            absolute_source(&a.plugin, &mut a.source);
+            if a.plugin.contains('/') {
+                a.plugin = absolute(Path::new(&a.plugin))
+                    .to_string_lossy()
+                    .into_owned();
+            }
         }
     }
+}
+
+/// Built-in plugins whose source is only ever a literal (origins, common names, a URL, a
+/// Redis address), never read as a file: their source stays as given even when a file of
+/// that name happens to exist (`ClientCertCNAuth alice` beside a file `alice`).
+const LITERAL_SOURCES: [&str; 5] = [
+    "ExpectOrigin",
+    "ClientCertCNAuth",
+    "BaseTokenAPI",
+    "JSONTokenApi",
+    "TokenRedis",
+];
+
+/// Makes a token or auth source absolute when it names an existing file or directory
+/// relative to the working directory (and is no URL), whichever plugin reads it: the
+/// built-ins that read only files (`crate::plugin::source_is_path`), those that read a file
+/// when the source names one (`BasicHTTPAuth`: `user:password` or a FILE of such lines), and
+/// libraries, whose reading we cannot know.
+///
+/// Safe for literal sources: a plugin that takes a literal or a file decides by whether the
+/// file exists (as `BasicHTTPAuth` does), so a source naming an existing file was going to be
+/// read as that file, and its absolute name is the same file, whatever the working directory;
+/// without it, after `-D`'s `chdir("/")`, the relative name would name nothing and the path
+/// would be taken as a literal credential. A source that names no file (`user:password`, a
+/// secret, `host:port`) is left alone, as are the built-ins that never read files.
+fn absolute_source(plugin: &str, source: &mut String) {
+    // websockify's long names (`websockify.auth_plugins.ExpectOrigin`) name the same class.
+    let short = plugin.rsplit('.').next().unwrap_or(plugin);
+    let literal_only = !plugin.contains('/') && LITERAL_SOURCES.contains(&short);
+    let may_read_a_file = crate::plugin::source_is_path(plugin) || !literal_only;
+    let path = Path::new(source.as_str());
+    if !may_read_a_file || source.contains("://") || path.is_absolute() || !path.exists() {
+        return;
+    }
+    *source = absolute(path).to_string_lossy().into_owned();
 }
 
 /// `path` made absolute against the working directory, as websockify does for `--record`,

@@ -6,6 +6,10 @@
 //! Kubernetes and cert-manager swapping a Secret's symlinks, where inotify on the file would
 //! not. A new file that does not load leaves the previous certificate in place. New handshakes
 //! use the new certificate; running sessions keep theirs.
+//!
+//! Reloads, and the poll's stat calls, run on tokio's blocking pool: reading the files,
+//! decrypting a key and loading the system's roots can take long (a file on NFS or FUSE, a key
+//! file that is a FIFO nobody writes), and on a one-CPU machine the runtime is one thread.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -18,6 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedCipherSuite};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{SslVersion, TlsFiles};
@@ -36,6 +41,9 @@ pub struct ServerTls {
     current: RwLock<Arc<ServerConfig>>,
     /// What the files looked like when `current` was built.
     stamp: Mutex<Vec<Stamp>>,
+    /// Held for a whole reload: SIGHUP and the poll never interleave, so the configuration
+    /// installed last is built from the files seen last.
+    reloading: Mutex<()>,
 }
 
 /// Enough of a file's metadata to notice that it was replaced or rewritten.
@@ -77,6 +85,7 @@ impl ServerTls {
             files: files.clone(),
             current: RwLock::new(Arc::new(config)),
             stamp: Mutex::new(stamps(files)),
+            reloading: Mutex::new(()),
         };
         Ok(Some(Arc::new(tls)))
     }
@@ -104,23 +113,51 @@ impl ServerTls {
         Ok(())
     }
 
-    /// Reloads whenever the files change, until shutdown.
+    /// Reloads whenever the files change, until shutdown. Each check (a stat per file, and
+    /// the reload when one changed) runs on the blocking pool: a stat can wait as long as a
+    /// read on a network file system, and one hop every [`RELOAD_POLL`] costs nothing. The
+    /// next check waits for this one, so a hung file system holds one blocking thread, not
+    /// one per poll.
     pub async fn watch(self: Arc<Self>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(RELOAD_POLL) => {}
                 () = shutdown.recv() => return,
             }
-            let now = stamps(&self.files);
-            let changed = self.stamp.lock().map(|s| *s != now).unwrap_or(true);
-            if changed {
-                self.reload_and_log("certificate files changed");
+            let tls = Arc::clone(&self);
+            let check = tokio::task::spawn_blocking(move || {
+                let now = stamps(&tls.files);
+                let changed = tls.stamp.lock().map(|s| *s != now).unwrap_or(true);
+                if changed {
+                    tls.reload_and_log("certificate files changed");
+                }
+            });
+            tokio::select! {
+                checked = check => {
+                    if let Err(e) = checked {
+                        tracing::warn!("checking the certificate files failed: {e}");
+                    }
+                }
+                () = shutdown.recv() => return,
             }
         }
     }
 
-    /// Reloads and logs the outcome; what SIGHUP and the file watch call.
-    pub fn reload_and_log(&self, why: &str) {
+    /// Reloads on tokio's blocking pool, off the async workers, and logs the outcome as the
+    /// poll does (`{why}: TLS certificate reloaded`, or why not); what SIGHUP calls. The
+    /// handle resolves when the reload is done; nobody needs to wait for it.
+    pub fn reload_in_background(self: &Arc<Self>, why: &'static str) -> JoinHandle<()> {
+        let tls = Arc::clone(self);
+        tokio::task::spawn_blocking(move || tls.reload_and_log(why))
+    }
+
+    /// Reloads and logs the outcome; blocks (see the module doc), so only on the blocking
+    /// pool.
+    fn reload_and_log(&self, why: &str) {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let reloaded = self.reload();
         crate::telemetry::metrics::get().reload("certificate", reloaded.is_ok());
         match reloaded {

@@ -2,10 +2,15 @@
 //! binary is one call.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use super::daemon;
 use crate::cli::Cli;
 use crate::config::{self, ConfigError};
+
+/// How long the exit waits for blocking tasks still running (a file write of `--record`, a
+/// plugin call) once the server is done; a stuck one is left to end with the process.
+const BLOCKING_AT_EXIT: Duration = Duration::from_secs(2);
 
 /// The whole program, as the `websockify` binary runs it: parse the command line, load and
 /// validate the configuration (a mistake exits 2), detach with `-D`, start logging and the
@@ -93,6 +98,10 @@ pub fn run() -> ExitCode {
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("the server task failed: {e}")))
     });
+    // Dropping the runtime would wait for every blocking task, and one may never end: a
+    // plugin call abandoned after its timeout, a certificate reload stuck on a hung file
+    // system. Those are left behind; anything else has long finished by now.
+    runtime.shutdown_timeout(BLOCKING_AT_EXIT);
     match served {
         Ok(reason) => ExitCode::from(reason.exit_code()),
         Err(e) => {

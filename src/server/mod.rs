@@ -416,11 +416,12 @@ async fn drain(
     }
 }
 
-/// SIGHUP: the certificate at once; the plugins in a task of their own, since creating one
-/// may wait on a file, a network source or a database.
+/// SIGHUP: the certificate and every plugin read again, none of it on an async worker (a
+/// certificate on the blocking pool, a plugin on its own threads: reading a key, a file, a
+/// network source or a database may wait). Each reports to the log and the reload metric.
 fn reload(tls: Option<&Arc<ServerTls>>, gate: &Gate) {
     match tls {
-        Some(tls) => tls.reload_and_log("SIGHUP"),
+        Some(tls) => drop(tls.reload_in_background("SIGHUP")),
         None => tracing::debug!("SIGHUP: no TLS certificate to reload"),
     }
     for (what, plugin) in gate.plugins() {

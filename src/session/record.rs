@@ -14,24 +14,34 @@
 //! `bytes.decode('latin1').encode('unicode_escape')` with `'` as `\'`, byte for byte what
 //! websockify 0.13 writes.
 //!
-//! The relay hands each chunk to a bounded channel and a writer task of the session's own does
-//! the escaping and the writing, so a slow disk slows only the recording. When the channel is
-//! full the chunk is dropped and counted; the writer notes the gap in the file as a JavaScript
-//! comment (which the players skip) and the session goes on.
+//! The relay hands each chunk to a channel and a writer task of the session's own does the
+//! escaping and the writing, so a slow disk slows only the recording: handing a chunk over
+//! never waits. What waits for the writer is bounded in bytes, [`MAX_QUEUED`] per session
+//! (each chunk also costs [`CHUNK_COST`], so empty messages are bounded too). A chunk over
+//! the bound is dropped and counted; the file notes the gap where it is, as a JavaScript
+//! comment (which the players skip), and the session goes on. The recording is then
+//! truncated: counted once per session in `websockify_recordings_truncated_total`, and logged
+//! once, with the bytes lost, when its file is finished.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
-/// Chunks waiting for the writer, per session. At 64 KiB per target read this is up to
-/// 16 MiB in flight before chunks are dropped.
-const QUEUE: usize = 256;
+/// Bytes a session's recording may hold waiting for the disk. Half of what the chunk bound
+/// it replaces allowed at 64 KiB target reads (256 chunks, 16 MiB, and more with the
+/// client's 256 KiB pieces), and still seconds of a busy VNC session (a full-screen update
+/// is a few MiB), so only a disk that stalls, not one that hiccups, costs a recording data.
+const MAX_QUEUED: usize = 8 * 1024 * 1024;
+
+/// What a queued chunk costs besides its data: its place in the channel and its line's
+/// framing. Without it a flood of empty messages would queue without bound.
+const CHUNK_COST: usize = 64;
 
 /// Which way a chunk went, as websockify marks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,14 +57,30 @@ struct Chunk {
     way: Way,
     ms: u128,
     data: Bytes,
+    /// Chunks dropped just before this one: the gap the file notes where it is.
+    gap_before: u64,
 }
 
 /// One session's recording; dropping it ends the file with `'EOF'];`.
 #[derive(Debug, Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Chunk>,
-    dropped: Arc<AtomicU64>,
+    tx: mpsc::UnboundedSender<Chunk>,
+    shared: Arc<Shared>,
     started: Instant,
+}
+
+/// What the relay's side and the writer both see.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Bytes handed to the writer and not yet written, chunk costs included; at most
+    /// [`MAX_QUEUED`].
+    queued: AtomicUsize,
+    /// Chunks dropped since the last one queued (the next one carries the count).
+    dropped: AtomicU64,
+    /// Data bytes not recorded, over the whole session.
+    lost: AtomicU64,
+    /// Set by the first drop, which counts the recording as truncated.
+    truncated: AtomicBool,
 }
 
 /// The file of session `id`: `FILE.<id>`.
@@ -85,48 +111,91 @@ impl Recorder {
                 ),
                 _ => e,
             })?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write(BufWriter::new(file), rx, dropped.clone(), path));
-        Ok(Recorder {
-            tx,
-            dropped,
-            started: Instant::now(),
-        })
+        Ok(Recorder::start(BufWriter::new(file), path))
     }
 
+    /// Starts the writer of a recording into `out`, named `path` in its log lines.
+    fn start<W: AsyncWrite + Unpin + Send + 'static>(out: W, path: PathBuf) -> Recorder {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
+        tokio::spawn(write(out, rx, shared.clone(), path));
+        Recorder {
+            tx,
+            shared,
+            started: Instant::now(),
+        }
+    }
+
+    /// Never waits (see the module doc).
     pub fn sent_to_client(&self, data: &Bytes) {
         self.push(Way::ToClient, data);
     }
 
+    /// Never waits (see the module doc).
     pub fn received_from_client(&self, data: &Bytes) {
         self.push(Way::FromClient, data);
     }
 
     fn push(&self, way: Way, data: &Bytes) {
-        let chunk = Chunk {
-            way,
-            ms: self.started.elapsed().as_millis(),
-            data: data.clone(),
-        };
-        if self.tx.try_send(chunk).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let cost = data.len().saturating_add(CHUNK_COST);
+        let admitted = self
+            .shared
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(cost).filter(|&n| n <= MAX_QUEUED)
+            })
+            .is_ok();
+        if admitted {
+            let chunk = Chunk {
+                way,
+                ms: self.started.elapsed().as_millis(),
+                data: data.clone(),
+                gap_before: self.shared.dropped.swap(0, Ordering::Relaxed),
+            };
+            match self.tx.send(chunk) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(chunk)) => {
+                    // The writer is gone (its file failed, and said so): nothing more is
+                    // recorded.
+                    self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
+                    self.shared
+                        .dropped
+                        .fetch_add(chunk.gap_before, Ordering::Relaxed);
+                }
+            }
         }
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .lost
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        if !self.shared.truncated.swap(true, Ordering::Relaxed) {
+            crate::telemetry::metrics::get()
+                .liveness
+                .recordings_truncated
+                .inc();
+        }
+    }
+
+    /// Bytes waiting for the writer now, chunk costs included.
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
     }
 }
 
-/// The writer: header, one line per chunk, the gaps, `'EOF'];` when every sender is gone.
-async fn write(
-    mut out: BufWriter<tokio::fs::File>,
-    mut rx: mpsc::Receiver<Chunk>,
-    dropped: Arc<AtomicU64>,
+/// The writer: header, one line per chunk, the gaps, `'EOF'];` when every sender is gone,
+/// then the one line that says the recording is truncated, if it is.
+async fn write<W: AsyncWrite + Unpin>(
+    mut out: W,
+    mut rx: mpsc::UnboundedReceiver<Chunk>,
+    shared: Arc<Shared>,
     path: PathBuf,
 ) {
     let result = async {
         out.write_all(b"var VNC_frame_data = [\n").await?;
         let mut line = String::new();
         while let Some(chunk) = rx.recv().await {
-            note_gap(&mut out, &dropped).await?;
+            note_gap(&mut out, chunk.gap_before).await?;
             line.clear();
             let mark = match chunk.way {
                 Way::ToClient => '{',
@@ -135,22 +204,30 @@ async fn write(
             let _ = write!(line, "'{mark}{}{mark}", chunk.ms);
             escape_into(&mut line, &chunk.data);
             line.push_str("',\n");
+            let cost = chunk.data.len().saturating_add(CHUNK_COST);
+            drop(chunk);
             out.write_all(line.as_bytes()).await?;
+            shared.queued.fetch_sub(cost, Ordering::AcqRel);
         }
-        note_gap(&mut out, &dropped).await?;
+        note_gap(&mut out, shared.dropped.swap(0, Ordering::Relaxed)).await?;
         out.write_all(b"'EOF'];\n").await?;
         out.flush().await
     };
     if let Err(e) = result.await {
         tracing::warn!("recording {}: {e}", path.display());
+        return;
+    }
+    let lost = shared.lost.load(Ordering::Relaxed);
+    if lost > 0 {
+        tracing::warn!(
+            "recording {} truncated: the disk could not keep up, {lost} bytes not recorded",
+            path.display()
+        );
     }
 }
 
-async fn note_gap(
-    out: &mut BufWriter<tokio::fs::File>,
-    dropped: &AtomicU64,
-) -> std::io::Result<()> {
-    let n = dropped.swap(0, Ordering::Relaxed);
+/// The comment that marks `n` chunks left out at this place in the file.
+async fn note_gap<W: AsyncWrite + Unpin>(out: &mut W, n: u64) -> std::io::Result<()> {
     if n > 0 {
         let note = format!("// websockify-rs: {n} chunk(s) not recorded here, the disk was slow\n");
         out.write_all(note.as_bytes()).await?;
@@ -196,7 +273,7 @@ mod tests {
 
     /// Reads `path` once the writer has finished it.
     async fn finished(path: &Path) -> String {
-        for _ in 0..200 {
+        for _ in 0..1000 {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             if text.ends_with("'EOF'];\n") {
                 return text;
@@ -206,25 +283,131 @@ mod tests {
         panic!("{} never finished", path.display());
     }
 
+    /// Log lines of this thread's events, for as long as the guard lives (the tests run on
+    /// a single-threaded runtime, so the writer's events are this thread's).
+    fn capture_logs() -> (
+        Arc<std::sync::Mutex<Vec<u8>>>,
+        tracing::subscriber::DefaultGuard,
+    ) {
+        #[derive(Clone)]
+        struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let capture = Capture(logs.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || capture.clone())
+            .with_ansi(false)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn truncated_so_far() -> u64 {
+        crate::telemetry::metrics::get()
+            .liveness
+            .recordings_truncated
+            .get()
+    }
+
+    /// A disk that takes nothing: the relay's calls return at once, what waits is bounded in
+    /// bytes, and the file says where it left data out, ends as a recording must, and the
+    /// truncation is logged once and counted.
     #[tokio::test]
-    async fn a_full_queue_drops_chunks_and_notes_the_gap() {
+    async fn a_stalled_disk_costs_the_recording_not_the_session() {
         let dir = std::env::temp_dir().join(format!("websockify-gap-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let base = dir.join("session");
+        let (logs, _logging) = capture_logs();
+        let counted = truncated_so_far();
         let rec = Recorder::open(&base, 1).await.unwrap();
         // The writer cannot run while this single-threaded test does not yield: the queue
-        // fills, as it would behind a stalled disk.
-        for _ in 0..(QUEUE + 10) {
-            rec.sent_to_client(&Bytes::from_static(b"x"));
+        // fills, as it would behind a stalled disk. 300 target reads of 64 KiB: 18.75 MiB.
+        let read = Bytes::from(vec![b'x'; 64 * 1024]);
+        let pushed = std::time::Instant::now();
+        for _ in 0..300 {
+            rec.sent_to_client(&read);
+            assert!(rec.queued() <= MAX_QUEUED, "{} queued", rec.queued());
+        }
+        assert!(pushed.elapsed() < std::time::Duration::from_secs(2));
+        drop(rec);
+        let path = file_name(&base, 1);
+        let text = finished(&path).await;
+        let kept = text.matches("'{").count();
+        assert_eq!(
+            kept,
+            MAX_QUEUED / (read.len() + CHUNK_COST),
+            "chunks recorded"
+        );
+        let note = format!(
+            "// websockify-rs: {} chunk(s) not recorded here, the disk was slow\n'EOF'];\n",
+            300 - kept
+        );
+        assert!(text.ends_with(&note), "{}", &text[text.len() - 200..]);
+        assert!(truncated_so_far() > counted);
+        let line = format!(
+            "recording {} truncated: the disk could not keep up, {} bytes not recorded",
+            path.display(),
+            (300 - kept) * read.len()
+        );
+        for _ in 0..500 {
+            if String::from_utf8_lossy(&logs.lock().unwrap()).contains(&line) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+        assert_eq!(logged.matches(&line).count(), 1, "{logged}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A disk slower than the session: the bound holds at every call, everything is either
+    /// recorded or counted as lost, and the file is whole.
+    #[tokio::test]
+    async fn a_slow_disk_never_holds_more_than_the_bound() {
+        use tokio::io::AsyncReadExt;
+        let (sink, mut disk) = tokio::io::duplex(16 * 1024);
+        let counted = truncated_so_far();
+        let rec = Recorder::start(sink, PathBuf::from("slow"));
+        let shared = rec.shared.clone();
+        // The disk: at most 16 KiB a millisecond.
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = disk.read(&mut buf).await {
+                all.extend_from_slice(&buf[..n]);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            all
+        });
+        let read = Bytes::from(vec![b'z'; 64 * 1024]);
+        let mut sent = 0;
+        for _ in 0..50 {
+            // 1.25 MiB each 5 ms, far more than the disk takes.
+            for _ in 0..20 {
+                rec.received_from_client(&read);
+                sent += read.len();
+                assert!(rec.queued() <= MAX_QUEUED, "{} queued", rec.queued());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         drop(rec);
-        let text = finished(&file_name(&base, 1)).await;
-        assert_eq!(text.matches("'{").count(), QUEUE, "{text}");
-        assert!(
-            text.contains("// websockify-rs: 10 chunk(s) not recorded here"),
-            "{text}"
-        );
-        std::fs::remove_dir_all(dir).unwrap();
+        let text = String::from_utf8(reader.await.unwrap()).unwrap();
+        assert!(text.starts_with("var VNC_frame_data = [\n"));
+        assert!(text.ends_with("'EOF'];\n"), "{}", &text[text.len() - 200..]);
+        assert!(text.contains("chunk(s) not recorded here, the disk was slow"));
+        let recorded = text.bytes().filter(|&b| b == b'z').count();
+        let lost = shared.lost.load(Ordering::Relaxed);
+        assert!(lost > 0);
+        assert_eq!(recorded as u64 + lost, sent as u64);
+        assert_eq!(shared.queued.load(Ordering::Acquire), 0);
+        assert!(truncated_so_far() > counted);
     }
 
     #[tokio::test]

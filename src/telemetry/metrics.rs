@@ -175,6 +175,8 @@ pub struct Metrics {
     tls_handshakes: IntCounterVec,
     web_requests: IntCounterVec,
     reloads: IntCounterVec,
+    /// What gave way so that no session waited (the block at the end of this file).
+    pub liveness: Liveness,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -358,6 +360,7 @@ impl Metrics {
                 "Reloads (SIGHUP, certificate file changes), by what and result (ok, failed).",
                 &["what", "result"],
             )?,
+            liveness: Liveness::new(&r)?,
             registry: r,
         };
         Ok(m)
@@ -470,6 +473,91 @@ impl Metrics {
             .inc();
     }
 }
+
+// ---- Liveness: what gives way so that no session waits --------------------------------------
+// Log lines a stalled sink could not take, a recording a slow disk could not keep up with.
+// One block, registered by one line in `Metrics::new`, so that it merges apart from the
+// other series.
+
+use std::sync::{Mutex, PoisonError};
+
+use prometheus::core::Desc;
+use prometheus::proto::MetricFamily;
+
+/// Series counting what was given up so that no session, worker or process waited for it.
+pub struct Liveness {
+    /// `--record` recordings that lost data because the disk could not keep up; once per
+    /// session (`session::record`).
+    pub recordings_truncated: IntCounter,
+}
+
+impl Liveness {
+    fn new(r: &Registry) -> prometheus::Result<Liveness> {
+        r.register(Box::new(LogLinesDropped {
+            counter: IntCounter::new(
+                "websockify_log_lines_dropped_total",
+                "Log lines dropped because their sink (standard error, --log-file, --syslog) \
+                 did not take them and its queue was full.",
+            )?,
+            scrape: Mutex::new(()),
+        }))?;
+        Ok(Liveness {
+            recordings_truncated: counter(
+                r,
+                "websockify_recordings_truncated_total",
+                "Session recordings (--record) that left data out because the disk could not \
+                 keep up; each notes its gaps in its file.",
+            )?,
+        })
+    }
+}
+
+/// `websockify_log_lines_dropped_total`: the log queues count their dropped lines
+/// themselves (`telemetry::logging::dropped_lines`); each scrape brings this counter up to
+/// their sum, so that nothing on the logging path touches the metrics.
+struct LogLinesDropped {
+    counter: IntCounter,
+    /// Scrapes bring the counter up one at a time, so that none adds the same lines twice.
+    scrape: Mutex<()>,
+}
+
+impl Collector for LogLinesDropped {
+    fn desc(&self) -> Vec<&Desc> {
+        self.counter.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _one = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        let dropped = crate::telemetry::logging::dropped_lines();
+        if let Some(new) = dropped.checked_sub(self.counter.get()) {
+            self.counter.inc_by(new);
+        }
+        self.counter.collect()
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    #[test]
+    fn liveness_series_are_exported() {
+        let m = Metrics::new().unwrap();
+        m.liveness.recordings_truncated.inc();
+        let text = String::from_utf8(m.encode()).unwrap();
+        assert!(
+            text.contains("\nwebsockify_recordings_truncated_total 1\n"),
+            "{text}"
+        );
+        // No log queue in the unit tests: none dropped.
+        assert!(
+            text.contains("\nwebsockify_log_lines_dropped_total 0\n"),
+            "{text}"
+        );
+    }
+}
+
+// ---- end of Liveness -----------------------------------------------------------------------
 
 /// Close codes as labels: the registered ones (1000 to 1015) as themselves, the
 /// application ranges folded, so a client cannot create series at will.

@@ -8,16 +8,19 @@
 //! - Facility `daemon` with `--daemon`, else `user`; severity from the level (error 3,
 //!   warning 4, info 6, debug and trace 7). A message is ASCII, or UTF-8 with a BOM.
 //!
-//! Sending never blocks the program for long and never fails it: a syslog that is away loses
-//! the line, as websockify's does.
+//! Sending never blocks the program and never fails it: each message is formatted where the
+//! event happens and queued; the log queue's own thread (see [`crate::telemetry::logging`])
+//! writes it to the [`Socket`]. A syslog that is away loses the line, as websockify's does,
+//! and one that stops taking messages (a full datagram queue, a stream nobody reads) costs
+//! queued lines, counted, never a worker.
 
 use std::io::{self, Write};
 use std::net::UdpSocket;
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
 use tracing::{Level, Metadata};
+use tracing_appender::non_blocking::NonBlocking;
 use tracing_subscriber::fmt::MakeWriter;
 
 const IDENT: &str = "websockify";
@@ -29,21 +32,17 @@ const FACILITY_DAEMON: u8 = 3;
 enum Transport {
     Udp(UdpSocket),
     Datagram(UnixDatagram),
-    Stream(Mutex<UnixStream>),
+    Stream(UnixStream),
 }
 
-/// The syslog destination, shared by every log line.
-#[derive(Debug, Clone)]
-pub struct Syslog {
-    transport: Arc<Transport>,
-    legacy: bool,
-    facility: u8,
-    hostname: String,
-}
+/// The connection to the syslog server, written by the log queue's thread only: each write
+/// is one whole message.
+#[derive(Debug)]
+pub struct Socket(Transport);
 
-impl Syslog {
+impl Socket {
     /// Connects to `server` (`host:port` or a socket path).
-    pub fn connect(server: &str, legacy: bool, daemon: bool) -> io::Result<Syslog> {
+    pub fn connect(server: &str) -> io::Result<Socket> {
         let transport = match server.rsplit_once(':') {
             Some((host, port)) if !server.starts_with('/') => {
                 let port: u16 = port.parse().map_err(|_| {
@@ -67,16 +66,50 @@ impl Syslog {
                 match datagram.connect(&path) {
                     Ok(()) => Transport::Datagram(datagram),
                     // A stream socket (EPROTOTYPE) takes one message per line.
-                    Err(_) => Transport::Stream(Mutex::new(UnixStream::connect(&path)?)),
+                    Err(_) => Transport::Stream(UnixStream::connect(&path)?),
                 }
             }
         };
+        Ok(Socket(transport))
+    }
+}
+
+impl Write for Socket {
+    /// Sends `message` as one datagram, or one newline-terminated line on a stream. A message
+    /// the server does not take is lost, never an error for the queue.
+    fn write(&mut self, message: &[u8]) -> io::Result<usize> {
+        let _ = match &mut self.0 {
+            Transport::Udp(s) => s.send(message).map(drop),
+            Transport::Datagram(s) => s.send(message).map(drop),
+            Transport::Stream(s) => s.write_all(message).and_then(|()| s.write_all(b"\n")),
+        };
+        Ok(message.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The syslog destination's format, shared by every log line, and the queue to its socket.
+#[derive(Debug)]
+pub struct Syslog {
+    queue: NonBlocking,
+    legacy: bool,
+    facility: u8,
+    hostname: String,
+}
+
+impl Syslog {
+    /// Messages in websockify's format (`legacy`: RFC 3164's short form; `daemon`: facility
+    /// daemon), queued to `queue` (a non-blocking writer to a [`Socket`]).
+    pub fn new(queue: NonBlocking, legacy: bool, daemon: bool) -> Syslog {
         let hostname = nix::unistd::gethostname()
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "-".to_string());
-        Ok(Syslog {
-            transport: Arc::new(transport),
+        Syslog {
+            queue,
             legacy,
             facility: if daemon {
                 FACILITY_DAEMON
@@ -84,7 +117,7 @@ impl Syslog {
                 FACILITY_USER
             },
             hostname,
-        })
+        }
     }
 
     /// One message as websockify's handler builds it.
@@ -113,18 +146,9 @@ impl Syslog {
         out
     }
 
-    fn send(&self, mut message: Vec<u8>) {
-        let _ = match &*self.transport {
-            Transport::Udp(s) => s.send(&message).map(drop),
-            Transport::Datagram(s) => s.send(&message).map(drop),
-            Transport::Stream(s) => {
-                message.push(b'\n');
-                match s.lock() {
-                    Ok(mut s) => s.write_all(&message),
-                    Err(_) => Ok(()),
-                }
-            }
-        };
+    /// Queues one message for the socket: never waits (a full queue drops it, counted).
+    fn send(&self, message: &[u8]) {
+        let _ = self.queue.clone().write_all(message);
     }
 }
 
@@ -142,13 +166,13 @@ fn utc_now() -> String {
 }
 
 /// Collects one formatted event; sends it when the formatter is done with it.
-pub struct Line {
-    syslog: Syslog,
+pub struct Line<'a> {
+    syslog: &'a Syslog,
     level: Level,
     buf: Vec<u8>,
 }
 
-impl Write for Line {
+impl Write for Line<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         self.buf.extend_from_slice(data);
         Ok(data.len())
@@ -159,33 +183,33 @@ impl Write for Line {
     }
 }
 
-impl Drop for Line {
+impl Drop for Line<'_> {
     fn drop(&mut self) {
         if self.buf.is_empty() {
             return;
         }
         let text = String::from_utf8_lossy(&self.buf);
         let message = self.syslog.message(self.level, &text);
-        self.syslog.send(message);
+        self.syslog.send(&message);
     }
 }
 
 impl<'a> MakeWriter<'a> for Syslog {
-    type Writer = Line;
+    type Writer = Line<'a>;
 
-    fn make_writer(&'a self) -> Line {
+    fn make_writer(&'a self) -> Line<'a> {
         self.line(Level::INFO)
     }
 
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line {
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
         self.line(*meta.level())
     }
 }
 
 impl Syslog {
-    fn line(&self, level: Level) -> Line {
+    fn line(&self, level: Level) -> Line<'_> {
         Line {
-            syslog: self.clone(),
+            syslog: self,
             level,
             buf: Vec::new(),
         }
@@ -196,17 +220,20 @@ impl Syslog {
 mod tests {
     use super::*;
 
+    fn formats(legacy: bool, daemon: bool) -> Syslog {
+        let (queue, _guard) = NonBlocking::new(io::sink());
+        Syslog::new(queue, legacy, daemon)
+    }
+
     #[test]
     fn messages_as_websockify_formats_them() {
-        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let server = format!("127.0.0.1:{}", receiver.local_addr().unwrap().port());
-        let legacy = Syslog::connect(&server, true, true).unwrap();
+        let legacy = formats(true, true);
         let m = String::from_utf8(legacy.message(Level::WARN, "plain refused\n")).unwrap();
         assert_eq!(
             m,
             format!("<28>websockify[{}]: plain refused", std::process::id())
         );
-        let modern = Syslog::connect(&server, false, false).unwrap();
+        let modern = formats(false, false);
         let m = String::from_utf8(modern.message(Level::INFO, "a\nb")).unwrap();
         let fields: Vec<&str> = m.splitn(8, ' ').collect();
         assert_eq!(fields[0], "<14>1");
@@ -217,6 +244,28 @@ mod tests {
         assert_eq!(&fields[5..], ["-", "-", "a b"]);
         let m = modern.message(Level::ERROR, "é");
         assert!(m.ends_with("\u{feff}é".as_bytes()));
+    }
+
+    /// A line goes through the queue's thread to the socket as one datagram.
+    #[test]
+    fn lines_reach_the_server_through_the_queue() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let server = format!("127.0.0.1:{}", receiver.local_addr().unwrap().port());
+        let (queue, guard) = NonBlocking::new(Socket::connect(&server).unwrap());
+        let syslog = Syslog::new(queue, true, false);
+        let mut line = syslog.line(Level::WARN);
+        line.write_all(b"disk full\n").unwrap();
+        drop(line);
+        let mut buf = [0u8; 512];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&buf[..n]),
+            format!("<12>websockify[{}]: disk full", std::process::id())
+        );
+        drop(guard);
     }
 
     #[test]

@@ -14,10 +14,17 @@
 //!
 //! Spans carry the target [`SPAN_TARGET`], which only the OpenTelemetry layer listens to: the
 //! log lines stay one line per event, with the fields the events carry themselves.
+//!
+//! Logging never waits for a sink. Each one (standard error, `--log-file`, `--syslog`) is
+//! written by a thread of its own from a queue of [`QUEUED_LINES`] lines (tracing-appender's
+//! non-blocking writer): a line is formatted where it happens and queued, and when the queue
+//! is full (a pipe nobody reads, a hung disk, a syslog that does not take its messages) the
+//! line is dropped and counted, in `websockify_log_lines_dropped_total` ([`dropped_lines`]).
+//! Before, a stalled sink held every worker that logged, and on one CPU every session.
 
 use std::fmt;
 use std::fs::OpenOptions;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use opentelemetry::trace::TracerProvider as _;
@@ -26,10 +33,10 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::{LookupSpan, Registry};
@@ -37,7 +44,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{Config, LogFormat};
-use crate::telemetry::syslog::Syslog;
+use crate::telemetry::syslog::{Socket, Syslog};
 use fields::PlainFields;
 
 mod fields;
@@ -45,10 +52,33 @@ mod fields;
 /// The target of every span we open (see the module doc).
 pub const SPAN_TARGET: &str = "websockify::span";
 
-/// Keeps the trace exporter alive; dropping it flushes the spans not yet sent. Drop it after
-/// the runtime is gone: the flush blocks.
+/// Lines each log sink's queue holds before it drops them. Enough for a burst (thousands of
+/// sessions ending at once at shutdown, each with its line) while the sink keeps up, which a
+/// file or a pipe that is read does at hundreds of thousands of lines a second; small enough
+/// that a stalled sink holds a few MiB of lines at most (a line is 100 to 400 bytes), and
+/// the queue's slots, allocated at start, are 256 KiB a sink.
+const QUEUED_LINES: usize = 8192;
+
+/// Every sink's count of dropped lines, for `/metrics`; set once by [`init`].
+static DROPPED: OnceLock<Vec<ErrorCounter>> = OnceLock::new();
+
+/// Log lines dropped so far because a sink's queue was full, all sinks together.
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |counters| {
+        counters
+            .iter()
+            .map(|c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+            .fold(0, u64::saturating_add)
+    })
+}
+
+/// Keeps the trace exporter and the log sinks' threads alive; dropping it flushes the spans
+/// not yet sent, then the lines still queued (tracing-appender waits about a second at most
+/// for a sink that does not take them). Drop it after the runtime is gone: the flushes block.
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
+    /// Dropped after `drop` below has flushed the spans, whose export may log.
+    _sinks: Vec<WorkerGuard>,
 }
 
 impl Drop for Guard {
@@ -65,14 +95,50 @@ impl Drop for Guard {
 /// OpenTelemetry variables ask for something we cannot do.
 pub fn init(config: &Config) -> anyhow::Result<Guard> {
     let provider = otel_provider()?;
+    let (layers, sinks) = layers(config, provider.as_ref())?;
     tracing_subscriber::registry()
-        .with(layers(config, provider.as_ref())?)
+        .with(layers)
         .try_init()
         .context("installing the log subscriber")?;
+    let _ = DROPPED.set(sinks.counters);
     if provider.is_some() {
         tracing::info!("sending traces to the OTLP collector named by OTEL_EXPORTER_OTLP_*");
     }
-    Ok(Guard { provider })
+    Ok(Guard {
+        provider,
+        _sinks: sinks.guards,
+    })
+}
+
+/// The log sinks' queues: their threads' guards and their counts of dropped lines.
+#[derive(Default)]
+struct Sinks {
+    guards: Vec<WorkerGuard>,
+    counters: Vec<ErrorCounter>,
+}
+
+impl Sinks {
+    /// `sink` behind a queue of [`QUEUED_LINES`] lines and a thread that writes them.
+    fn add<W: std::io::Write + Send + 'static>(&mut self, sink: W, thread: &str) -> NonBlocking {
+        let (writer, guard) = queue(sink, QUEUED_LINES, thread);
+        self.counters.push(writer.error_counter());
+        self.guards.push(guard);
+        writer
+    }
+}
+
+/// A lossy non-blocking writer to `sink`: a write queues its bytes as one line, or drops and
+/// counts them when `lines` are already waiting.
+fn queue<W: std::io::Write + Send + 'static>(
+    sink: W,
+    lines: usize,
+    thread: &str,
+) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(lines)
+        .thread_name(thread)
+        .finish(sink)
 }
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
@@ -84,7 +150,11 @@ type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 /// there (an `Option` layer set to `None` counts as one) would have every callsite enabled,
 /// and each session's spans would then be created and entered on every poll of its task for
 /// nobody. With this list a span no layer wants is disabled at its callsite, for free.
-fn layers(config: &Config, traces: Option<&SdkTracerProvider>) -> anyhow::Result<Vec<BoxedLayer>> {
+fn layers(
+    config: &Config,
+    traces: Option<&SdkTracerProvider>,
+) -> anyhow::Result<(Vec<BoxedLayer>, Sinks)> {
+    let mut sinks = Sinks::default();
     let (writer, ansi) = match &config.log_file {
         Some(path) => {
             let file = OpenOptions::new()
@@ -92,12 +162,12 @@ fn layers(config: &Config, traces: Option<&SdkTracerProvider>) -> anyhow::Result
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open --log-file {}", path.display()))?;
-            (BoxMakeWriter::new(Mutex::new(file)), false)
+            (sinks.add(file, "websockify-log"), false)
         }
         None => {
             use std::io::IsTerminal;
             let ansi = std::io::stderr().is_terminal();
-            (BoxMakeWriter::new(std::io::stderr), ansi)
+            (sinks.add(std::io::stderr(), "websockify-log"), ansi)
         }
     };
     let ansi = ansi && config.log_format == LogFormat::Text;
@@ -116,8 +186,12 @@ fn layers(config: &Config, traces: Option<&SdkTracerProvider>) -> anyhow::Result
             .boxed(),
     }];
     if let Some((server, legacy)) = &config.syslog {
-        let syslog = Syslog::connect(server, *legacy, config.daemon)
-            .with_context(|| format!("--syslog {server}"))?;
+        let socket = Socket::connect(server).with_context(|| format!("--syslog {server}"))?;
+        let syslog = Syslog::new(
+            sinks.add(socket, "websockify-syslog"),
+            *legacy,
+            config.daemon,
+        );
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(syslog)
             .without_time()
@@ -136,7 +210,7 @@ fn layers(config: &Config, traces: Option<&SdkTracerProvider>) -> anyhow::Result
             .with_filter(Targets::new().with_target("websockify", LevelFilter::INFO));
         layers.push(layer.boxed());
     }
-    Ok(layers)
+    Ok((layers, sinks))
 }
 
 /// Info by default, debug with `-v`, `RUST_LOG` on top; never the spans.
@@ -305,7 +379,8 @@ mod tests {
         traces: Option<&SdkTracerProvider>,
         at: &'static Metadata<'static>,
     ) -> bool {
-        let subscriber = tracing_subscriber::registry().with(layers(config, traces).unwrap());
+        let (layers, _sinks) = layers(config, traces).unwrap();
+        let subscriber = tracing_subscriber::registry().with(layers);
         let dispatch = Dispatch::new(subscriber);
         let interest = dispatch.register_callsite(at);
         !interest.is_never() && dispatch.enabled(at)
@@ -324,6 +399,36 @@ mod tests {
         let verbose = config(&["-v", "8080", "h:1"]);
         assert!(!wanted(&verbose, None, span));
         assert!(wanted(&verbose, None, debug));
+    }
+
+    /// A sink that takes nothing: every write returns at once, the queue holds its lines,
+    /// and each line beyond them is dropped and counted.
+    #[test]
+    fn a_stalled_sink_drops_and_counts_lines() {
+        use std::io::Write;
+        /// Blocks in its first write until the test lets go.
+        struct Stalled(std::sync::mpsc::Receiver<()>);
+        impl Write for Stalled {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                let _ = self.0.recv();
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (release, stalled) = std::sync::mpsc::channel();
+        let (mut writer, guard) = queue(Stalled(stalled), 16, "test-log");
+        let started = std::time::Instant::now();
+        for _ in 0..100 {
+            writer.write_all(b"a line\n").unwrap();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // 16 wait in the queue, and the thread may have taken one into its stalled write.
+        let dropped = writer.error_counter().dropped_lines();
+        assert!((83..=84).contains(&dropped), "{dropped} dropped");
+        drop(release);
+        drop(guard);
     }
 
     /// With an exporter, the spans exist.
