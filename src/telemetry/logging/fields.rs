@@ -266,7 +266,8 @@ mod tests {
         tracing::info!(message = "only \x08 a message");
     }
 
-    fn format_with<N>(fields: N) -> String
+    /// What `fields` makes of the events `log` emits, as the text log writes it.
+    fn format_with<N>(fields: N, log: impl FnOnce()) -> String
     where
         N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
     {
@@ -278,15 +279,18 @@ mod tests {
             .without_time()
             .fmt_fields(fields);
         let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, events);
+        tracing::subscriber::with_default(subscriber, log);
         let bytes = buffer.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
     }
 
     #[test]
     fn same_bytes_as_tracing_subscribers_default_fields() {
-        let ours = format_with(PlainFields);
-        let theirs = format_with(tracing_subscriber::fmt::format::DefaultFields::new());
+        let ours = format_with(PlainFields, events);
+        let theirs = format_with(
+            tracing_subscriber::fmt::format::DefaultFields::new(),
+            events,
+        );
         assert_eq!(ours, theirs);
         assert!(ours.contains("\\x1b]0;owned\\x07\\u{85}ü"), "{ours}");
         assert!(ours.contains("error=outer \\x1b[31mred error.sources=[inner\\u{9b}]"));
@@ -298,19 +302,10 @@ mod tests {
     /// message and in every value.
     #[test]
     fn what_a_peer_sent_cannot_begin_a_line() {
-        let buffer = Buffer::default();
-        let layer = tracing_subscriber::fmt::layer()
-            .with_writer(buffer.clone())
-            .with_ansi(false)
-            .with_target(false)
-            .without_time()
-            .fmt_fields(PlainFields);
-        let subscriber = tracing_subscriber::registry().with(layer);
-        tracing::subscriber::with_default(subscriber, || {
+        let text = format_with(PlainFields, || {
             let reason = "bye\n2026-12-03T10:00:00Z  INFO FAKE admin login\r\tx\0";
             tracing::info!(path = %"/a\nb", "session ended: client closed ({reason})");
         });
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(
             text.contains("(bye\\n2026-12-03T10:00:00Z  INFO FAKE admin login\\r\\tx\\u{0})"),
