@@ -13,10 +13,12 @@
 //!   types (sizes, connection counts, `--allow-target` rules).
 //! - `server`: the accept loop and the lifecycle (`--run-once`, `--timeout`,
 //!   `--idle-timeout`, signals and the drain); `server::handler` takes one connection through
-//!   its steps (receive, decide, open); `server::tracker` counts connections and sessions.
+//!   its steps (receive, decide, open); `server::h2` serves an HTTP/2 connection, each
+//!   stream through the same steps; `server::tracker` counts connections and sessions.
 //! - `edge`, the network edge, from socket to request: `listen` (TCP, unix, inetd),
 //!   `proxy_protocol` (`--proxy-protocol` in, `--target-proxy-protocol` out), `sniff` (TLS,
-//!   Flash or HTTP from the first bytes), `tls` (rustls, reloadable), `bounded` (reading what
+//!   Flash, HTTP/2 or HTTP/1 from the first bytes), `h2` (HTTP/2's settings, and a stream as
+//!   the byte stream a session runs on), `tls` (rustls, reloadable), `bounded` (reading what
 //!   a peer sends first, bounded in size and time), `http` (the request head, refusals and
 //!   plain answers), `forwarded` (`--trusted-proxies`), `stream` (one type over TCP, unix and
 //!   TLS sockets, and the relay's halves of them).
@@ -26,7 +28,7 @@
 //!   the auth plugin, the target (static, or by the token, `gate::token`); it answers with a
 //!   target or a refusal, and never sees a socket.
 //! - `plugin`: loading plugins (built in, or a `.so` through the C ABI of `plugins/api`) and
-//!   calling them off the async workers.
+//!   calling them on their own bounded threads (`plugin::pool`).
 //! - `ws`: is it an upgrade, which version; `ws::hybi` (RFC 6455 and drafts 7/8: handshake,
 //!   frame headers, the framing on the hot path) and `ws::hixie` (drafts 75 and 76: handshake,
 //!   framing), each ending at the session pair.

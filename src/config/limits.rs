@@ -27,6 +27,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
 /// flight with a plugin answering in milliseconds; a plugin that hangs has at most this many
 /// requests waiting on it (each holding its connection for the 5 s call timeout).
 pub const DEFAULT_MAX_PLUGIN_CALLS: u64 = 256;
+/// The default `--http2-max-streams`: more than a browser opens at once to load noVNC's page
+/// (its modules come as one stream each) and the consoles of a dashboard beside it; each
+/// stream may hold 64 KiB from its client, so a connection at most 16 MiB.
+pub const DEFAULT_HTTP2_MAX_STREAMS: u64 = 256;
 /// The default `--send-timeout`: far longer than any pause of a live client's receive window
 /// (a browser reads its sockets whatever its page does), short enough that a client that
 /// stopped reading gives its place back within a minute.

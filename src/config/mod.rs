@@ -28,8 +28,8 @@ pub use load::{ENV_CONFIG, env_name};
 pub use settings::{POSITIONALS, Positional, Settings, setting_names};
 
 pub(crate) use load::{ConfigError, Loaded, load, process_env};
-pub(crate) use settings::{FileMode, LogFormat, Secret, SslVersion, WrapMode};
-pub(crate) use validate::{Config, Listen, Route, TlsFiles, Wrap};
+pub(crate) use settings::{FileMode, LogFormat, Secret, SslVersion, Switch, WrapMode};
+pub(crate) use validate::{Config, Http2, Listen, Route, TlsFiles, Wrap};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,8 @@ use super::de;
 use crate::config::addr::{HostPort, ListenAddr};
 use crate::config::limits::{
     AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PLUGIN_CALLS, DEFAULT_SEND_TIMEOUT,
+    DEFAULT_HTTP2_MAX_STREAMS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PLUGIN_CALLS,
+    DEFAULT_SEND_TIMEOUT,
 };
 use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 
@@ -400,6 +401,21 @@ pub struct Settings {
     #[serde(deserialize_with = "de::seconds")]
     pub session_idle_timeout: u64,
 
+    /// Streams at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
+    ///
+    /// Each WebSocket on a connection is a stream, and so is each web file being sent. Each
+    /// stream may have 64 KiB from its client waiting for its target, and the connection
+    /// as much for all its streams at once, so one connection holds at most N × 64 KiB.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = parse_count,
+        default_value_t = DEFAULT_HTTP2_MAX_STREAMS,
+        help_heading = LIMITS
+    )]
+    #[serde(deserialize_with = "de::count")]
+    pub http2_max_streams: u64,
+
     /// Calls to one plugin in flight at once (running or waiting); over it, 503 with Retry-After
     ///
     /// Each plugin runs on 16 threads of its own, apart from the proxy's async workers and
@@ -526,6 +542,16 @@ pub struct Settings {
     #[serde(deserialize_with = "de::flag")]
     pub no_web_status: bool,
 
+    /// Speak HTTP/2 on the port too: on or off
+    ///
+    /// On: TLS offers `h2` by ALPN, and a cleartext connection that begins with HTTP/2's
+    /// preface (h2c with prior knowledge, as Envoy and HAProxy send it) is served as HTTP/2;
+    /// a WebSocket then comes as an extended CONNECT stream (RFC 8441) and web files as
+    /// streams, many on one connection. Off: HTTP/1.1 only, as websockify.
+    #[arg(long, value_name = "on|off", default_value_t = Switch::On, help_heading = OURS)]
+    #[serde(deserialize_with = "de::parsed")]
+    pub http2: Switch,
+
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     ///
     /// Default: next to the binary.
@@ -626,6 +652,34 @@ fn parse_count(s: &str) -> Result<u64, String> {
     s.trim()
         .parse()
         .map_err(|_| "expected a whole number, e.g. 1000 (0: no limit)".to_string())
+}
+
+/// A setting that is `on` or `off` (`--http2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl fmt::Display for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Switch::On => "on",
+            Switch::Off => "off",
+        })
+    }
+}
+
+impl FromStr for Switch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Ok(Switch::On),
+            "off" | "false" | "no" | "0" => Ok(Switch::Off),
+            _ => Err(format!("`{s}` is not a switch: expected on or off")),
+        }
+    }
 }
 
 /// `--wrap-mode`: what to do when the wrapped program exits.

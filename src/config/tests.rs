@@ -462,6 +462,7 @@ fn sample(key: &str) -> &'static str {
         "RULE,..." | "CIDR,..." => "10.0.0.0/8",
         "VERSION" => "v2",
         "HEADER" => "forwarded",
+        "on|off" => "off",
         "WRAP_COMMAND_LINE" => "prog",
         other => panic!("no sample value for setting `{key}` (value name `{other}`): add one"),
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{ConfigError, FileMode, Loaded, LogFormat, Secret, SslVersion, WrapMode};
+use super::{ConfigError, FileMode, Loaded, LogFormat, Secret, SslVersion, Switch, WrapMode};
 use crate::config::addr::ListenAddr;
 use crate::config::limits::{ByteSize, Limits};
 use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
@@ -41,6 +41,9 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Flash's policy request is answered (not `--no-flash-policy`).
     pub flash_policy: bool,
+    /// `--http2 on`: HTTP/2 on the port as well, with at most this many streams at once on a
+    /// connection (`--http2-max-streams`); `None`: HTTP/1.1 only.
+    pub http2: Option<Http2>,
     /// `--web DIR`: serve files from DIR for plain HTTP requests on the proxy port.
     pub web: Option<Web>,
     /// TLS toward clients (used when the certificate file exists).
@@ -144,12 +147,21 @@ pub struct TlsFiles {
     pub ciphers: Option<String>,
     /// `--verify-client`: CA file (`None`: the system's CAs).
     pub verify_client: Option<Option<PathBuf>>,
+    /// ALPN offers `h2` before `http/1.1` (`--http2 on`).
+    pub h2: bool,
 }
 
 /// TLS toward the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetTls {
     pub ca: Option<PathBuf>,
+}
+
+/// HTTP/2 on the port (`--http2 on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2 {
+    /// `--http2-max-streams`.
+    pub max_streams: u32,
 }
 
 /// The web directory and how it is served.
@@ -317,6 +329,12 @@ impl Loaded {
                 }
             },
             flash_policy: !s.no_flash_policy,
+            http2: match s.http2 {
+                Switch::On => Some(Http2 {
+                    max_streams: u32::try_from(s.http2_max_streams.max(1)).unwrap_or(u32::MAX),
+                }),
+                Switch::Off => None,
+            },
             tls: TlsFiles {
                 cert: s
                     .cert
@@ -329,6 +347,7 @@ impl Loaded {
                 min_version: s.ssl_version,
                 ciphers: s.ssl_ciphers.clone(),
                 verify_client: s.verify_client.then(|| s.cafile.clone()),
+                h2: s.http2 == Switch::On,
             },
             cafile_without_verify: s.cafile.is_some() && !s.verify_client,
             auth: self.auth()?,

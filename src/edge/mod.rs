@@ -9,11 +9,13 @@
 //! - `bounded`: reading what a peer sends first, with bounds on its size and time.
 //! - `deadline`: `--send-timeout`, a writer that gives up on a peer that takes nothing.
 //! - `http`: the request head, read with bounded size and time, and plain answers.
+//! - `h2`: HTTP/2's connection settings, and a stream as the byte stream a session runs on.
 //! - `forwarded`: `--trusted-proxies`: the client and scheme from forwarded headers.
 
 pub mod bounded;
 pub mod deadline;
 pub mod forwarded;
+pub mod h2;
 pub mod http;
 pub mod listen;
 pub mod proxy_protocol;

@@ -1,12 +1,14 @@
 //! Deciding what a client speaks from its first bytes, as websockify does on its one port:
 //! `0x16` (a TLS record) or `0x80` (an SSLv2-style hello) is TLS, the Flash policy request is
-//! Flash, anything else is HTTP. The bytes read are put back for whoever reads next.
+//! Flash, HTTP/2's connection preface is HTTP/2 with prior knowledge (h2c), anything else is
+//! HTTP/1. The bytes read are put back for whoever reads next.
 
 use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::bounded::{Bound, ReadError, read_until};
+use crate::edge::h2::PREFACE;
 use crate::edge::stream::ClientStream;
 
 /// How long a client may stay silent after connecting (websockify waits 3 s too).
@@ -25,6 +27,8 @@ pub enum Sniffed {
     Tls,
     Flash,
     Http,
+    /// HTTP/2's preface (`PRI * HTTP/2.0`): a client that knows it speaks HTTP/2.
+    H2,
 }
 
 /// Why nothing could be decided.
@@ -44,6 +48,9 @@ pub fn classify(seen: &[u8]) -> Option<Sniffed> {
         0x16 | 0x80 => Some(Sniffed::Tls),
         _ if seen.starts_with(FLASH_POLICY_REQUEST) => Some(Sniffed::Flash),
         _ if FLASH_POLICY_REQUEST.starts_with(seen) => None,
+        _ if seen.starts_with(PREFACE) => Some(Sniffed::H2),
+        // `P` begins POST, PUT and PATCH too: wait until the bytes part from the preface.
+        _ if PREFACE.starts_with(seen) => None,
         _ => Some(Sniffed::Http),
     }
 }
@@ -51,8 +58,8 @@ pub fn classify(seen: &[u8]) -> Option<Sniffed> {
 /// Reads until the first bytes decide, within [`SNIFF_TIMEOUT`], and puts them back.
 pub async fn sniff(stream: &mut ClientStream) -> Result<Sniffed, SniffError> {
     let mut seen = BytesMut::new();
-    // Any first read decides but one that could still be the Flash request; 512 bytes are
-    // far more than any decision needs.
+    // Any first read decides but one that could still be the Flash request or HTTP/2's
+    // preface; 512 bytes are far more than any decision needs.
     let bound = Bound {
         limit: 512,
         step: 512,
@@ -89,5 +96,9 @@ mod tests {
         assert_eq!(classify(b"<"), None);
         assert_eq!(classify(b"<html>"), Some(Sniffed::Http));
         assert_eq!(classify(b""), None);
+        assert_eq!(classify(PREFACE), Some(Sniffed::H2));
+        assert_eq!(classify(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(classify(b"PUT /a HTTP/1.1"), Some(Sniffed::Http));
+        assert_eq!(classify(b"PRI * HTTP/1.1\r\n"), Some(Sniffed::Http));
     }
 }

@@ -74,12 +74,14 @@ macro_rules! io_enum {
 }
 
 io_enum! {
-    /// The transport under a client connection.
+    /// The transport under a client connection; `H2` is a WebSocket on a stream of an
+    /// HTTP/2 connection (RFC 8441).
     #[derive(Debug)]
     pub enum ClientIo: read write {
         Tcp(TcpStream),
         Unix(UnixStream),
         Tls(Box<tokio_rustls::server::TlsStream<ClientStream>>),
+        H2(Box<crate::edge::h2::H2Stream>),
     }
 }
 
@@ -415,6 +417,7 @@ pub enum ClientReader {
     Tcp(Lazy<TcpStream>),
     Unix(Lazy<UnixStream>),
     Tls(ReadHalf<ServerTls>),
+    H2(crate::edge::h2::H2Reader),
 }
 
 io_enum! {
@@ -424,6 +427,7 @@ io_enum! {
         Tcp(Half<TcpStream>),
         Unix(Half<UnixStream>),
         Tls(WriteHalf<ServerTls>),
+        H2(crate::edge::h2::H2Writer),
     }
 }
 
@@ -443,6 +447,11 @@ impl ClientStream {
                 let (r, w) = tokio::io::split(s);
                 (ClientReader::Tls(r), ClientWriter::Tls(w))
             }
+            // A stream's halves are separate already.
+            ClientIo::H2(s) => {
+                let crate::edge::h2::H2Stream { reader, writer } = *s;
+                (ClientReader::H2(reader), ClientWriter::H2(writer))
+            }
         };
         (self.replay, r, w)
     }
@@ -455,6 +464,7 @@ impl ClientReader {
             ClientReader::Tcp(r) => r.read_when_ready(buf, chunk).await,
             ClientReader::Unix(r) => r.read_when_ready(buf, chunk).await,
             ClientReader::Tls(r) => read_buffered(r, buf, chunk).await,
+            ClientReader::H2(r) => read_buffered(r, buf, chunk).await,
         }
     }
 }

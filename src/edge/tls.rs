@@ -237,8 +237,13 @@ fn build(files: &TlsFiles) -> anyhow::Result<ServerConfig> {
     let mut config = builder
         .with_single_cert(certs, key)
         .with_context(|| format!("certificate {}", files.cert.display()))?;
-    // Only HTTP/1.1 is spoken here (the WebSocket upgrade needs it).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first when it is on (browsers then carry WebSockets on it, RFC 8441), and
+    // HTTP/1.1, which every WebSocket client can fall back to.
+    config.alpn_protocols = if files.h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 

@@ -382,12 +382,16 @@ pub fn sniff(data: &[u8]) {
     }
     assert_eq!(full, decided);
     match full {
-        None => assert!(FLASH_POLICY_REQUEST.starts_with(data), "undecided"),
+        None => assert!(
+            FLASH_POLICY_REQUEST.starts_with(data) || crate::edge::h2::PREFACE.starts_with(data),
+            "undecided"
+        ),
         Some(Sniffed::Tls) => assert!(matches!(data[0], 0x16 | 0x80)),
         Some(Sniffed::Flash) => assert!(data.starts_with(FLASH_POLICY_REQUEST)),
         Some(Sniffed::Http) => {
             assert!(!matches!(data[0], 0x16 | 0x80) && !data.starts_with(FLASH_POLICY_REQUEST))
         }
+        Some(Sniffed::H2) => assert!(data.starts_with(crate::edge::h2::PREFACE)),
     }
     if data.len() > SOCKET_INPUT_LIMIT {
         return;

@@ -1,31 +1,53 @@
 //! One small type that answers "has shutdown begun?", shared by every task (the shape of
 //! mini-redis's `Shutdown`). The accept loop stops on it and each session closes its client
-//! with 1001 "Going away".
+//! with 1001 "Going away". Before that, a drain (SIGTERM with a grace) is announced, so that
+//! what can take no new work says so at once: an HTTP/2 connection sends GOAWAY.
 
 use tokio::sync::watch;
+
+/// How far the shutdown has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Running,
+    /// Sessions run on for the grace; nothing new is taken.
+    Draining,
+    /// Every session closes now.
+    Closing,
+}
 
 /// Begins the shutdown that every [`Shutdown`] handed out observes.
 #[derive(Debug)]
 pub struct Trigger {
-    tx: watch::Sender<bool>,
+    tx: watch::Sender<Stage>,
 }
 
 /// A task's view of the shutdown signal.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    rx: watch::Receiver<bool>,
+    rx: watch::Receiver<Stage>,
 }
 
 impl Trigger {
     pub fn new() -> Trigger {
         Trigger {
-            tx: watch::Sender::new(false),
+            tx: watch::Sender::new(Stage::Running),
         }
     }
 
-    /// Signals every subscriber; calling it again changes nothing.
+    /// Signals every subscriber that sessions must close; calling it again changes nothing.
     pub fn trigger(&self) {
-        self.tx.send_replace(true);
+        self.tx.send_replace(Stage::Closing);
+    }
+
+    /// Announces the drain: sessions go on, nothing new is taken.
+    pub fn drain(&self) {
+        self.tx.send_if_modified(|stage| {
+            let running = *stage == Stage::Running;
+            if running {
+                *stage = Stage::Draining;
+            }
+            running
+        });
     }
 
     pub fn subscribe(&self) -> Shutdown {
@@ -44,13 +66,18 @@ impl Default for Trigger {
 impl Shutdown {
     #[cfg(test)]
     pub fn is_shutdown(&self) -> bool {
-        *self.rx.borrow()
+        *self.rx.borrow() == Stage::Closing
     }
 
-    /// Completes once shutdown has begun (at once if it already has).
+    /// Completes once sessions must close (at once if they must already).
     pub async fn recv(&mut self) {
         // An error means the trigger is gone, which only happens as the program ends.
-        let _ = self.rx.wait_for(|&down| down).await;
+        let _ = self.rx.wait_for(|&stage| stage == Stage::Closing).await;
+    }
+
+    /// Completes once a drain has begun, or the close itself.
+    pub async fn draining(&mut self) {
+        let _ = self.rx.wait_for(|&stage| stage >= Stage::Draining).await;
     }
 }
 
@@ -67,9 +94,14 @@ mod tests {
             a.recv().await;
             a.is_shutdown()
         });
+        let mut drains = trigger.subscribe();
+        trigger.drain();
+        drains.draining().await;
+        assert!(!drains.is_shutdown());
         trigger.trigger();
         assert!(waiter.await.unwrap());
         let mut late = trigger.subscribe();
         late.recv().await;
+        late.draining().await;
     }
 }

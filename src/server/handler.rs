@@ -61,6 +61,16 @@ pub struct Shared {
     pub gate: Gate,
     /// Counts each connection and, once upgraded, its session.
     pub tracker: Tracker,
+    /// The last number given to a connection or an HTTP/2 stream.
+    pub ids: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Numbers connections (and the streams of HTTP/2 connections) from 1, in order, as
+    /// websockify numbers its connections (`--record` file names carry the number).
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
 }
 
 /// The per-connection state.
@@ -76,8 +86,9 @@ pub struct Handler {
     /// Only the header we send the target (`--target-proxy-protocol`) needs it, so without
     /// that it is not looked up (a `getsockname` per connection for nothing).
     pub local: Option<std::net::SocketAddr>,
-    /// Its place among the open connections, from accept to close.
-    pub _place: Connection,
+    /// Its place among the open connections, from accept to close (shared by the streams
+    /// of an HTTP/2 connection, each with a handler of its own).
+    pub _place: Arc<Connection>,
 }
 
 /// A request read off its connection.
@@ -104,12 +115,12 @@ struct Opened {
 }
 
 /// What serving an opened session needs besides its halves.
-struct Session<'a> {
-    target: Cleared,
-    path: &'a str,
-    protocol: &'a str,
-    channel: &'a Channel,
-    activity: &'a Activity,
+pub(super) struct Session<'a> {
+    pub target: Cleared,
+    pub path: &'a str,
+    pub protocol: &'a str,
+    pub channel: &'a Channel,
+    pub activity: &'a Activity,
 }
 
 /// The client's two halves, by protocol family.
@@ -125,10 +136,9 @@ enum Upgrade {
 }
 
 impl Handler {
-    /// Handles the connection inside its `session` span (see
-    /// [`crate::telemetry::logging`]).
-    pub async fn run(mut self, mut stream: ClientStream) {
-        let span = tracing::info_span!(
+    /// The `session` span of this connection or stream (see [`crate::telemetry::logging`]).
+    pub(super) fn span(&self) -> tracing::Span {
+        tracing::info_span!(
             target: SPAN_TARGET,
             "session",
             id = self.id,
@@ -142,7 +152,25 @@ impl Handler {
             close_code = Empty,
             from_client = Empty,
             to_client = Empty,
-        );
+        )
+    }
+
+    /// A handler for a stream of this (HTTP/2) connection: numbered `id`, sharing the
+    /// connection's place and what it learnt of the client.
+    pub(super) fn for_stream(&self, id: u64) -> Handler {
+        Handler {
+            shared: self.shared.clone(),
+            shutdown: self.shutdown.clone(),
+            id,
+            client: self.client,
+            local: self.local,
+            _place: self._place.clone(),
+        }
+    }
+
+    /// Handles the connection inside its `session` span.
+    pub async fn run(mut self, mut stream: ClientStream) {
+        let span = self.span();
         async move {
             // Counted from accept: a connection still sending its PROXY header is one too.
             let _counted = self.shared.tracker.connection();
@@ -190,7 +218,17 @@ impl Handler {
     /// handshake's state (the request head, a TLS handshake, plugin calls) is freed when the
     /// session opens, and an idle session keeps only what its relay needs.
     async fn handle(mut self, stream: ClientStream) {
-        let Some(opened) = Box::pin(self.open(stream)).await else {
+        let Some((stream, channel, kind)) = Box::pin(self.establish(stream)).await else {
+            return;
+        };
+        tracing::Span::current().record("tls", channel.secure);
+        if kind == Sniffed::H2
+            && let Some(http2) = self.shared.config.http2
+        {
+            Box::pin(super::h2::serve(self, stream, channel, http2)).await;
+            return;
+        }
+        let Some(opened) = Box::pin(self.open(stream, channel)).await else {
             return;
         };
         let Opened {
@@ -220,13 +258,13 @@ impl Handler {
     /// connection was answered instead (a web request, a refusal) or failed, each logged
     /// where it happened. Every phase in it is awaited boxed too, so that this future stays
     /// small while it waits for the client.
-    async fn open(&mut self, stream: ClientStream) -> Option<Opened> {
+    async fn open(&mut self, stream: ClientStream, channel: Channel) -> Option<Opened> {
         let began = Instant::now();
         let Received {
             mut stream,
             facts,
             rest,
-        } = Box::pin(self.receive(stream)).await?;
+        } = Box::pin(self.receive(stream, channel)).await?;
         let upgrade = match ws::decide(&facts.head) {
             Decision::Http => {
                 Box::pin(self.web(&mut stream, &facts)).await;
@@ -250,30 +288,15 @@ impl Handler {
             Decision::Hixie(hs) => Upgrade::Hixie(hs),
         };
         // Held until the connection closes: a session holds its place for its whole life.
-        let permit = match self.shared.gate.admit(&facts.client) {
-            Ok(permit) => permit,
+        let (permit, target) = match self.decide(&facts).await {
+            Ok(decided) => decided,
             Err(denied) => {
-                self.deny(&mut stream, &facts, &denied).await;
+                self.denied(&facts, &denied);
+                answer_and_close(&mut stream, &denied.refusal.response()).await;
                 return None;
             }
         };
-        let target = match Box::pin(self.shared.gate.session(&facts)).await {
-            Ok(target) => target,
-            Err(denied) => {
-                self.deny(&mut stream, &facts, &denied).await;
-                return None;
-            }
-        };
-        let config = &self.shared.config;
-        let activity = Arc::new(Activity::new(
-            config.heartbeat,
-            config.limits.session_idle_timeout,
-        ));
-        let bounds = Bounds {
-            max_message: config.limits.max_message_size,
-            send_timeout: config.limits.send_timeout,
-            activity: activity.clone(),
-        };
+        let (activity, bounds) = self.bounds();
         let (halves, protocol, session) = match upgrade {
             Upgrade::Hybi(hs) => {
                 // Flushed: under TLS the answer would otherwise wait in the session's buffer
@@ -327,12 +350,34 @@ impl Handler {
         })
     }
 
-    /// Reads the request: sniffing, TLS, the head within `--handshake-timeout`, and with
-    /// `--trusted-proxies` the client a trusted proxy names. `None` when the connection ended
-    /// or was answered first (a Flash policy request, a bad head), each logged.
-    async fn receive(&mut self, stream: ClientStream) -> Option<Received> {
-        let (mut stream, mut channel) = Box::pin(self.establish(stream)).await?;
-        tracing::Span::current().record("tls", channel.secure);
+    /// A WebSocket request's place under the limits and its target, from the gate.
+    pub(super) async fn decide(&self, facts: &Facts) -> Result<(Permit, Cleared), Denied> {
+        // Held until the session ends: a session holds its place for its whole life.
+        let permit = self.shared.gate.admit(&facts.client)?;
+        let target = Box::pin(self.shared.gate.session(facts)).await?;
+        Ok((permit, target))
+    }
+
+    /// A new session's clocks (heartbeat, idle) and the bounds its halves keep.
+    pub(super) fn bounds(&self) -> (Arc<Activity>, Bounds) {
+        let config = &self.shared.config;
+        let activity = Arc::new(Activity::new(
+            config.heartbeat,
+            config.limits.session_idle_timeout,
+        ));
+        let bounds = Bounds {
+            max_message: config.limits.max_message_size,
+            send_timeout: config.limits.send_timeout,
+            activity: activity.clone(),
+        };
+        (activity, bounds)
+    }
+
+    /// Reads the request on an established connection: the head within
+    /// `--handshake-timeout`, and with `--trusted-proxies` the client a trusted proxy names.
+    /// `None` when the connection ended or was answered first (a bad head), logged.
+    async fn receive(&mut self, stream: ClientStream, mut channel: Channel) -> Option<Received> {
+        let mut stream = stream;
         let read = Box::pin(
             read_head_within(&mut stream, self.shared.config.limits.handshake_timeout)
                 .instrument(tracing::info_span!(target: SPAN_TARGET, "handshake")),
@@ -364,27 +409,7 @@ impl Handler {
             }
         };
         tracing::Span::current().record("path", head.request.uri().path());
-        // Before the limits, which count the real client.
-        if let Some(trusted) = &self.shared.config.trusted_proxies
-            && let Some(peer) = self.client.ip()
-        {
-            let config = &self.shared.config;
-            let forwarded = crate::edge::forwarded::resolve(
-                head.request.headers(),
-                peer,
-                trusted,
-                config.forwarded_header,
-            );
-            if let Some(client) = forwarded.client {
-                tracing::debug!(id = self.id, peer = %self.client, "forwarded for {client}");
-                self.client = ClientAddr::Tcp(client);
-                tracing::Span::current().record("client", tracing::field::display(self.client));
-            }
-            if let Some(secure) = forwarded.secure {
-                channel.secure = secure;
-                tracing::Span::current().record("tls", secure);
-            }
-        }
+        self.forwarded(head.request.headers(), &mut channel);
         Some(Received {
             stream,
             facts: Facts {
@@ -396,11 +421,29 @@ impl Handler {
         })
     }
 
+    /// With `--trusted-proxies`, the client and scheme a trusted proxy's forwarded headers
+    /// name; before the limits, which count the real client.
+    pub(super) fn forwarded(&mut self, headers: &http::HeaderMap, channel: &mut Channel) {
+        let config = &self.shared.config;
+        let (Some(trusted), Some(peer)) = (&config.trusted_proxies, self.client.ip()) else {
+            return;
+        };
+        let forwarded =
+            crate::edge::forwarded::resolve(headers, peer, trusted, config.forwarded_header);
+        if let Some(client) = forwarded.client {
+            tracing::debug!(id = self.id, peer = %self.client, "forwarded for {client}");
+            self.client = ClientAddr::Tcp(client);
+            tracing::Span::current().record("client", tracing::field::display(self.client));
+        }
+        if let Some(secure) = forwarded.secure {
+            channel.secure = secure;
+            tracing::Span::current().record("tls", secure);
+        }
+    }
+
     /// A plain HTTP request: a file from `--web` (within the web requests' share of
     /// `--max-connections`, past `--web-auth`, written under `--send-timeout`), else 405.
     async fn web(&self, stream: &mut ClientStream, facts: &Facts) {
-        let m = metrics::get();
-        let (method, path) = (facts.head.method(), facts.path());
         let Some(web) = &self.shared.web else {
             // Counted like any request, though it is answered at once.
             let _permit = match self.shared.gate.admit(&facts.client) {
@@ -410,18 +453,7 @@ impl Handler {
                     return;
                 }
             };
-            tracing::info!(
-                id = self.id,
-                client = %self.client,
-                "{method} {path}: 405, no web directory is served here"
-            );
-            m.web_request(StatusCode::METHOD_NOT_ALLOWED);
-            tracing::Span::current().record("status", 405);
-            let refusal = Refusal::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this port serves WebSocket upgrades only",
-            )
-            .with_header("Allow", "");
+            let refusal = self.no_web(facts);
             answer_and_close(stream, &refusal.response()).await;
             return;
         };
@@ -435,9 +467,34 @@ impl Handler {
             }
         };
         let mut out = Deadline::new(&mut *stream, limits.send_timeout);
-        match Box::pin(web.serve(&facts.head, &mut out)).await {
+        let served = Box::pin(web.serve(&facts.head, &mut out)).await;
+        self.web_served(facts, served);
+        close_gracefully(&mut out).await;
+    }
+
+    /// A plain request without `--web`: counted, logged, and the `405` to answer.
+    pub(super) fn no_web(&self, facts: &Facts) -> Refusal {
+        let (method, path) = (facts.head.method(), facts.path());
+        tracing::info!(
+            id = self.id,
+            client = %self.client,
+            "{method} {path}: 405, no web directory is served here"
+        );
+        metrics::get().web_request(StatusCode::METHOD_NOT_ALLOWED);
+        tracing::Span::current().record("status", 405);
+        Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this port serves WebSocket upgrades only",
+        )
+        .with_header("Allow", "")
+    }
+
+    /// A web answer sent (its status) or cut off: counted and logged.
+    pub(super) fn web_served(&self, facts: &Facts, served: std::io::Result<StatusCode>) {
+        let (method, path) = (facts.head.method(), facts.path());
+        match served {
             Ok(status) => {
-                m.web_request(status);
+                metrics::get().web_request(status);
                 tracing::Span::current().record("status", status.as_u16());
                 tracing::info!(
                     id = self.id,
@@ -448,12 +505,18 @@ impl Handler {
             }
             Err(e) => tracing::info!(id = self.id, client = %self.client, "{path}: {e}"),
         }
-        close_gracefully(&mut out).await;
     }
 
-    /// Answers a request the gate turned away: counted, on the span, logged (a plugin's
-    /// failure first, at warning level), and the refusal to the client.
+    /// Answers a request the gate turned away: counted, on the span, logged, and the refusal
+    /// to the client.
     async fn deny(&self, stream: &mut ClientStream, facts: &Facts, denied: &Denied) {
+        self.denied(facts, denied);
+        answer_and_close(stream, &denied.refusal.response()).await;
+    }
+
+    /// A request the gate turned away: counted, on the span, and logged (a plugin's failure
+    /// first, at warning level); the transport answers it.
+    pub(super) fn denied(&self, facts: &Facts, denied: &Denied) {
         let refusal = &denied.refusal;
         let status = refusal.status.as_u16();
         if let Some(fault) = &denied.fault {
@@ -477,13 +540,16 @@ impl Handler {
                 refusal.reason
             ),
         }
-        answer_and_close(stream, &refusal.response()).await;
     }
 
     /// Sniffs the first bytes and sets up TLS when the client speaks it; answers Flash policy
-    /// requests. Returns the stream on which HTTP follows, or `None` when the connection is
-    /// done (answered, refused, or gone), each case logged.
-    async fn establish(&self, mut stream: ClientStream) -> Option<(ClientStream, Channel)> {
+    /// requests. Returns the stream on which HTTP follows and which HTTP it is (HTTP/1 or
+    /// HTTP/2's preface), or `None` when the connection is done (answered, refused, or gone),
+    /// each case logged.
+    async fn establish(
+        &self,
+        mut stream: ClientStream,
+    ) -> Option<(ClientStream, Channel, Sniffed)> {
         let (id, client) = (self.id, self.client);
         let m = metrics::get();
         let mut channel = Channel::default();
@@ -543,7 +609,7 @@ impl Handler {
             answer_and_close(&mut stream, FLASH_POLICY).await;
             return None;
         }
-        Some((stream, channel))
+        Some((stream, channel, kind))
     }
 
     async fn sniff(&self, stream: &mut ClientStream) -> Option<Sniffed> {
@@ -563,7 +629,7 @@ impl Handler {
     }
 
     /// Counts an upgraded session and records what it speaks on its span.
-    fn started(&self, protocol: &str, family: &str, accepted: Instant) {
+    pub(super) fn started(&self, protocol: &str, family: &str, accepted: Instant) {
         let m = metrics::get();
         m.session_started(protocol);
         m.handshake_duration
@@ -573,7 +639,12 @@ impl Handler {
     }
 
     /// Connects the target and relays; logs the session's one info line.
-    async fn serve<R: ClientRx, T: ClientTx>(self, mut rx: R, mut tx: T, session: Session<'_>) {
+    pub(super) async fn serve<R: ClientRx, T: ClientTx>(
+        self,
+        mut rx: R,
+        mut tx: T,
+        session: Session<'_>,
+    ) {
         let Session {
             target,
             path,

@@ -12,6 +12,7 @@
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tracker`: live connection and session counts the lifecycle rules watch.
 
+mod h2;
 pub mod handler;
 pub mod tracker;
 
@@ -249,6 +250,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
             config.prefer_ipv6,
         ),
         tracker: tracker.clone(),
+        ids: Default::default(),
     });
     tracing::info!("proxying from {where_} to {}", shared.gate.targets());
 
@@ -256,7 +258,6 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     let reason = {
         let stop = stop_accepting(&config, &tracker, wrapper.as_ref());
         tokio::pin!(stop);
-        let mut next_id: u64 = 0;
         let peer_is_client = !config.proxy_protocol && config.trusted_proxies.is_none();
         loop {
             tokio::select! {
@@ -265,7 +266,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                 _ = hangup.recv() => reload(tls.as_ref(), &shared.gate),
                 accepted = accept(&listener, &shared.gate) => match accepted {
                     Ok((stream, client, place)) => {
-                        next_id += 1;
+                        let id = shared.next_id();
                         // Counted before any byte is read, the bound per address included
                         // when the peer is the client (not a balancer or a trusted proxy).
                         let peer = peer_is_client.then(|| client.ip()).flatten();
@@ -276,19 +277,19 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                                     crate::telemetry::metrics::HandshakeFailure::MaxConnectionsPerIp,
                                     None,
                                 );
-                                tracing::debug!(id = next_id, %client, "closed at accept: over {refused}");
+                                tracing::debug!(id, %client, "closed at accept: over {refused}");
                                 continue;
                             }
                         };
                         let handler = Handler {
                             shared: shared.clone(),
                             shutdown: shutdown.subscribe(),
-                            id: next_id,
+                            id,
                             client,
                             local: config
                                 .target_proxy_protocol
                                 .and_then(|_| stream.local_addr()),
-                            _place: connection,
+                            _place: Arc::new(connection),
                         };
                         tokio::spawn(handler.run(stream));
                     }
@@ -366,6 +367,8 @@ async fn drain(
         let now = tokio::time::Instant::now();
         match phase {
             Phase::Waiting if !grace.is_zero() => {
+                // HTTP/2 connections say GOAWAY now: their sessions go on, no new stream.
+                shutdown.drain();
                 let n = tracker.counts().connections;
                 if n > 0 {
                     tracing::info!(

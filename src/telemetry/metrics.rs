@@ -90,6 +90,9 @@ pub enum HandshakeFailure {
     ProxyProtocol,
     /// `--allow-target` does not allow the request's target.
     TargetNotAllowed,
+    /// An HTTP/2 connection broke the protocol or one of its bounds (a flood of resets,
+    /// settings, pings or header fragments; a preface or SETTINGS that never came).
+    Http2,
 }
 
 impl HandshakeFailure {
@@ -99,6 +102,7 @@ impl HandshakeFailure {
             HandshakeFailure::Silent => "silent",
             HandshakeFailure::FlashRefused => "flash_refused",
             HandshakeFailure::PluginBusy => "plugin_busy",
+            HandshakeFailure::Http2 => "http2",
             HandshakeFailure::MalformedHead => "malformed_head",
             HandshakeFailure::HeadTimeout => "head_timeout",
             HandshakeFailure::HeadTooLarge => "head_too_large",

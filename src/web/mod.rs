@@ -83,13 +83,19 @@ impl WebRoot {
         req: &Request<()>,
         out: &mut S,
     ) -> io::Result<StatusCode> {
-        let response = match self.respond(req).await {
-            Ok(response) => response,
-            Err(refusal) => plain(refusal.status, &refusal.reason),
-        };
+        let response = self.answer(req).await;
         let status = response.status();
         write_response(response, req.method() == Method::HEAD, out).await?;
         Ok(status)
+    }
+
+    /// The answer to `req`, for a transport that writes it its own way (HTTP/2). The body
+    /// is for a GET: a HEAD request's answer sends the head alone.
+    pub async fn answer(&self, req: &Request<()>) -> Response<WebBody> {
+        match self.respond(req).await {
+            Ok(response) => response,
+            Err(refusal) => plain(refusal.status, &refusal.reason),
+        }
     }
 
     async fn respond(&self, req: &Request<()>) -> Result<Response<WebBody>, Refusal> {
@@ -321,10 +327,40 @@ async fn resolve(root: &Path, raw_path: &str) -> Result<Place, Refusal> {
 }
 
 /// A response body: a file stream from hyper-staticfile, bytes, or nothing.
-enum WebBody {
+pub enum WebBody {
     File(hyper_staticfile::Body),
     Bytes(Bytes),
     Empty,
+}
+
+impl WebBody {
+    /// Its length, where known before it is read (a file's answer carries its own
+    /// `Content-Length`).
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            WebBody::Bytes(b) => Some(b.len() as u64),
+            WebBody::Empty => Some(0),
+            WebBody::File(_) => None,
+        }
+    }
+
+    /// The next piece of it; `None` at its end.
+    pub async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        match self {
+            WebBody::Bytes(b) if !b.is_empty() => Some(Ok(std::mem::take(b))),
+            WebBody::Bytes(_) | WebBody::Empty => None,
+            WebBody::File(file) => loop {
+                match file.frame().await? {
+                    Err(e) => return Some(Err(e)),
+                    Ok(frame) => {
+                        if let Ok(data) = frame.into_data() {
+                            return Some(Ok(data));
+                        }
+                    }
+                }
+            },
+        }
+    }
 }
 
 fn plain(status: StatusCode, reason: &str) -> Response<WebBody> {
@@ -347,9 +383,7 @@ async fn write_response<S: AsyncWrite + Unpin>(
     let (parts, body) = response.into_parts();
     let content_length = match &body {
         _ if parts.headers.contains_key(header::CONTENT_LENGTH) => None,
-        WebBody::Bytes(b) => Some(b.len() as u64),
-        WebBody::Empty => Some(0),
-        WebBody::File(_) => None,
+        body => body.len(),
     };
     let headers = parts
         .headers
@@ -360,17 +394,9 @@ async fn write_response<S: AsyncWrite + Unpin>(
     write_head(&mut head, parts.status, headers, content_length);
     out.write_all(&head).await?;
     if !head_only && parts.status != StatusCode::NOT_MODIFIED {
-        match body {
-            WebBody::Bytes(b) => out.write_all(&b).await?,
-            WebBody::File(mut file) => {
-                while let Some(frame) = file.frame().await {
-                    let frame = frame?;
-                    if let Some(data) = frame.data_ref() {
-                        out.write_all(data).await?;
-                    }
-                }
-            }
-            WebBody::Empty => {}
+        let mut body = body;
+        while let Some(data) = body.next().await {
+            out.write_all(&data?).await?;
         }
     }
     out.flush().await

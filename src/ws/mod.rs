@@ -48,6 +48,44 @@ pub enum Decision {
     Http,
 }
 
+/// What a request on an HTTP/2 stream asks for.
+#[derive(Debug)]
+pub enum StreamDecision {
+    /// An extended CONNECT for a WebSocket (RFC 8441) that we accept.
+    Connect(hybi::ConnectHandshake),
+    /// A CONNECT that we refuse: another protocol, or a bad WebSocket header.
+    Refuse(Refusal),
+    /// Anything else: a request for the web directory.
+    Http,
+}
+
+/// Classifies a request of an HTTP/2 stream, whose extended CONNECT's `:protocol` is
+/// `protocol`. A plain CONNECT (a TCP tunnel) and other protocols are refused: only
+/// WebSockets go through this port.
+pub fn decide_stream(req: &Request<()>, protocol: Option<&str>) -> StreamDecision {
+    if req.method() != http::Method::CONNECT {
+        return StreamDecision::Http;
+    }
+    match protocol {
+        Some(p) if p.eq_ignore_ascii_case("websocket") => {
+            match hybi::ConnectHandshake::from_request(req) {
+                Ok(hs) => StreamDecision::Connect(hs),
+                Err(refusal) => StreamDecision::Refuse(refusal),
+            }
+        }
+        Some(p) => StreamDecision::Refuse(Refusal::bad_request(format!(
+            "extended CONNECT for `{p}`: this server speaks websocket only"
+        ))),
+        None => StreamDecision::Refuse(
+            Refusal::new(
+                http::StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT tunnels are not served here: WebSockets only (RFC 8441)",
+            )
+            .with_header("allow", "GET, HEAD"),
+        ),
+    }
+}
+
 /// Classifies a request: any of `Upgrade` or a `Sec-WebSocket-*` handshake header makes it a
 /// WebSocket attempt, which is then accepted or refused with the reason; anything else is
 /// plain HTTP.

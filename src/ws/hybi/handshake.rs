@@ -103,6 +103,51 @@ impl HybiHandshake {
     }
 }
 
+/// An accepted WebSocket over HTTP/2 (RFC 8441): an extended CONNECT whose `:protocol` is
+/// `websocket`, answered `200`. There is no key to answer (the stream is the proof of
+/// intent), and the framing after it is RFC 6455's, masks included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectHandshake {
+    /// The chosen subprotocol, `None` when the client offered none (then frames are binary).
+    pub protocol: Option<Subprotocol>,
+}
+
+impl ConnectHandshake {
+    /// Checks an extended CONNECT's headers (RFC 8441 section 5: version 13 only).
+    pub fn from_request(req: &Request<()>) -> Result<ConnectHandshake, Refusal> {
+        let headers = req.headers();
+        match header_str(headers, SEC_WEBSOCKET_VERSION).map(str::trim) {
+            Some("13") => {}
+            other => {
+                let why = match other {
+                    Some(v) => format!("unsupported Sec-WebSocket-Version `{v}`"),
+                    None => "no Sec-WebSocket-Version".to_string(),
+                };
+                return Err(Refusal::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    format!("{why}: a WebSocket over HTTP/2 speaks 13"),
+                )
+                .with_header("sec-websocket-version", "13"));
+            }
+        }
+        Ok(ConnectHandshake {
+            protocol: negotiate(headers)?,
+        })
+    }
+
+    /// The `200` that opens the stream as a WebSocket.
+    pub fn response(&self) -> http::Response<()> {
+        let mut response = http::Response::new(());
+        if let Some(p) = self.protocol {
+            response.headers_mut().insert(
+                SEC_WEBSOCKET_PROTOCOL,
+                http::HeaderValue::from_static(p.name()),
+            );
+        }
+        response
+    }
+}
+
 /// `binary` if offered, else `base64` if offered; nothing offered means no subprotocol (binary
 /// frames); offers that are all unknown are refused, as websockify refuses them.
 fn negotiate(headers: &HeaderMap) -> Result<Option<Subprotocol>, Refusal> {

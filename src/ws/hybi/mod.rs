@@ -8,5 +8,5 @@ pub mod frame;
 pub mod handshake;
 pub(crate) mod session;
 
-pub use handshake::HybiHandshake;
+pub use handshake::{ConnectHandshake, HybiHandshake};
 pub use session::{HybiRx, HybiTx, MAX_MESSAGE_SIZE, session};

@@ -1,0 +1,323 @@
+//! HTTP/2 connections (`--http2 on`): h2c with prior knowledge, or TLS with ALPN `h2`.
+//!
+//! Each stream is a request of its own, with a handler, a number and a `session` span of its
+//! own, and goes through the same steps as a request on HTTP/1.1: its facts (the head, the
+//! client, forwarded headers), the [`Gate`](crate::gate::Gate)'s decision, then the session
+//! or the web answer. An extended CONNECT for `websocket` (RFC 8441) becomes a session on
+//! the stream ([`crate::edge::h2::H2Stream`]) with the same HyBi codec and relay as a
+//! socket; a refusal is a response on its stream with the same status and reason as over
+//! HTTP/1.1, and the connection's other streams go on.
+//!
+//! The connection closes (GOAWAY, then its streams end) on shutdown, after [`IDLE`] without
+//! a stream, or when the client breaks the protocol or one of its bounds, which is counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
+
+use super::handler::{Handler, Session};
+use crate::config::Http2;
+use crate::edge::deadline::Deadline;
+use crate::edge::h2::{H2Stream, H2Writer};
+use crate::edge::http::{MAX_HEAD_BYTES, Refusal, TEXT_PLAIN};
+use crate::edge::stream::{ClientIo, ClientStream};
+use crate::request::{Channel, Facts};
+use crate::telemetry::metrics::{self, HandshakeFailure};
+use crate::ws::{self, StreamDecision};
+
+/// How long a connection stays open without a stream: a browser keeps a connection to reuse
+/// it, and opens another when this one is gone. Checked once per this period, so a
+/// connection without streams closes between one and two of them after its last.
+pub const IDLE: Duration = Duration::from_secs(60);
+
+/// Serves an HTTP/2 connection until it ends; its streams end with it.
+pub(super) async fn serve(conn: Handler, stream: ClientStream, channel: Channel, settings: Http2) {
+    let handshake_timeout = conn.shared.config.limits.handshake_timeout;
+    let max_head = u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX);
+    let builder = crate::edge::h2::server(settings.max_streams, max_head);
+    let handshake = builder.handshake::<_, Bytes>(stream);
+    // The preface and the client's SETTINGS, within the time a request head has.
+    let handshake = match handshake_timeout {
+        Some(limit) => tokio::time::timeout(limit, handshake).await,
+        None => Ok(handshake.await),
+    };
+    let mut connection = match handshake {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
+            metrics::get().handshake_failed(HandshakeFailure::Http2, None);
+            tracing::info!(id = conn.id, client = %conn.client, "HTTP/2 handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            metrics::get().handshake_failed(HandshakeFailure::Http2, None);
+            tracing::info!(id = conn.id, client = %conn.client, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    tracing::debug!(id = conn.id, client = %conn.client, "HTTP/2 connection");
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut shutdown = conn.shutdown.clone();
+    let mut going_away = false;
+    let mut idle = tokio::time::interval(IDLE);
+    idle.reset();
+    let mut streams_seen = 0usize;
+    loop {
+        tokio::select! {
+            accepted = connection.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    streams_seen += 1;
+                    let handler = conn.for_stream(conn.shared.next_id());
+                    let span = handler.span();
+                    let open = Open::new(&open);
+                    let channel = channel.clone();
+                    tokio::spawn(
+                        async move {
+                            let _open = open;
+                            stream_request(handler, request, respond, channel).await;
+                        }
+                        .instrument(span),
+                    );
+                }
+                Some(Err(e)) => {
+                    broken(&conn, &e);
+                    break;
+                }
+                None => break,
+            },
+            () = shutdown.draining(), if !going_away => {
+                tracing::debug!(id = conn.id, "draining: GOAWAY");
+                connection.graceful_shutdown();
+                going_away = true;
+            }
+            _ = idle.tick(), if !going_away => {
+                if open.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(id = conn.id, "no stream for {}s: GOAWAY", IDLE.as_secs());
+                    connection.graceful_shutdown();
+                    going_away = true;
+                }
+            }
+        }
+    }
+    tracing::debug!(
+        id = conn.id,
+        client = %conn.client,
+        streams = streams_seen,
+        "HTTP/2 connection closed"
+    );
+}
+
+/// A connection that ended with an error: the client's doing when it broke the protocol or
+/// a bound (h2 answers with GOAWAY and a reason), counted and logged; a connection that
+/// merely went away is not.
+fn broken(conn: &Handler, e: &h2::Error) {
+    if e.is_io() {
+        tracing::debug!(id = conn.id, client = %conn.client, "HTTP/2 connection: {e}");
+        return;
+    }
+    metrics::get().handshake_failed(HandshakeFailure::Http2, None);
+    tracing::info!(id = conn.id, client = %conn.client, "HTTP/2 connection closed: {e}");
+}
+
+/// Counts a stream open until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::AcqRel);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One stream's request: its facts, then a session, a web answer or a refusal.
+async fn stream_request(
+    mut handler: Handler,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    mut channel: Channel,
+) {
+    let began = Instant::now();
+    let (parts, body) = request.into_parts();
+    let protocol = parts
+        .extensions
+        .get::<h2::ext::Protocol>()
+        .map(|p| p.as_str().to_owned());
+    let head = Request::from_parts(parts, ());
+    tracing::Span::current().record("path", head.uri().path());
+    handler.forwarded(head.headers(), &mut channel);
+    let facts = Facts {
+        client: handler.client,
+        channel,
+        head,
+    };
+    let send_timeout = handler.shared.config.limits.send_timeout;
+    match ws::decide_stream(&facts.head, protocol.as_deref()) {
+        StreamDecision::Http => web(&handler, &facts, respond).await,
+        StreamDecision::Refuse(refusal) => {
+            metrics::get().handshake_failed(HandshakeFailure::BadUpgrade, Some(refusal.status));
+            tracing::Span::current().record("status", refusal.status.as_u16());
+            tracing::info!(
+                id = handler.id,
+                client = %handler.client,
+                status = refusal.status.as_u16(),
+                "WebSocket handshake refused: {}",
+                refusal.reason
+            );
+            refuse(&mut respond, &refusal, send_timeout).await;
+        }
+        StreamDecision::Connect(hs) => {
+            let (permit, target) = match handler.decide(&facts).await {
+                Ok(decided) => decided,
+                Err(denied) => {
+                    handler.denied(&facts, &denied);
+                    refuse(&mut respond, &denied.refusal, send_timeout).await;
+                    return;
+                }
+            };
+            let send = match respond.send_response(hs.response(), false) {
+                Ok(send) => send,
+                Err(e) => {
+                    tracing::debug!(id = handler.id, client = %handler.client, "sending 200: {e}");
+                    metrics::get().handshake_failed(HandshakeFailure::ClosedEarly, None);
+                    return;
+                }
+            };
+            let (activity, bounds) = handler.bounds();
+            let _session = handler.shared.tracker.session();
+            let protocol = format!(
+                "h2/{}",
+                hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
+            );
+            handler.started(&protocol, "h2", began);
+            let stream = ClientStream::new(ClientIo::H2(Box::new(H2Stream::new(body, send))));
+            let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds);
+            let path = facts.path().to_string();
+            let session = Session {
+                target,
+                path: &path,
+                protocol: &protocol,
+                channel: &facts.channel,
+                activity: &activity,
+            };
+            Box::pin(handler.serve(rx, tx, session)).await;
+            drop(permit);
+        }
+    }
+}
+
+/// A request for the web directory on a stream: the same admission, `--web-auth` and
+/// answers as over HTTP/1.1, sent under `--send-timeout`.
+async fn web(handler: &Handler, facts: &Facts, mut respond: SendResponse<Bytes>) {
+    let limits = &handler.shared.config.limits;
+    let Some(root) = &handler.shared.web else {
+        let refusal = match handler.shared.gate.admit(&facts.client) {
+            Ok(_permit) => handler.no_web(facts),
+            Err(denied) => {
+                handler.denied(facts, &denied);
+                denied.refusal
+            }
+        };
+        refuse(&mut respond, &refusal, limits.send_timeout).await;
+        return;
+    };
+    let pass = Box::pin(handler.shared.gate.web(facts, limits.handshake_timeout)).await;
+    let _permit = match pass {
+        Ok(permit) => permit,
+        Err(denied) => {
+            handler.denied(facts, &denied);
+            refuse(&mut respond, &denied.refusal, limits.send_timeout).await;
+            return;
+        }
+    };
+    let (mut parts, mut body) = Box::pin(root.answer(&facts.head)).await.into_parts();
+    let status = parts.status;
+    strip_connection_headers(&mut parts.headers);
+    if let Some(len) = body.len()
+        && !parts.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        parts.headers.insert(header::CONTENT_LENGTH, len.into());
+    }
+    let head_only = facts.head.method() == Method::HEAD
+        || status == StatusCode::NOT_MODIFIED
+        || body.len() == Some(0);
+    let sent = async {
+        let send = respond
+            .send_response(Response::from_parts(parts, ()), head_only)
+            .map_err(std::io::Error::other)?;
+        if !head_only {
+            let mut out = Deadline::new(H2Writer::new(send), limits.send_timeout);
+            while let Some(data) = body.next().await {
+                out.write_all(&data?).await?;
+            }
+            out.shutdown().await?;
+        }
+        Ok(status)
+    };
+    handler.web_served(facts, sent.await);
+}
+
+/// Answers a stream with `refusal`: its status, headers and reason, as over HTTP/1.1.
+async fn refuse(
+    respond: &mut SendResponse<Bytes>,
+    refusal: &Refusal,
+    send_timeout: Option<Duration>,
+) {
+    let body = if refusal.reason.is_empty() {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("{}\n", refusal.reason))
+    };
+    let mut response = Response::new(());
+    *response.status_mut() = refusal.status;
+    let headers = response.headers_mut();
+    for (name, value) in &refusal.headers {
+        // Checked when the refusal was made (a plugin's are); one that is still not a
+        // header is left out rather than failing the answer.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    strip_connection_headers(headers);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_PLAIN));
+    headers.insert(header::CONTENT_LENGTH, body.len().into());
+    let Ok(send) = respond.send_response(response, body.is_empty()) else {
+        return;
+    };
+    if !body.is_empty() {
+        let mut out = Deadline::new(H2Writer::new(send), send_timeout);
+        let _ = async {
+            out.write_all(&body).await?;
+            out.shutdown().await
+        }
+        .await;
+    }
+}
+
+/// HTTP/2 forbids the headers that describe one HTTP/1.1 connection (RFC 9113 8.2.2).
+fn strip_connection_headers(headers: &mut http::HeaderMap) {
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::TE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+}

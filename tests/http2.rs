@@ -1,0 +1,493 @@
+//! WebSocket over HTTP/2 (RFC 8441) and HTTP/2 on the one port, through the real binary with
+//! the `h2` crate as the client: extended CONNECT as a browser sends it, over h2c (prior
+//! knowledge) and over TLS (ALPN `h2`).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::pki::Ca;
+use common::*;
+use h2::client::SendRequest;
+use http::{Method, Request, StatusCode};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::net::TcpStream;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// An HTTP/2 client connection over any byte stream; its connection is driven by a task.
+async fn h2_client<T>(io: T) -> SendRequest<Bytes>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (client, connection) = h2::client::handshake(io).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    // The server's SETTINGS must say it takes extended CONNECT before one is sent.
+    let mut client = client.ready().await.unwrap();
+    let end = tokio::time::Instant::now() + PATIENCE;
+    while !client.is_extended_connect_protocol_enabled() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no ENABLE_CONNECT_PROTOCOL"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        client = client.ready().await.unwrap();
+    }
+    client
+}
+
+async fn h2c(port: u16) -> SendRequest<Bytes> {
+    h2_client(TcpStream::connect(("127.0.0.1", port)).await.unwrap()).await
+}
+
+/// A WebSocket on a stream: what it sends and receives, as RFC 6455 frames.
+struct Ws {
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    buf: Vec<u8>,
+}
+
+/// The extended CONNECT of a WebSocket for `path`, offering `protocols`.
+fn connect_request(port: u16, path: &str, protocols: Option<&str>) -> Request<()> {
+    let mut req = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("http://127.0.0.1:{port}{path}"))
+        .header("sec-websocket-version", "13")
+        .extension(h2::ext::Protocol::from_static("websocket"));
+    if let Some(p) = protocols {
+        req = req.header("sec-websocket-protocol", p);
+    }
+    req.body(()).unwrap()
+}
+
+/// Opens a WebSocket; the response's status and, on 200, the stream.
+async fn open(
+    client: &mut SendRequest<Bytes>,
+    req: Request<()>,
+) -> (http::response::Parts, Option<Ws>, Vec<u8>) {
+    let mut client = client.clone().ready().await.unwrap();
+    let (response, send) = client.send_request(req, false).unwrap();
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("no response")
+        .unwrap();
+    let (parts, mut recv) = response.into_parts();
+    if parts.status != StatusCode::OK {
+        let mut body = Vec::new();
+        while let Some(data) = recv.data().await {
+            let data = data.unwrap();
+            let _ = recv.flow_control().release_capacity(data.len());
+            body.extend_from_slice(&data);
+        }
+        return (parts, None, body);
+    }
+    let ws = Ws {
+        send,
+        recv,
+        buf: Vec::new(),
+    };
+    (parts, Some(ws), Vec::new())
+}
+
+impl Ws {
+    async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        send_frame(&mut self.send, opcode, payload).await;
+    }
+
+    async fn read_frame(&mut self) -> Option<Frame> {
+        read_frame(&mut self.recv, &mut self.buf).await
+    }
+
+    /// Sends `payload` as one message while the echo comes back, as a browser reads while
+    /// it writes (the windows would otherwise fill both ways).
+    async fn echo(&mut self, payload: &[u8]) {
+        let (_, back) = tokio::join!(
+            send_frame(&mut self.send, 2, payload),
+            read_data(&mut self.recv, &mut self.buf, payload.len(), false)
+        );
+        assert!(back == payload);
+    }
+}
+
+async fn send_frame(send: &mut h2::SendStream<Bytes>, opcode: u8, payload: &[u8]) {
+    let mut frame = Bytes::from(encode_frame(true, opcode, payload, Some(rand_mask())));
+    while !frame.is_empty() {
+        send.reserve_capacity(frame.len());
+        let room = std::future::poll_fn(|cx| send.poll_capacity(cx))
+            .await
+            .expect("stream closed")
+            .unwrap();
+        let chunk = frame.split_to(room.min(frame.len()));
+        send.send_data(chunk, false).unwrap();
+    }
+}
+
+async fn read_frame(recv: &mut h2::RecvStream, buf: &mut Vec<u8>) -> Option<Frame> {
+    loop {
+        if let Some((frame, used)) = decode_frame(buf) {
+            buf.drain(..used);
+            return Some(frame);
+        }
+        let data = tokio::time::timeout(PATIENCE, recv.data())
+            .await
+            .expect("nothing came")?
+            .ok()?;
+        let _ = recv.flow_control().release_capacity(data.len());
+        buf.extend_from_slice(&data);
+    }
+}
+
+/// What the echo sends back for `len` bytes, whatever the messages' sizes.
+async fn read_data(
+    recv: &mut h2::RecvStream,
+    buf: &mut Vec<u8>,
+    len: usize,
+    text: bool,
+) -> Vec<u8> {
+    use base64::Engine;
+    let mut out = Vec::new();
+    while out.len() < len {
+        let frame = read_frame(recv, buf).await.expect("stream ended");
+        match (frame.opcode, text) {
+            (2, false) => out.extend_from_slice(&frame.payload),
+            (1, true) => out.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&frame.payload)
+                    .unwrap(),
+            ),
+            (9 | 10, _) => {}
+            other => panic!("unexpected frame {other:?} {:?}", frame.close()),
+        }
+    }
+    out
+}
+
+fn rand_mask() -> [u8; 4] {
+    let b = random_bytes(4);
+    [b[0], b[1], b[2], b[3]]
+}
+
+/// Echo through a TCP target over h2c: binary and base64 from one byte to 16 MiB, every
+/// byte as sent.
+#[tokio::test]
+async fn h2c_websocket_echo_is_byte_exact_in_binary_and_base64() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
+    let mut client = h2c(proxy.port).await;
+    let (parts, ws, _) = open(
+        &mut client,
+        connect_request(proxy.port, "/websockify", Some("binary")),
+    )
+    .await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["sec-websocket-protocol"], "binary");
+    let mut ws = ws.unwrap();
+    for len in [1, 125, 126, 65_535, 65_536, 1 << 20, 16 << 20] {
+        ws.echo(&random_bytes(len)).await;
+    }
+    // base64 on its own stream of the same connection.
+    let (parts, ws64, _) = open(
+        &mut client,
+        connect_request(proxy.port, "/websockify", Some("base64")),
+    )
+    .await;
+    assert_eq!(parts.headers["sec-websocket-protocol"], "base64");
+    let mut ws64 = ws64.unwrap();
+    use base64::Engine;
+    for len in [1, 3000, 1 << 20] {
+        let data = random_bytes(len);
+        let text = base64::engine::general_purpose::STANDARD.encode(&data);
+        let Ws { send, recv, buf } = &mut ws64;
+        let (_, back) = tokio::join!(
+            send_frame(send, 1, text.as_bytes()),
+            read_data(recv, buf, len, true)
+        );
+        assert!(back == data);
+    }
+    // A close is answered on the stream, and the session's line says HTTP/2.
+    ws.send_frame(8, &1000u16.to_be_bytes()).await;
+    let frame = ws.read_frame().await.unwrap();
+    assert_eq!(frame.close().0, 1000);
+    proxy.wait_log(r#"protocol="h2/binary""#, PATIENCE);
+}
+
+/// 200 WebSockets on one connection, each its own session to the target, all byte-exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_streams_on_one_connection_are_two_hundred_sessions() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
+    let client = h2c(proxy.port).await;
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..200usize {
+        let mut client = client.clone();
+        let port = proxy.port;
+        all.spawn(async move {
+            let (parts, ws, _) = open(&mut client, connect_request(port, "/", None)).await;
+            assert_eq!(parts.status, StatusCode::OK, "stream {i}");
+            let mut ws = ws.unwrap();
+            for round in 0..3 {
+                let data = random_bytes(1000 + i * 37 + round);
+                ws.echo(&data).await;
+            }
+            ws
+        });
+    }
+    let mut open_streams = Vec::new();
+    while let Some(ws) = all.join_next().await {
+        open_streams.push(ws.unwrap());
+    }
+    assert_eq!(open_streams.len(), 200);
+    let (_, page) = {
+        let port = proxy.port;
+        tokio::task::spawn_blocking(move || http_get(port, "/"))
+            .await
+            .unwrap()
+    };
+    drop(page);
+}
+
+/// A stream refused by the gate gets its answer on its stream, the same status and reason
+/// as over HTTP/1.1, and the connection's other streams go on.
+#[tokio::test]
+async fn a_refused_stream_gets_the_http1_answer_and_the_others_go_on() {
+    let echo = echo_target().await;
+    let d = std::env::temp_dir().join(format!("websockify-h2-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let tokens = d.join("tokens");
+    std::fs::write(&tokens, format!("good: 127.0.0.1:{echo}\n")).unwrap();
+    let proxy = Proxy::start(&[
+        "--token-plugin",
+        "TokenFile",
+        "--token-source",
+        tokens.to_str().unwrap(),
+        "127.0.0.1:0",
+    ]);
+    let mut client = h2c(proxy.port).await;
+    let (parts, good, _) = open(
+        &mut client,
+        connect_request(proxy.port, "/websockify?token=good", None),
+    )
+    .await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let mut good = good.unwrap();
+    good.echo(b"before").await;
+    let (parts, none, body) = open(
+        &mut client,
+        connect_request(proxy.port, "/websockify?token=bad", None),
+    )
+    .await;
+    assert!(none.is_none());
+    // The same request over HTTP/1.1.
+    let mut raw = Raw::connect(proxy.port).await;
+    let http1 = raw
+        .request(&upgrade_request(&[]).replacen(
+            "GET /websockify ",
+            "GET /websockify?token=bad ",
+            1,
+        ))
+        .await;
+    assert_eq!(parts.status.as_u16(), http1.status);
+    assert!(parts.status.is_client_error(), "{:?}", parts.status);
+    // The same reason as the body, and the same headers that say why.
+    let http1_body = String::from_utf8(raw.read_to_end().await).unwrap();
+    assert_eq!(String::from_utf8(body).unwrap(), http1_body);
+    assert!(!http1_body.trim().is_empty());
+    assert_eq!(
+        parts.headers["content-type"].to_str().unwrap(),
+        http1.header("content-type").unwrap()
+    );
+    // Not a WebSocket request at all: a plain CONNECT tunnel is refused.
+    let mut plain = client.clone().ready().await.unwrap();
+    let tunnel = Request::builder()
+        .method(Method::CONNECT)
+        .uri("127.0.0.1:22")
+        .body(())
+        .unwrap();
+    let (response, _send) = plain.send_request(tunnel, false).unwrap();
+    assert_eq!(
+        response.await.unwrap().status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    good.echo(b"after").await;
+}
+
+/// The web directory over HTTP/2, and `--http2 off` speaks HTTP/1.1 only.
+#[tokio::test]
+async fn web_files_over_h2c_and_http2_off() {
+    let echo = echo_target().await;
+    let d = std::env::temp_dir().join(format!("websockify-h2-web-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let page = random_bytes(300_000);
+    std::fs::write(d.join("big.bin"), &page).unwrap();
+    std::fs::write(d.join("page.html"), "<p>over HTTP/1.1</p>").unwrap();
+    let proxy = Proxy::start(&[
+        "--web",
+        d.to_str().unwrap(),
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let client = h2c(proxy.port).await;
+    let get = |path: &str| {
+        Request::builder()
+            .uri(format!("http://127.0.0.1:{}{path}", proxy.port))
+            .body(())
+            .unwrap()
+    };
+    let mut c = client.clone().ready().await.unwrap();
+    let (response, _) = c.send_request(get("/big.bin"), true).unwrap();
+    let (parts, mut body) = response.await.unwrap().into_parts();
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.headers["content-length"], "300000");
+    let mut got = Vec::new();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+        got.extend_from_slice(&data);
+    }
+    assert!(got == page);
+    let mut c = client.clone().ready().await.unwrap();
+    let (response, _) = c.send_request(get("/missing"), true).unwrap();
+    assert_eq!(response.await.unwrap().status(), StatusCode::NOT_FOUND);
+
+    let off = Proxy::start(&[
+        "--http2",
+        "off",
+        "--web",
+        d.to_str().unwrap(),
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let tcp = TcpStream::connect(("127.0.0.1", off.port)).await.unwrap();
+    let refused = tokio::time::timeout(PATIENCE, h2::client::handshake(tcp)).await;
+    match refused {
+        Ok(Err(_)) => {}
+        Ok(Ok((client, connection))) => {
+            // The handshake may look done before the answer to the preface is read: a
+            // request on it fails.
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let sent = async {
+                let mut client = client.ready().await?;
+                let (response, _) = client.send_request(get("/big.bin"), true)?;
+                response.await
+            };
+            assert!(
+                tokio::time::timeout(PATIENCE, sent).await.unwrap().is_err(),
+                "--http2 off answered HTTP/2"
+            );
+        }
+        Err(_) => panic!("no answer to the preface with --http2 off"),
+    }
+    let answer = {
+        let port = off.port;
+        tokio::task::spawn_blocking(move || http_get(port, "/page.html"))
+            .await
+            .unwrap()
+    };
+    assert_eq!(answer, (200, "<p>over HTTP/1.1</p>".to_string()));
+}
+
+/// Over TLS, ALPN picks `h2` and the WebSocket rides on it; a client that offers only
+/// HTTP/1.1 still gets HTTP/1.1.
+#[tokio::test]
+async fn tls_alpn_h2_carries_websockets() {
+    let d = std::env::temp_dir().join(format!("websockify-h2-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let ca = Ca::new("test CA");
+    let (cert_pem, key_pem) = ca.leaf("h2");
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let connect = |alpn: Vec<Vec<u8>>| {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn;
+        let port = proxy.port;
+        async move {
+            let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap()
+        }
+    };
+    let tls = connect(vec![b"h2".to_vec(), b"http/1.1".to_vec()]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut client = h2_client(tls).await;
+    let (parts, ws, _) = open(&mut client, connect_request(proxy.port, "/", None)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    ws.unwrap().echo(&random_bytes(200_000)).await;
+    let tls = connect(vec![b"http/1.1".to_vec()]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
+
+/// SIGTERM with a grace: the connection says GOAWAY at once (no new stream), the sessions on
+/// it go on for the grace, then each gets 1001 on its stream.
+#[tokio::test]
+async fn sigterm_sends_goaway_then_1001_after_the_grace() {
+    let echo = echo_target().await;
+    let mut proxy = Proxy::start(&[
+        "--shutdown-grace",
+        "2",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let mut client = h2c(proxy.port).await;
+    let (_, ws, _) = open(&mut client, connect_request(proxy.port, "/", None)).await;
+    let mut ws = ws.unwrap();
+    ws.echo(b"before").await;
+    let signalled = std::time::Instant::now();
+    proxy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No new stream on the connection after its GOAWAY.
+    let refused = async {
+        let mut c = client.clone().ready().await?;
+        let (response, _) = c.send_request(connect_request(proxy.port, "/", None), false)?;
+        response.await
+    };
+    let refused = tokio::time::timeout(PATIENCE, refused).await.unwrap();
+    assert!(
+        refused.is_err(),
+        "a stream opened after GOAWAY: {refused:?}"
+    );
+    // The session goes on during the grace, then is closed with 1001.
+    ws.echo(b"during the grace").await;
+    let close = loop {
+        let frame = ws.read_frame().await.expect("stream ended without a close");
+        if frame.opcode == 8 {
+            break frame.close();
+        }
+    };
+    assert_eq!(close.0, 1001, "{close:?}");
+    let after = signalled.elapsed();
+    assert!(
+        after >= Duration::from_millis(1800) && after < Duration::from_secs(10),
+        "{after:?}"
+    );
+    ws.send_frame(8, &1001u16.to_be_bytes()).await;
+    proxy.wait_exit(Duration::from_secs(10));
+}
