@@ -468,33 +468,67 @@ fn novnc_over_ws() {
     assert!(log.contains("tls=false"), "{log}");
 }
 
-#[test]
-fn novnc_over_wss() {
-    let desktop = Desktop::start("wss");
+/// noVNC over `https`/`wss`, with `extra` settings; the proxy's log once the session ended.
+fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
+    let desktop = Desktop::start(name);
     let site = novnc_site();
     let (cert, key) = pki::Ca::new("websockify-rs browser test CA").leaf("localhost");
     let dir = browser_dir();
-    let (cert_file, key_file) = (dir.join("wss-cert.pem"), dir.join("wss-key.pem"));
+    let (cert_file, key_file) = (
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
     std::fs::write(&cert_file, cert).unwrap();
     std::fs::write(&key_file, key).unwrap();
     let target = format!("127.0.0.1:{}", desktop.rfb_port);
     // TLS only: the page and its WebSocket both come over TLS, or not at all.
-    let proxy = web_proxy(
-        site.to_str().unwrap(),
-        &[
-            "--cert",
-            cert_file.to_str().unwrap(),
-            "--key",
-            key_file.to_str().unwrap(),
-            "--ssl-only",
-        ],
-        Some(&target),
-    );
+    let mut args = vec![
+        "--cert",
+        cert_file.to_str().unwrap(),
+        "--key",
+        key_file.to_str().unwrap(),
+        "--ssl-only",
+    ];
+    args.extend_from_slice(extra);
+    let proxy = web_proxy(site.to_str().unwrap(), &args, Some(&target));
     let url = format!("https://127.0.0.1:{}/vnc.html?autoconnect=1", proxy.port);
     // The test's own CA is not one Chromium trusts.
-    node("novnc.mjs", desktop.config("novnc-wss", &url, true));
+    node("novnc.mjs", desktop.config(name, &url, true));
     let log = proxy.wait_log("session ended", Duration::from_secs(10));
     assert!(log.contains("tls=true"), "{log}");
+    log
+}
+
+/// The client address of the line that contains `needle`.
+fn client_of<'a>(log: &'a str, needle: &str) -> &'a str {
+    let line = log
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle} in\n{log}"));
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("client="))
+        .unwrap_or_else(|| panic!("no client in {line}"))
+}
+
+/// Over TLS Chromium negotiates HTTP/2 and carries noVNC's WebSocket on the connection that
+/// loaded the page (RFC 8441), proved from the proxy's side: the session is `h2`, from the
+/// same client address as the page.
+#[test]
+fn novnc_over_wss() {
+    let log = novnc_over_tls("novnc-wss", &[]);
+    assert!(log.contains(r#"protocol="h2/binary""#), "{log}");
+    assert_eq!(
+        client_of(&log, "GET /vnc.html"),
+        client_of(&log, "session ended"),
+        "{log}"
+    );
+}
+
+/// `--http2 off`: the same page over HTTP/1.1, the WebSocket an HTTP/1.1 upgrade.
+#[test]
+fn novnc_over_wss_with_http2_off() {
+    let log = novnc_over_tls("novnc-wss-http1", &["--http2", "off"]);
+    assert!(log.contains(r#"protocol="hybi-13/binary""#), "{log}");
 }
 
 #[test]
