@@ -3,7 +3,10 @@
 # `wsload soak` keeping SESSIONS checksummed sessions open in a rolling mix (lifetimes from
 # seconds to minutes, messages from 1 byte to 1 MiB and now and then 16 MiB) while faults are
 # injected beside them (resets, vanishing clients, garbage frames, oversize heads and frames,
-# slow readers, and against the web directory range floods and clients that never read). The proxy's RSS and descriptors are sampled from /proc every 10 s.
+# slow readers, clients that stop reading an echo flood, token requests the token API never
+# answers, and against the web directory range floods and clients that never read). Every
+# session's target comes from the JSONTokenApi plugin, asking `wsload token-api`, as in a
+# token deployment. The proxy's RSS and descriptors are sampled from /proc every 10 s.
 #
 #   benches/soak.sh                               30 minutes, 2,000 sessions, release build
 #   benches/soak.sh --minutes 3 --sessions 2000   a shorter full run
@@ -62,8 +65,12 @@ fi
 
 coproc ECHO { exec "$BIN/wsload" echo; }
 read -r TARGET_PORT <&"${ECHO[0]}"
+# The token API: every token to the echo target, except those beginning with "hang", which
+# it never answers (the slow plugin fault).
+coproc API { exec "$BIN/wsload" token-api --target "127.0.0.1:$TARGET_PORT"; }
+read -r API_PORT <&"${API[0]}"
 PROXY_PID=
-trap 'kill $ECHO_PID 2>/dev/null || true; [[ -n "$PROXY_PID" ]] && kill $PROXY_PID 2>/dev/null || true' EXIT
+trap 'kill $ECHO_PID $API_PID 2>/dev/null || true; [[ -n "$PROXY_PID" ]] && kill $PROXY_PID 2>/dev/null || true' EXIT
 
 # A web directory with one file of some MiB, for the web faults (range floods, clients that
 # never read an answer); the proxy gives up on a client that takes nothing for 5 s.
@@ -72,18 +79,19 @@ head -c $((8 << 20)) /dev/zero > "$OUT_DIR/web/soak.bin"
 SEND_TIMEOUT=5
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN/websockify" --web "$OUT_DIR/web" --send-timeout "$SEND_TIMEOUT" \
-  "127.0.0.1:$PORT" "127.0.0.1:$TARGET_PORT" 2> "$OUT_DIR/proxy.log" &
+  --token-plugin JSONTokenApi --token-source "http://127.0.0.1:$API_PORT/token/%s" \
+  "127.0.0.1:$PORT" 2> "$OUT_DIR/proxy.log" &
 PROXY_PID=$!
 for _ in $(seq 100); do
   (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && break
   sleep 0.1
 done
 
-echo "== soak: $MINUTES min, $SESSIONS sessions, proxy pid $PROXY_PID on $PORT, echo on $TARGET_PORT"
+echo "== soak: $MINUTES min, $SESSIONS sessions, proxy pid $PROXY_PID on $PORT, echo on $TARGET_PORT, token API on $API_PORT"
 STATUS=0
-"$BIN/wsload" soak --url "ws://127.0.0.1:$PORT/" --pid "$PROXY_PID" \
+"$BIN/wsload" soak --url "ws://127.0.0.1:$PORT/?token=soak" --pid "$PROXY_PID" \
   --minutes "$MINUTES" --sessions "$SESSIONS" "${MIX[@]}" \
-  --web-file /soak.bin --send-timeout "$SEND_TIMEOUT" \
+  --web-file /soak.bin --send-timeout "$SEND_TIMEOUT" --hanging-token hang \
   --out "$OUT_DIR/result.json" --markdown "$OUT_DIR/table.md" --command "$COMMAND" || STATUS=$?
 
 # A panic in a session task does not end the proxy, so the soak's checks could miss it.

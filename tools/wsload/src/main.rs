@@ -1,6 +1,9 @@
 //! `wsload`: the benchmark's load generator and echo target (`benches/compare.sh` drives it).
 //!
 //! - `wsload echo`: the TCP echo target every proxy relays to.
+//! - `wsload token-api --target HOST:PORT`: a token API for `JSONTokenApi` that sends every
+//!   token to the target, but never answers tokens that begin with `hang` (the soak's slow
+//!   plugin).
 //! - `wsload relay --to HOST:PORT`: the relay floor, a raw TCP relay with nothing but the
 //!   relaying in it (`relay.rs`), measured like a proxy to bound what any proxy can reach;
 //!   with `--ws`, the WebSocket floor (`wsfloor.rs`): that relay plus the least of RFC 6455
@@ -47,6 +50,15 @@ enum Figure {
     Echo {
         #[arg(long, default_value_t = 0)]
         port: u16,
+    },
+    /// Run a token API on PORT (0: any) for the proxy's JSONTokenApi plugin and print the
+    /// port: `GET /token/TOKEN` answers `{"host": ..., "port": ...}` of TARGET, except for
+    /// tokens that begin with `hang`, which it never answers.
+    TokenApi {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long)]
+        target: std::net::SocketAddr,
     },
     /// Run the relay floor on PORT (0: any) to TO and print the port: a raw TCP relay doing
     /// only the relaying, which bounds what any proxy can reach here.
@@ -333,6 +345,56 @@ async fn echo(port: u16) -> anyhow::Result<()> {
     }
 }
 
+async fn token_api(port: u16, target: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("{}", listener.local_addr()?.port());
+    let answer = format!(
+        r#"{{"host": "{}", "port": {}}}"#,
+        target.ip(),
+        target.port()
+    );
+    loop {
+        let (s, _) = listener.accept().await?;
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let _ = token_answer(s, &answer).await;
+        });
+    }
+}
+
+/// One request of the token API: the answer, or for a `hang` token nothing until the client
+/// goes away.
+async fn token_answer(mut s: tokio::net::TcpStream, answer: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await?;
+        if n == 0 || head.len() > 16 << 10 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let token = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|path| path.strip_prefix("/token/"))
+        .unwrap_or("");
+    if token.starts_with("hang") {
+        // Accepted and never answered: read until the client gives up.
+        while s.read(&mut buf).await? > 0 {}
+        return Ok(());
+    }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{answer}",
+        answer.len()
+    );
+    s.write_all(response.as_bytes()).await?;
+    s.shutdown().await
+}
+
 /// One run: CONNS connections, each with a writer sending continuously and a reader
 /// counting echoes at the same time (a sequential send/receive of 16 MiB would deadlock with
 /// every buffer on the way full). Returns the bytes echoed before the deadline.
@@ -426,6 +488,7 @@ async fn until(
 async fn run(figure: Figure) -> anyhow::Result<()> {
     match figure {
         Figure::Echo { port } => echo(port).await,
+        Figure::TokenApi { port, target } => token_api(port, target).await,
         Figure::Relay {
             port,
             to,

@@ -36,7 +36,8 @@ pub enum Fault {
     /// A frame header announcing 1 TiB: answered with close 1009 at once.
     OversizeFrame,
     /// A checksummed session that sends 4 MiB at once and reads the echo late and slowly
-    /// (backpressure all the way to the target); every byte must still arrive.
+    /// (backpressure all the way to the target), pausing less than the proxy's
+    /// `--send-timeout` (a longer pause is a stalled reader); every byte must still arrive.
     SlowReader,
     /// A request for the `--web-file` with 2,000 overlapping ranges: answered `200` with the
     /// file once, never a multi-gigabyte `206` (security review, issue 26).
@@ -44,10 +45,19 @@ pub enum Fault {
     /// A request for the `--web-file` whose answer is never read: the proxy must give up on it
     /// after its `--send-timeout`, so what arrives is short of the file (issue 26).
     StalledWebReader,
+    /// Upgrade, send megabytes for the echo to flood back, never read: the proxy must drop
+    /// the session after its `--send-timeout`, so the connection ends short of the echo
+    /// (issue 22).
+    StalledReader,
+    /// An upgrade whose token the token API never answers: `502` when the plugin's own
+    /// HTTP timeout (4 s) reports the failure, `504` when the proxy's 5 s call timeout comes
+    /// first, `503` at once when the plugin has its limit of calls in flight; never a
+    /// session, and the other sessions' tokens go on being answered (issue 22).
+    SlowPlugin,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Rst,
         Fault::Vanish,
         Fault::Garbage,
@@ -56,11 +66,18 @@ impl Fault {
         Fault::SlowReader,
         Fault::RangeFlood,
         Fault::StalledWebReader,
+        Fault::StalledReader,
+        Fault::SlowPlugin,
     ];
 
     /// Whether the fault asks the proxy's web directory for a file.
     pub fn needs_web(self) -> bool {
         matches!(self, Fault::RangeFlood | Fault::StalledWebReader)
+    }
+
+    /// Whether the fault needs a token the proxy's token API never answers.
+    pub fn needs_hanging_token(self) -> bool {
+        self == Fault::SlowPlugin
     }
 
     pub fn name(self) -> &'static str {
@@ -73,6 +90,8 @@ impl Fault {
             Fault::SlowReader => "slow_reader",
             Fault::RangeFlood => "range_flood",
             Fault::StalledWebReader => "stalled_web_reader",
+            Fault::StalledReader => "stalled_reader",
+            Fault::SlowPlugin => "slow_plugin",
         }
     }
 }
@@ -113,6 +132,29 @@ impl Endpoint {
             path: path.to_owned(),
         })
     }
+
+    /// The path with `token` as its `token` query parameter, replacing one it has.
+    pub fn path_with_token(&self, token: &str) -> String {
+        let (path, query) = self.path.split_once('?').unwrap_or((&self.path, ""));
+        let mut params: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !p.starts_with("token="))
+            .map(str::to_owned)
+            .collect();
+        params.push(format!("token={token}"));
+        format!("{path}?{}", params.join("&"))
+    }
+}
+
+/// What the faults beyond the WebSocket ones need, when the proxy is set up for them.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// The web faults' file.
+    pub web: Option<WebFile>,
+    /// The proxy's --send-timeout, which the stalled readers wait out.
+    pub send_timeout: Duration,
+    /// A prefix of tokens the proxy's token API never answers.
+    pub hanging_token: Option<String>,
 }
 
 /// What the web faults ask for: a file of the proxy's `--web` directory, and how long the
@@ -127,11 +169,12 @@ pub struct WebFile {
 pub async fn run(
     fault: Fault,
     endpoint: &Endpoint,
-    web: Option<&WebFile>,
+    extras: &Extras,
     mut rng: Rng,
     stats: &Stats,
     stop: &watch::Receiver<bool>,
 ) {
+    let web = extras.web.as_ref();
     stats.fault_started(fault.name());
     let outcome = match fault {
         Fault::Rst => rst(endpoint, &mut rng).await,
@@ -139,11 +182,18 @@ pub async fn run(
         Fault::Garbage => garbage(endpoint, &mut rng).await,
         Fault::OversizeHead => oversize_head(endpoint).await,
         Fault::OversizeFrame => oversize_frame(endpoint, &mut rng).await,
-        Fault::SlowReader => return slow_reader(endpoint, rng, stats, stop).await,
+        Fault::SlowReader => {
+            return slow_reader(endpoint, extras.send_timeout, rng, stats, stop).await;
+        }
         Fault::RangeFlood | Fault::StalledWebReader => match web {
             Some(web) if fault == Fault::RangeFlood => range_flood(endpoint, web).await,
             Some(web) => stalled_web_reader(endpoint, web, stop).await,
             None => Err(anyhow::anyhow!("no --web-file to ask for")),
+        },
+        Fault::StalledReader => stalled_reader(endpoint, extras.send_timeout, &mut rng, stop).await,
+        Fault::SlowPlugin => match &extras.hanging_token {
+            Some(prefix) => slow_plugin(endpoint, prefix, &mut rng).await,
+            None => Err(anyhow::anyhow!("no --hanging-token to send")),
         },
     };
     stats.fault_ended(fault.name(), outcome.map_err(|e| format!("{e:#}")));
@@ -215,6 +265,7 @@ async fn oversize_frame(endpoint: &Endpoint, rng: &mut Rng) -> anyhow::Result<()
 
 async fn slow_reader(
     endpoint: &Endpoint,
+    send_timeout: Duration,
     mut rng: Rng,
     stats: &Stats,
     stop: &watch::Receiver<bool>,
@@ -227,7 +278,11 @@ async fn slow_reader(
         },
         think: Duration::ZERO,
         until: Instant::now() + Duration::from_secs(24 * 3600),
-        read_pause: Duration::from_secs(rng.between(5, 15)),
+        // Late, but within the proxy's patience: from a third of it to a second short of it.
+        read_pause: {
+            let patience = send_timeout.as_secs().max(2);
+            Duration::from_secs(rng.between((patience / 3).max(1), patience - 1))
+        },
         read_delay: Duration::from_millis(20),
     };
     let result = session::run(&endpoint.url, plan, rng, stats, stop).await;
@@ -319,6 +374,17 @@ async fn stalled_web_reader(
         () = sleep(web.send_timeout * 2 + Duration::from_secs(1)) => {}
         _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
     }
+    let got = drain(&mut s).await?;
+    if got >= length {
+        bail!("all {length} bytes arrived: the proxy waited past its --send-timeout");
+    }
+    Ok(())
+}
+
+/// Reads what is left until the proxy ends the connection, within [`ANSWER_TIMEOUT`]: how
+/// many bytes came. A proxy that still holds the connection (it was waiting for the client,
+/// not giving up on it) sends on and never ends it, which is the failure.
+async fn drain(s: &mut TcpStream) -> anyhow::Result<u64> {
     let mut got = 0u64;
     let mut chunk = vec![0u8; 64 << 10];
     let read = async {
@@ -332,10 +398,68 @@ async fn stalled_web_reader(
     timeout(ANSWER_TIMEOUT, read)
         .await
         .context("the proxy never gave up on a client that took nothing")?;
-    if got >= length {
-        bail!("all {length} bytes arrived: the proxy waited past its --send-timeout");
+    Ok(got)
+}
+
+/// What the stalled reader sends: more than every buffer between it and the echo holds
+/// (socket buffers grow to a few MiB on loopback), so the proxy's writes to it stall.
+const STALLED_SEND: usize = 48 << 20;
+/// The pieces it sends that in, as 1 MiB messages.
+const STALLED_MESSAGE: usize = 1 << 20;
+
+async fn stalled_reader(
+    endpoint: &Endpoint,
+    send_timeout: Duration,
+    rng: &mut Rng,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut s = upgrade(endpoint).await?;
+    let mut payload = vec![0u8; STALLED_MESSAGE];
+    pattern::fill(rng.next_u64(), 0, &mut payload);
+    let mut sent = 0usize;
+    // Send until the proxy stops taking (backpressure from the stalled echo) or drops us; a
+    // write that makes no progress for the proxy's patience and more is where it stops.
+    let patience = send_timeout + Duration::from_secs(3);
+    let mut stop = stop.clone();
+    while sent < STALLED_SEND {
+        let mask = (rng.next_u64() as u32).to_be_bytes();
+        let message = frame(0x82, &payload, Some(mask));
+        tokio::select! {
+            written = timeout(patience, s.write_all(&message)) => match written {
+                Ok(Ok(())) => sent += message.len(),
+                // Dropped by the proxy while we still sent: what is wanted.
+                Ok(Err(_)) => break,
+                Err(_) => break,
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+        }
+    }
+    // Whatever the writes did, take nothing for the proxy's patience more, then see.
+    tokio::select! {
+        () = sleep(patience) => {}
+        _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
+    }
+    let got = drain(&mut s).await?;
+    if got as usize >= sent {
+        bail!("the whole echo of {sent} bytes arrived: the proxy waited past its --send-timeout");
     }
     Ok(())
+}
+
+async fn slow_plugin(endpoint: &Endpoint, prefix: &str, rng: &mut Rng) -> anyhow::Result<()> {
+    let mut s = connect(endpoint).await?;
+    let path = endpoint.path_with_token(&format!("{prefix}-{}", rng.next_u64()));
+    let request = request_lines_for(endpoint, &path);
+    s.write_all(format!("{request}\r\n").as_bytes()).await?;
+    let status = timeout(ANSWER_TIMEOUT, read_status(&mut s))
+        .await
+        .context("no answer")??;
+    match status {
+        // The plugin gave up on the API, its call timed out, or it had its limit of calls
+        // in flight.
+        502..=504 => Ok(()),
+        other => bail!("answered {other}, expected 502, 504 or 503"),
+    }
 }
 
 /// Reads a response head byte by byte (so nothing after it is consumed).
@@ -364,11 +488,16 @@ async fn connect(endpoint: &Endpoint) -> anyhow::Result<TcpStream> {
 }
 
 fn request_lines(endpoint: &Endpoint) -> String {
+    request_lines_for(endpoint, &endpoint.path)
+}
+
+/// The upgrade request's lines for `path` on `endpoint`'s host.
+fn request_lines_for(endpoint: &Endpoint, path: &str) -> String {
     format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Protocol: binary\r\n",
-        endpoint.path, endpoint.host
+        path, endpoint.host
     )
 }
 
@@ -389,21 +518,7 @@ async fn upgrade(endpoint: &Endpoint) -> anyhow::Result<TcpStream> {
 
 /// Reads a response head byte by byte (so nothing after it is consumed) and returns its status.
 async fn read_status(s: &mut TcpStream) -> anyhow::Result<u16> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 16 << 10 {
-            bail!("response head over 16 KiB");
-        }
-        let mut byte = [0u8];
-        if s.read(&mut byte).await? == 0 {
-            bail!(
-                "connection ended in the response head: {:?}",
-                String::from_utf8_lossy(&head)
-            );
-        }
-        head.push(byte[0]);
-    }
-    let text = String::from_utf8_lossy(&head);
+    let text = read_head(s).await?;
     text.split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -522,6 +637,10 @@ mod tests {
         assert_eq!(Endpoint::parse("ws://h").unwrap().addr, "h:80");
         assert!(Endpoint::parse("wss://h:1/").is_err());
         assert!(Endpoint::parse("ws:///").is_err());
+        let e = Endpoint::parse("ws://h:1/websockify?token=soak&x=1").unwrap();
+        assert_eq!(e.path_with_token("hang-7"), "/websockify?x=1&token=hang-7");
+        let e = Endpoint::parse("ws://h:1/").unwrap();
+        assert_eq!(e.path_with_token("t"), "/?token=t");
     }
 
     #[test]

@@ -101,17 +101,21 @@ pub struct SoakArgs {
     /// it, the faults include a range flood and a client that never reads the file.
     #[arg(long)]
     web_file: Option<String>,
-    /// The proxy's --send-timeout, seconds, which the stalled web reader waits out.
+    /// The proxy's --send-timeout, seconds, which the stalled readers wait out.
     #[arg(long, default_value_t = 30)]
     send_timeout: u64,
+    /// A prefix of tokens the proxy's token API (`wsload token-api`) never answers: with it,
+    /// the faults include a slow plugin. The --url then carries a token that it answers.
+    #[arg(long)]
+    hanging_token: Option<String>,
 }
 
 /// What every session task needs.
 struct Ctx {
     args: SoakArgs,
     endpoint: Endpoint,
-    /// What the web faults ask for, when the proxy serves a web directory.
-    web: Option<faults::WebFile>,
+    /// What the faults beyond the WebSocket ones need, where the proxy is set up for them.
+    extras: faults::Extras,
     stats: Stats,
 }
 
@@ -147,10 +151,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx {
         args: args.clone(),
         endpoint,
-        web: args.web_file.clone().map(|path| faults::WebFile {
-            path,
+        extras: faults::Extras {
+            web: args.web_file.clone().map(|path| faults::WebFile {
+                path,
+                send_timeout: Duration::from_secs(args.send_timeout),
+            }),
             send_timeout: Duration::from_secs(args.send_timeout),
-        }),
+            hanging_token: args.hanging_token.clone(),
+        },
         stats: Stats::default(),
     });
     let mut rng = Rng::new(seed);
@@ -332,13 +340,21 @@ async fn inject(ctx: Arc<Ctx>, mut rng: Rng, stop: watch::Receiver<bool>) {
         }
         let mix: Vec<Fault> = Fault::ALL
             .into_iter()
-            .filter(|f| ctx.web.is_some() || !f.needs_web())
+            .filter(|f| ctx.extras.web.is_some() || !f.needs_web())
+            .filter(|f| ctx.extras.hanging_token.is_some() || !f.needs_hanging_token())
             .collect();
         let fault = mix[rng.between(0, mix.len() as u64 - 1) as usize];
         let (ctx, fault_rng, stop) = (ctx.clone(), rng.fork(), stop.clone());
         running.spawn(async move {
-            let web = ctx.web.as_ref();
-            faults::run(fault, &ctx.endpoint, web, fault_rng, &ctx.stats, &stop).await;
+            faults::run(
+                fault,
+                &ctx.endpoint,
+                &ctx.extras,
+                fault_rng,
+                &ctx.stats,
+                &stop,
+            )
+            .await;
         });
         while running.try_join_next().is_some() {}
     }
