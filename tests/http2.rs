@@ -173,7 +173,7 @@ fn rand_mask() -> [u8; 4] {
 
 /// Echo through a TCP target over h2c: binary and base64 from one byte to 16 MiB, every
 /// byte as sent.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_websocket_echo_is_byte_exact_in_binary_and_base64() {
     let echo = echo_target().await;
     let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
@@ -253,7 +253,7 @@ async fn two_hundred_streams_on_one_connection_are_two_hundred_sessions() {
 
 /// A stream refused by the gate gets its answer on its stream, the same status and reason
 /// as over HTTP/1.1, and the connection's other streams go on.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_stream_gets_the_http1_answer_and_the_others_go_on() {
     let echo = echo_target().await;
     let d = std::env::temp_dir().join(format!("websockify-h2-{}", std::process::id()));
@@ -317,7 +317,7 @@ async fn a_refused_stream_gets_the_http1_answer_and_the_others_go_on() {
 }
 
 /// The web directory over HTTP/2, and `--http2 off` speaks HTTP/1.1 only.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_files_over_h2c_and_http2_off() {
     let echo = echo_target().await;
     let d = std::env::temp_dir().join(format!("websockify-h2-web-{}", std::process::id()));
@@ -395,7 +395,7 @@ async fn web_files_over_h2c_and_http2_off() {
 
 /// Over TLS, ALPN picks `h2` and the WebSocket rides on it; a client that offers only
 /// HTTP/1.1 still gets HTTP/1.1.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_alpn_h2_carries_websockets() {
     let d = std::env::temp_dir().join(format!("websockify-h2-tls-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -447,7 +447,7 @@ async fn tls_alpn_h2_carries_websockets() {
 
 /// SIGTERM with a grace: the connection says GOAWAY at once (no new stream), the sessions on
 /// it go on for the grace, then each gets 1001 on its stream.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_goaway_then_1001_after_the_grace() {
     let echo = echo_target().await;
     let mut proxy = Proxy::start(&[
@@ -490,4 +490,135 @@ async fn sigterm_sends_goaway_then_1001_after_the_grace() {
     );
     ws.send_frame(8, &1001u16.to_be_bytes()).await;
     proxy.wait_exit(Duration::from_secs(10));
+}
+
+/// A client connection with a browser's windows: 64 KiB per stream, a large one for the
+/// connection (Chromium's is 15 MiB), so that a stream it does not read cannot hold back
+/// the others on its own side.
+async fn h2c_browser_windows(port: u16) -> SendRequest<Bytes> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(64 << 10)
+        .initial_connection_window_size(16 << 20)
+        .handshake(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    while !client.is_extended_connect_protocol_enabled() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        client = client.ready().await.unwrap();
+    }
+    client
+}
+
+/// How long `ws` takes to echo `bytes` in 64 KiB messages.
+async fn time_echo(ws: &mut Ws, bytes: usize) -> Duration {
+    let started = std::time::Instant::now();
+    let chunk = random_bytes(64 << 10);
+    for _ in 0..bytes / chunk.len() {
+        ws.echo(&chunk).await;
+    }
+    started.elapsed()
+}
+
+/// One stream whose reader stops (its window full, its target held back) slows no other
+/// stream of the connection: their throughput stays within 2x of what it is alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_does_not_slow_the_others() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
+    let mut client = h2c_browser_windows(proxy.port).await;
+    let (_, busy, _) = open(&mut client, connect_request(proxy.port, "/", None)).await;
+    let mut busy = busy.unwrap();
+    time_echo(&mut busy, 1 << 20).await;
+    let alone = time_echo(&mut busy, 4 << 20).await;
+    // The stalled one: sends megabytes and never reads its echo.
+    let (_, stalled, _) = open(&mut client, connect_request(proxy.port, "/", None)).await;
+    let Ws { mut send, recv, .. } = stalled.unwrap();
+    let flood = tokio::spawn(async move {
+        let payload = random_bytes(1 << 20);
+        for _ in 0..16 {
+            send_frame(&mut send, 2, &payload).await;
+        }
+        send
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let beside = time_echo(&mut busy, 4 << 20).await;
+    assert!(
+        beside < alone * 2 + Duration::from_millis(500),
+        "alone {alone:?}, beside a stalled stream {beside:?}"
+    );
+    assert!(!flood.is_finished(), "the stalled stream was not held back");
+    drop(recv);
+    flood.abort();
+}
+
+/// A client's RST_STREAM ends that one session (its target connection closed), and the
+/// connection's other streams go on. (Multi-threaded: `wait_log` blocks its thread, and the
+/// client's connection task must run meanwhile to send the reset.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rst_stream_ends_one_session_only() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
+    let mut client = h2c(proxy.port).await;
+    let (_, a, _) = open(&mut client, connect_request(proxy.port, "/a", None)).await;
+    let (_, b, _) = open(&mut client, connect_request(proxy.port, "/b", None)).await;
+    let (mut a, mut b) = (a.unwrap(), b.unwrap());
+    a.echo(b"a").await;
+    b.echo(b"b").await;
+    a.send.send_reset(h2::Reason::CANCEL);
+    let log = proxy.wait_log("session ended", PATIENCE);
+    assert!(log.contains("stream no longer needed"), "{log}");
+    assert!(log.contains("close_code=1006"), "{log}");
+    b.echo(&random_bytes(100_000)).await;
+    assert_eq!(
+        proxy.log().matches("session ended").count(),
+        1,
+        "{}",
+        proxy.log()
+    );
+}
+
+/// Rapid reset (CVE-2023-44487): streams opened and reset at once, a thousand of them, cost
+/// a bounded amount: the process serves the next client, and its descriptors come back to
+/// where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_costs_a_bounded_amount() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
+    let pid = proxy.child.id();
+    let baseline = open_fds(pid).len();
+    let client = h2c(proxy.port).await;
+    for _ in 0..1000 {
+        let Ok(mut c) = client.clone().ready().await else {
+            break;
+        };
+        let Ok((_, mut send)) = c.send_request(connect_request(proxy.port, "/", None), false)
+        else {
+            break;
+        };
+        send.send_reset(h2::Reason::CANCEL);
+    }
+    drop(client);
+    // The next client is served.
+    let mut fresh = h2c(proxy.port).await;
+    let (parts, ws, _) = open(&mut fresh, connect_request(proxy.port, "/", None)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    ws.unwrap().echo(b"still here").await;
+    drop(fresh);
+    let end = std::time::Instant::now() + PATIENCE;
+    loop {
+        let now = open_fds(pid).len();
+        if now <= baseline + 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{now} descriptors, {baseline} before"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
