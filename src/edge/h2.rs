@@ -58,23 +58,18 @@ pub struct H2Writer {
     ended: bool,
 }
 
-/// Both halves of a stream, as one byte stream.
-#[derive(Debug)]
-pub struct H2Stream {
-    pub reader: H2Reader,
-    pub writer: H2Writer,
-}
+/// Both halves of a stream, as one byte stream (tokio's `Join` forwards to each).
+pub type H2Stream = tokio::io::Join<H2Reader, H2Writer>;
 
-impl H2Stream {
-    pub fn new(recv: RecvStream, send: SendStream<Bytes>) -> H2Stream {
-        H2Stream {
-            reader: H2Reader {
-                recv,
-                pending: Bytes::new(),
-            },
-            writer: H2Writer::new(send),
-        }
-    }
+/// A stream's halves, once its response head is sent.
+pub fn stream(recv: RecvStream, send: SendStream<Bytes>) -> H2Stream {
+    tokio::io::join(
+        H2Reader {
+            recv,
+            pending: Bytes::new(),
+        },
+        H2Writer::new(send),
+    )
 }
 
 fn h2_error(e: h2::Error) -> io::Error {
@@ -199,42 +194,6 @@ impl AsyncWrite for H2Writer {
             this.send.send_data(Bytes::new(), true).map_err(h2_error)?;
         }
         Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncRead for H2Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().reader).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for H2Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().writer).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().writer).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().writer).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().writer).poll_shutdown(cx)
     }
 }
 

@@ -449,7 +449,7 @@ impl ClientStream {
             }
             // A stream's halves are separate already.
             ClientIo::H2(s) => {
-                let crate::edge::h2::H2Stream { reader, writer } = *s;
+                let (reader, writer) = s.into_inner();
                 (ClientReader::H2(reader), ClientWriter::H2(writer))
             }
         };

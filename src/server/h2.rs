@@ -25,7 +25,7 @@ use tracing::Instrument;
 use super::handler::{Handler, Session};
 use crate::config::Http2;
 use crate::edge::deadline::Deadline;
-use crate::edge::h2::{H2Stream, H2Writer};
+use crate::edge::h2::H2Writer;
 use crate::edge::http::{MAX_HEAD_BYTES, Refusal, TEXT_PLAIN};
 use crate::edge::stream::{ClientIo, ClientStream};
 use crate::request::{Channel, Facts};
@@ -201,7 +201,8 @@ async fn stream_request(
                 hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
             );
             handler.started(&protocol, "h2", began);
-            let stream = ClientStream::new(ClientIo::H2(Box::new(H2Stream::new(body, send))));
+            let stream =
+                ClientStream::new(ClientIo::H2(Box::new(crate::edge::h2::stream(body, send))));
             let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds);
             let path = facts.path().to_string();
             let session = Session {
