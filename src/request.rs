@@ -46,6 +46,32 @@ pub struct Channel {
     pub secure: bool,
     /// The common name of the client's verified certificate (`--verify-client`).
     pub client_cert_cn: Option<String>,
+    /// The HTTP the request came in.
+    pub transport: Transport,
+}
+
+/// The HTTP a request came in: its own connection (HTTP/1.1, and Hixie's handshakes, which
+/// look like it) or a stream of an HTTP/2 connection. A label in the logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    Http1,
+    H2,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Http1 => "http1",
+            Transport::H2 => "h2",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// A request as the gate and the plugins see it.

@@ -468,7 +468,8 @@ fn novnc_over_ws() {
     assert!(log.contains("tls=false"), "{log}");
 }
 
-/// noVNC over `https`/`wss`, with `extra` settings; the proxy's log once the session ended.
+/// noVNC over `https`/`wss` through a token, with `extra` settings; the proxy's log once the
+/// session ended.
 fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
     let desktop = Desktop::start(name);
     let site = novnc_site();
@@ -480,7 +481,7 @@ fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
     );
     std::fs::write(&cert_file, cert).unwrap();
     std::fs::write(&key_file, key).unwrap();
-    let target = format!("127.0.0.1:{}", desktop.rfb_port);
+    let tokens = token_file(name, &[("desk", format!("127.0.0.1:{}", desktop.rfb_port))]);
     // TLS only: the page and its WebSocket both come over TLS, or not at all.
     let mut args = vec![
         "--cert",
@@ -488,10 +489,17 @@ fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
         "--key",
         key_file.to_str().unwrap(),
         "--ssl-only",
+        "--token-plugin",
+        "TokenFile",
+        "--token-source",
+        &tokens,
     ];
     args.extend_from_slice(extra);
-    let proxy = web_proxy(site.to_str().unwrap(), &args, Some(&target));
-    let url = format!("https://127.0.0.1:{}/vnc.html?autoconnect=1", proxy.port);
+    let proxy = web_proxy(site.to_str().unwrap(), &args, None);
+    let url = format!(
+        "https://127.0.0.1:{}/vnc.html?autoconnect=1&token=desk",
+        proxy.port
+    );
     // The test's own CA is not one Chromium trusts.
     node("novnc.mjs", desktop.config(name, &url, true));
     let log = proxy.wait_log("session ended", Duration::from_secs(10));
@@ -516,7 +524,8 @@ fn client_of<'a>(log: &'a str, needle: &str) -> &'a str {
 #[test]
 fn novnc_over_wss() {
     let log = novnc_over_tls("novnc-wss", &[]);
-    assert!(log.contains(r#"protocol="h2/binary""#), "{log}");
+    assert!(log.contains(r#"transport="h2""#), "{log}");
+    assert!(log.contains(r#"protocol="hybi-13/binary""#), "{log}");
     assert_eq!(
         client_of(&log, "GET /vnc.html"),
         client_of(&log, "session ended"),
@@ -528,6 +537,7 @@ fn novnc_over_wss() {
 #[test]
 fn novnc_over_wss_with_http2_off() {
     let log = novnc_over_tls("novnc-wss-http1", &["--http2", "off"]);
+    assert!(log.contains(r#"transport="http1""#), "{log}");
     assert!(log.contains(r#"protocol="hybi-13/binary""#), "{log}");
 }
 

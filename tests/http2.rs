@@ -13,6 +13,7 @@ use common::*;
 use h2::client::SendRequest;
 use http::{Method, Request, StatusCode};
 use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -212,7 +213,8 @@ async fn h2c_websocket_echo_is_byte_exact_in_binary_and_base64() {
     ws.send_frame(8, &1000u16.to_be_bytes()).await;
     let frame = ws.read_frame().await.unwrap();
     assert_eq!(frame.close().0, 1000);
-    proxy.wait_log(r#"protocol="h2/binary""#, PATIENCE);
+    let log = proxy.wait_log(r#"transport="h2""#, PATIENCE);
+    assert!(log.contains(r#"protocol="hybi-13/binary""#), "{log}");
 }
 
 /// 200 WebSockets on one connection, each its own session to the target, all byte-exact.
@@ -621,4 +623,440 @@ async fn rapid_reset_costs_a_bounded_amount() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// curl, as a user would check: `--http2` over TLS (ALPN) and `--http2-prior-knowledge` in
+/// cleartext fetch web files over HTTP/2, whole and by range, byte for byte.
+#[test]
+fn curl_fetches_web_files_over_http2() {
+    ensure_installed(&["curl"], "curl");
+    let d = std::env::temp_dir().join(format!("websockify-h2-curl-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let file = random_bytes(1_000_000);
+    std::fs::write(d.join("big.bin"), &file).unwrap();
+    let ca = Ca::new("curl CA");
+    let (cert_pem, key_pem) = ca.leaf("localhost");
+    let (cert, key, ca_file) = (d.join("cert.pem"), d.join("key.pem"), d.join("ca.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let proxy = Proxy::start(&[
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--web",
+        d.to_str().unwrap(),
+        "127.0.0.1:0",
+        "127.0.0.1:9",
+    ]);
+    let curl = |args: &[&str], url: &str| {
+        let out = d.join("out.bin");
+        let _ = std::fs::remove_file(&out);
+        let run = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "20"])
+            .args(["--cacert", ca_file.to_str().unwrap()])
+            .args([
+                "-o",
+                out.to_str().unwrap(),
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .args(args)
+            .arg(url)
+            .output()
+            .expect("run curl");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let said = String::from_utf8_lossy(&run.stdout).into_owned();
+        (said, std::fs::read(&out).unwrap_or_default())
+    };
+    let tls = format!("https://localhost:{}/big.bin", proxy.port);
+    let h2c = format!("http://127.0.0.1:{}/big.bin", proxy.port);
+    let (said, got) = curl(&["--http2"], &tls);
+    assert_eq!(said, "2 200");
+    assert!(got == file);
+    let (said, got) = curl(&["--http2-prior-knowledge"], &h2c);
+    assert_eq!(said, "2 200");
+    assert!(got == file);
+    let (said, got) = curl(&["--http2", "--range", "1000-1999"], &tls);
+    assert_eq!(said, "2 206");
+    assert!(got == file[1000..2000]);
+    // Without asking for HTTP/2, curl gets HTTP/1.1 as ever.
+    let (said, got) = curl(&["--http1.1"], &h2c);
+    assert_eq!(said, "1.1 200");
+    assert!(got == file);
+}
+
+/// A hand-written HTTP/2 client for the abuse tests: the frames a well-behaved client (and the
+/// h2 crate) never sends.
+mod raw {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub const DATA: u8 = 0;
+    pub const HEADERS: u8 = 1;
+    pub const RST_STREAM: u8 = 3;
+    pub const SETTINGS: u8 = 4;
+    pub const PING: u8 = 6;
+    pub const GOAWAY: u8 = 7;
+    pub const CONTINUATION: u8 = 9;
+    pub const END_HEADERS: u8 = 4;
+    pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).unwrap();
+        let mut out = len.to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// An HPACK integer of `prefix` bits after `first`'s high bits (RFC 7541 5.1).
+    fn int(out: &mut Vec<u8>, first: u8, prefix: u32, mut value: usize) {
+        let max = (1usize << prefix) - 1;
+        if value < max {
+            out.push(first | u8::try_from(value).unwrap());
+            return;
+        }
+        out.push(first | u8::try_from(max).unwrap());
+        value -= max;
+        while value >= 128 {
+            out.push(u8::try_from(value % 128).unwrap() | 0x80);
+            value /= 128;
+        }
+        out.push(u8::try_from(value).unwrap());
+    }
+
+    /// A header block of literal fields, never indexed, without Huffman coding (7541 6.2.3).
+    pub fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in fields {
+            out.push(0x10);
+            int(&mut out, 0, 7, name.len());
+            out.extend_from_slice(name.as_bytes());
+            int(&mut out, 0, 7, value.len());
+            out.extend_from_slice(value.as_bytes());
+        }
+        out
+    }
+
+    /// An extended CONNECT for a WebSocket, as a browser's header block.
+    pub fn connect_block() -> Vec<u8> {
+        hpack(&[
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":path", "/"),
+            (":authority", "127.0.0.1"),
+            ("sec-websocket-version", "13"),
+        ])
+    }
+
+    /// A connection that has sent the preface and empty SETTINGS.
+    pub async fn connect(port: u16) -> TcpStream {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(frame(SETTINGS, 0, 0, &[]));
+        s.write_all(&hello).await.unwrap();
+        s
+    }
+
+    /// Writes `frames` (one batch) `times` times, or until the proxy has closed the
+    /// connection; the batches written.
+    pub async fn flood(s: &mut TcpStream, frames: &[u8], times: usize) -> usize {
+        for i in 0..times {
+            if s.write_all(frames).await.is_err() {
+                return i;
+            }
+        }
+        times
+    }
+
+    /// Reads the proxy's frames until it closes the connection: the error code of its last
+    /// GOAWAY, if it sent one.
+    pub async fn goaway(s: &mut TcpStream) -> Option<u32> {
+        let mut all = Vec::new();
+        let read = tokio::time::timeout(super::PATIENCE, s.read_to_end(&mut all)).await;
+        assert!(read.is_ok(), "the proxy never closed the connection");
+        let mut code = None;
+        let mut at = 0;
+        while all.len() >= at + 9 {
+            let len = usize::from(all[at]) << 16
+                | usize::from(all[at + 1]) << 8
+                | usize::from(all[at + 2]);
+            let body = &all[(at + 9).min(all.len())..(at + 9 + len).min(all.len())];
+            if all[at + 3] == GOAWAY && body.len() >= 8 {
+                code = Some(u32::from_be_bytes(body[4..8].try_into().unwrap()));
+            }
+            at += 9 + len;
+        }
+        code
+    }
+}
+
+/// A counter of the proxy's metrics port: the sum of its series whose labels contain `with`.
+fn counted(metrics: u16, name: &str, with: &str) -> f64 {
+    let (_, text) = http_get(metrics, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A proxy to an echo target with a metrics port, and `extra` settings.
+async fn abuse_proxy(extra: &[&str]) -> (Proxy, u16) {
+    let echo = echo_target().await;
+    let target = format!("127.0.0.1:{echo}");
+    let mut args = vec!["--metrics-listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["127.0.0.1:0", &target]);
+    let proxy = Proxy::start(&args);
+    let metrics = metrics_port(&proxy);
+    (proxy, metrics)
+}
+
+/// After an abuse: the next client is served, and the descriptors come back to `baseline`
+/// and the resident memory to within 16 MiB of `rss` (the allocator keeps some).
+async fn served_and_back(proxy: &Proxy, baseline: usize, rss: u64) {
+    let mut fresh = h2c(proxy.port).await;
+    let (parts, ws, _) = open(&mut fresh, connect_request(proxy.port, "/", None)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    ws.unwrap().echo(b"still here").await;
+    drop(fresh);
+    let pid = proxy.child.id();
+    let end = std::time::Instant::now() + PATIENCE;
+    loop {
+        let now = open_fds(pid).len();
+        if now <= baseline + 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{now} descriptors, {baseline} before"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after <= rss + 16 * 1024,
+        "{after} KiB resident, {rss} KiB before"
+    );
+}
+
+/// CONTINUATION flood (CVE-2024-27316): twenty clients each send a header block without end,
+/// a megabyte of CONTINUATION frames each. Each connection ends with GOAWAY
+/// ENHANCE_YOUR_CALM after a few frames, counted; nothing of them is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuation_flood_ends_the_connection() {
+    let (proxy, metrics) = abuse_proxy(&[]).await;
+    let pid = proxy.child.id();
+    let (baseline, rss) = (open_fds(pid).len(), rss_kib(pid));
+    let before = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    let mut floods = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let port = proxy.port;
+        floods.spawn(async move {
+            let mut s = raw::connect(port).await;
+            let open = raw::frame(raw::HEADERS, 0, 1, &raw::connect_block());
+            s.write_all(&open).await.unwrap();
+            let more = raw::hpack(&[("x-flood", &"a".repeat(1000))]);
+            let more = raw::frame(raw::CONTINUATION, 0, 1, &more);
+            let written = raw::flood(&mut s, &more, 1000).await;
+            (written, raw::goaway(&mut s).await)
+        });
+    }
+    while let Some(done) = floods.join_next().await {
+        let (written, code) = done.unwrap();
+        assert!(
+            written < 1000,
+            "the proxy read a megabyte of CONTINUATION frames"
+        );
+        assert_eq!(code, Some(raw::ENHANCE_YOUR_CALM));
+    }
+    let after = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    assert_eq!(after - before, 20.0);
+    served_and_back(&proxy, baseline, rss).await;
+}
+
+/// A header list over the 16 KiB an HTTP/1.1 head may have gets 431 on its stream, as over
+/// HTTP/1.1, and the connection's other streams go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_list_over_16_kib_gets_431_and_the_connection_goes_on() {
+    let (proxy, _metrics) = abuse_proxy(&[]).await;
+    let mut client = h2c(proxy.port).await;
+    let mut big = connect_request(proxy.port, "/", None);
+    big.headers_mut()
+        .insert("x-big", "a".repeat(20 * 1024).parse().unwrap());
+    let (parts, ws, _) = open(&mut client, big).await;
+    assert_eq!(parts.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(ws.is_none());
+    let (parts, ws, _) = open(&mut client, connect_request(proxy.port, "/", None)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    ws.unwrap().echo(b"the same connection").await;
+}
+
+/// PING and SETTINGS floods from a client that reads none of the answers: h2 keeps one answer
+/// waiting and stops reading, and the client, which takes no byte, is dropped after
+/// `--send-timeout`, counted. Meanwhile another client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_and_settings_floods_cost_one_answer_and_the_client_is_dropped() {
+    let (proxy, metrics) = abuse_proxy(&["--send-timeout", "2"]).await;
+    let pid = proxy.child.id();
+    let (baseline, rss) = (open_fds(pid).len(), rss_kib(pid));
+    let before = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        batch.extend(raw::frame(raw::PING, 0, 0, &[7; 8]));
+        batch.extend(raw::frame(raw::SETTINGS, 0, 0, &[0, 4, 0, 1, 0, 0]));
+    }
+    let mut floods = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (port, batch) = (proxy.port, batch.clone());
+        floods.spawn(async move {
+            let mut s = raw::connect(port).await;
+            // 330 MB if the proxy read it all: it must stop reading long before.
+            raw::flood(&mut s, &batch, 10_000).await
+        });
+    }
+    // Served meanwhile.
+    let mut other = h2c(proxy.port).await;
+    let (parts, ws, _) = open(&mut other, connect_request(proxy.port, "/", None)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    ws.unwrap().echo(b"meanwhile").await;
+    let peak = rss_kib(pid);
+    assert!(
+        peak <= rss + 16 * 1024,
+        "{peak} KiB resident, {rss} KiB before"
+    );
+    let floods = tokio::time::timeout(PATIENCE, floods.join_all())
+        .await
+        .expect("a flooding client was never dropped");
+    assert!(floods.iter().all(|&batches| batches < 10_000), "{floods:?}");
+    let after = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    assert_eq!(after - before, 4.0);
+    drop(other);
+    served_and_back(&proxy, baseline, rss).await;
+}
+
+/// A flood of empty DATA frames on a WebSocket's stream (CVE-2019-9518) ends the connection
+/// with GOAWAY ENHANCE_YOUR_CALM, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_frames_flood_ends_the_connection() {
+    let (proxy, metrics) = abuse_proxy(&[]).await;
+    let pid = proxy.child.id();
+    let (baseline, rss) = (open_fds(pid).len(), rss_kib(pid));
+    let before = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    let mut s = raw::connect(proxy.port).await;
+    let open = raw::frame(raw::HEADERS, raw::END_HEADERS, 1, &raw::connect_block());
+    s.write_all(&open).await.unwrap();
+    let empty: Vec<u8> = (0..1000)
+        .flat_map(|_| raw::frame(raw::DATA, 0, 1, &[]))
+        .collect();
+    let written = raw::flood(&mut s, &empty, 1000).await;
+    assert!(written < 1000, "the proxy read a million empty frames");
+    assert_eq!(raw::goaway(&mut s).await, Some(raw::ENHANCE_YOUR_CALM));
+    let after = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    assert_eq!(after - before, 1.0);
+    served_and_back(&proxy, baseline, rss).await;
+}
+
+/// Rapid reset with the streams' tasks at their bound: each stream reset just after h2 took
+/// it (so h2's own count of streams reset before they were accepted never moves while its
+/// task is started at once) would start a task that outlives the stream; at
+/// `--http2-max-streams` tasks no more streams are accepted, and more than 20 reset while
+/// they wait end the connection with GOAWAY ENHANCE_YOUR_CALM, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_beyond_the_stream_bound_ends_the_connection() {
+    // A token API that never answers holds each stream's task (for the plugin timeout).
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let source = format!("http://127.0.0.1:{}/%s", api.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = api.accept().await {
+            held.push(s);
+        }
+    });
+    let proxy = Proxy::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--http2-max-streams",
+        "4",
+        "--token-plugin",
+        "JSONTokenApi",
+        "--token-source",
+        &source,
+        "127.0.0.1:0",
+    ]);
+    let metrics = metrics_port(&proxy);
+    let before = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    let mut s = raw::connect(proxy.port).await;
+    let block = raw::hpack(&[
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":path", "/?token=hang"),
+        (":authority", "127.0.0.1"),
+        ("sec-websocket-version", "13"),
+    ]);
+    let pause = Duration::from_millis(2);
+    for n in 0..500u32 {
+        let id = 2 * n + 1;
+        let open = raw::frame(raw::HEADERS, raw::END_HEADERS, id, &block);
+        if s.write_all(&open).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        let reset = raw::frame(raw::RST_STREAM, 0, id, &8u32.to_be_bytes());
+        if s.write_all(&reset).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    assert_eq!(raw::goaway(&mut s).await, Some(raw::ENHANCE_YOUR_CALM));
+    let after = counted(metrics, "websockify_handshake_failures_total", "\"http2\"");
+    assert_eq!(after - before, 1.0);
+}
+
+/// A connection whose first request never completes (a header block without its end, or
+/// nothing after SETTINGS) is closed at `--handshake-timeout`, as a request head that never
+/// came over HTTP/1.1, and counted so; one that sends the preface and not its SETTINGS
+/// likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_completes_is_closed_at_the_handshake_timeout() {
+    let (proxy, metrics) = abuse_proxy(&["--handshake-timeout", "2"]).await;
+    let failures = |reason: &str| {
+        counted(
+            metrics,
+            "websockify_handshake_failures_total",
+            &format!("reason=\"{reason}\""),
+        )
+    };
+    let before = failures("head_timeout");
+    let started = std::time::Instant::now();
+    let mut partial = raw::connect(proxy.port).await;
+    let half = raw::frame(raw::HEADERS, 0, 1, &raw::connect_block());
+    partial.write_all(&half).await.unwrap();
+    let mut silent = raw::connect(proxy.port).await;
+    let mut preface = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let (a, b, c) = tokio::join!(
+        raw::goaway(&mut partial),
+        raw::goaway(&mut silent),
+        raw::goaway(&mut preface)
+    );
+    assert_eq!((a, b, c), (Some(0), Some(0), Some(0)), "GOAWAY NO_ERROR");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(failures("head_timeout") - before, 3.0);
 }

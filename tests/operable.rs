@@ -225,7 +225,7 @@ async fn prometheus_scrapes_the_counts_we_sent() {
             12.0,
         ),
         (
-            "websockify_sessions_started_total{protocol=\"hybi-13/binary\"}",
+            "websockify_sessions_started_total{protocol=\"hybi-13/binary\",transport=\"http1\"}",
             3.0,
         ),
         (

@@ -8,8 +8,13 @@
 //! socket; a refusal is a response on its stream with the same status and reason as over
 //! HTTP/1.1, and the connection's other streams go on.
 //!
-//! The connection closes (GOAWAY, then its streams end) on shutdown, after [`IDLE`] without
-//! a stream, or when the client breaks the protocol or one of its bounds, which is counted.
+//! The connection closes (GOAWAY, then its streams end) on shutdown, when its first stream
+//! has not come within `--handshake-timeout` (a request head that never came, counted), after
+//! [`IDLE`] without a stream, or when the client breaks the protocol or one of its bounds,
+//! which is counted. Every write to the client is under `--send-timeout`, so a client that
+//! floods frames that need an answer (PING, SETTINGS) and reads none of the answers has the
+//! one answer h2 keeps waiting and then loses the connection. A connection that said GOAWAY
+//! and has no stream left is dropped after [`GOING_AWAY`] even if the client never answers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +25,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::handler::{Handler, Session};
@@ -28,7 +34,7 @@ use crate::edge::deadline::Deadline;
 use crate::edge::h2::H2Writer;
 use crate::edge::http::{MAX_HEAD_BYTES, Refusal, TEXT_PLAIN};
 use crate::edge::stream::{ClientIo, ClientStream};
-use crate::request::{Channel, Facts};
+use crate::request::{Channel, Facts, Transport};
 use crate::telemetry::metrics::{self, HandshakeFailure};
 use crate::ws::{self, StreamDecision};
 
@@ -37,12 +43,34 @@ use crate::ws::{self, StreamDecision};
 /// connection without streams closes between one and two of them after its last.
 pub const IDLE: Duration = Duration::from_secs(60);
 
+/// How long a connection that said GOAWAY and has no stream left may take to close: the
+/// client's answer to h2's closing PING, or the last of the answers' bytes.
+const GOING_AWAY: Duration = Duration::from_secs(10);
+
+/// Why the connection's clock rang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    /// No stream yet: the first must come within `--handshake-timeout`.
+    FirstStream,
+    /// Streams came: the connection closes after [`IDLE`] without one.
+    Idle,
+    /// GOAWAY said: closed after [`GOING_AWAY`] once no stream is left.
+    GoingAway,
+}
+
 /// Serves an HTTP/2 connection until it ends; its streams end with it.
-pub(super) async fn serve(conn: Handler, stream: ClientStream, channel: Channel, settings: Http2) {
-    let handshake_timeout = conn.shared.config.limits.handshake_timeout;
+pub(super) async fn serve(
+    conn: Handler,
+    stream: ClientStream,
+    mut channel: Channel,
+    settings: Http2,
+) {
+    channel.transport = Transport::H2;
+    let limits = &conn.shared.config.limits;
+    let handshake_timeout = limits.handshake_timeout;
     let max_head = u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX);
     let builder = crate::edge::h2::server(settings.max_streams, max_head);
-    let handshake = builder.handshake::<_, Bytes>(stream);
+    let handshake = builder.handshake::<_, Bytes>(Deadline::new(stream, limits.send_timeout));
     // The preface and the client's SETTINGS, within the time a request head has.
     let handshake = match handshake_timeout {
         Some(limit) => tokio::time::timeout(limit, handshake).await,
@@ -62,15 +90,31 @@ pub(super) async fn serve(conn: Handler, stream: ClientStream, channel: Channel,
         }
     };
     tracing::debug!(id = conn.id, client = %conn.client, "HTTP/2 connection");
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Streams::default());
+    let max_tasks = usize::try_from(settings.max_streams).unwrap_or(usize::MAX);
     let mut shutdown = conn.shutdown.clone();
-    let mut going_away = false;
-    let mut idle = tokio::time::interval(IDLE);
-    idle.reset();
+    let mut clock = Clock::FirstStream;
+    let alarm = tokio::time::sleep(handshake_timeout.unwrap_or(IDLE));
+    tokio::pin!(alarm);
     let mut streams_seen = 0usize;
     loop {
+        // A stream the client resets is closed for h2 at once, and no longer counts against
+        // SETTINGS_MAX_CONCURRENT_STREAMS, while its task may still be deciding or
+        // connecting. So this connection's own tasks are bounded too: at the bound, streams
+        // wait in h2 (where resets of streams not yet accepted are counted, and more than
+        // 20 end the connection) and only the connection's frames are read.
+        let full = open.count() >= max_tasks;
+        let next = std::future::poll_fn(|cx| {
+            if full {
+                connection
+                    .poll_closed(cx)
+                    .map(|closed| closed.err().map(Err))
+            } else {
+                connection.poll_accept(cx)
+            }
+        });
         tokio::select! {
-            accepted = connection.accept() => match accepted {
+            accepted = next => match accepted {
                 Some(Ok((request, respond))) => {
                     streams_seen += 1;
                     let handler = conn.for_stream(conn.shared.next_id());
@@ -91,17 +135,47 @@ pub(super) async fn serve(conn: Handler, stream: ClientStream, channel: Channel,
                 }
                 None => break,
             },
-            () = shutdown.draining(), if !going_away => {
+            () = open.freed.notified(), if full => {}
+            () = shutdown.draining(), if clock != Clock::GoingAway => {
                 tracing::debug!(id = conn.id, "draining: GOAWAY");
                 connection.graceful_shutdown();
-                going_away = true;
+                clock = Clock::GoingAway;
+                alarm.as_mut().reset(tokio::time::Instant::now() + GOING_AWAY);
             }
-            _ = idle.tick(), if !going_away => {
-                if open.load(Ordering::Acquire) == 0 {
-                    tracing::debug!(id = conn.id, "no stream for {}s: GOAWAY", IDLE.as_secs());
-                    connection.graceful_shutdown();
-                    going_away = true;
-                }
+            () = &mut alarm => {
+                let idle = open.count() == 0;
+                let next = match clock {
+                    Clock::FirstStream if streams_seen == 0 => {
+                        // A request head that never came, as over HTTP/1.1: nothing to
+                        // drain, the GOAWAY is the last frame.
+                        metrics::get().handshake_failed(HandshakeFailure::HeadTimeout, None);
+                        tracing::info!(
+                            id = conn.id,
+                            client = %conn.client,
+                            "HTTP/2: no complete request within the handshake timeout"
+                        );
+                        connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                        clock = Clock::GoingAway;
+                        GOING_AWAY
+                    }
+                    Clock::FirstStream => {
+                        clock = Clock::Idle;
+                        IDLE
+                    }
+                    Clock::Idle if !idle => IDLE,
+                    Clock::Idle => {
+                        tracing::debug!(id = conn.id, "no stream for {}s: GOAWAY", IDLE.as_secs());
+                        connection.graceful_shutdown();
+                        clock = Clock::GoingAway;
+                        GOING_AWAY
+                    }
+                    Clock::GoingAway if idle => {
+                        tracing::debug!(id = conn.id, "GOAWAY said, no stream left: closed");
+                        break;
+                    }
+                    Clock::GoingAway => GOING_AWAY,
+                };
+                alarm.as_mut().reset(tokio::time::Instant::now() + next);
             }
         }
     }
@@ -114,10 +188,11 @@ pub(super) async fn serve(conn: Handler, stream: ClientStream, channel: Channel,
 }
 
 /// A connection that ended with an error: the client's doing when it broke the protocol or
-/// a bound (h2 answers with GOAWAY and a reason), counted and logged; a connection that
-/// merely went away is not.
+/// a bound (h2 answers with GOAWAY and a reason) or took no byte for `--send-timeout`,
+/// counted and logged; a connection that merely went away is not.
 fn broken(conn: &Handler, e: &h2::Error) {
-    if e.is_io() {
+    let stalled = e.get_io().map(std::io::Error::kind) == Some(std::io::ErrorKind::TimedOut);
+    if e.is_io() && !stalled {
         tracing::debug!(id = conn.id, client = %conn.client, "HTTP/2 connection: {e}");
         return;
     }
@@ -125,19 +200,34 @@ fn broken(conn: &Handler, e: &h2::Error) {
     tracing::info!(id = conn.id, client = %conn.client, "HTTP/2 connection closed: {e}");
 }
 
-/// Counts a stream open until dropped.
-struct Open(Arc<AtomicUsize>);
+/// The streams of a connection whose tasks are running.
+#[derive(Default)]
+struct Streams {
+    count: AtomicUsize,
+    /// Told when a task ends, so that a connection at its bound accepts again.
+    freed: Notify,
+}
+
+impl Streams {
+    fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+/// Counts a stream's task as running until dropped.
+struct Open(Arc<Streams>);
 
 impl Open {
-    fn new(count: &Arc<AtomicUsize>) -> Open {
-        count.fetch_add(1, Ordering::AcqRel);
-        Open(count.clone())
+    fn new(streams: &Arc<Streams>) -> Open {
+        streams.count.fetch_add(1, Ordering::AcqRel);
+        Open(streams.clone())
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_one();
     }
 }
 
@@ -196,11 +286,12 @@ async fn stream_request(
             };
             let (activity, bounds) = handler.bounds();
             let _session = handler.shared.tracker.session();
+            // RFC 6455 over the stream: the version 13 framing, whatever carries it.
             let protocol = format!(
-                "h2/{}",
+                "hybi-13/{}",
                 hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
             );
-            handler.started(&protocol, "h2", began);
+            handler.started(&protocol, facts.channel.transport, "h2", began);
             let stream =
                 ClientStream::new(ClientIo::H2(Box::new(crate::edge::h2::stream(body, send))));
             let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds);

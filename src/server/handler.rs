@@ -30,7 +30,7 @@ use crate::edge::tls::{HANDSHAKE_TIMEOUT, ServerTls};
 use crate::gate::admission::{Connection, Permit};
 use crate::gate::{Denied, Gate, Stage};
 use crate::process::shutdown::Shutdown;
-use crate::request::{Channel, ClientAddr, Facts};
+use crate::request::{Channel, ClientAddr, Facts, Transport};
 use crate::session::activity::Activity;
 use crate::session::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
 use crate::session::target::{Cleared, ConnectOptions};
@@ -145,6 +145,7 @@ impl Handler {
             client = %self.client,
             tls = Empty,
             protocol = Empty,
+            transport = Empty,
             path = Empty,
             status = Empty,
             target = Empty,
@@ -316,7 +317,7 @@ impl Handler {
                     hs.version,
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
-                self.started(&protocol, "hybi", began);
+                self.started(&protocol, facts.channel.transport, "hybi", began);
                 let (rx, tx) = ws::hybi::session(stream, rest, hs.protocol, &bounds);
                 (Halves::Hybi(rx, tx), protocol, session)
             }
@@ -334,7 +335,7 @@ impl Handler {
                 };
                 let session = self.shared.tracker.session();
                 let protocol = format!("{}/base64", hs.draft().name());
-                self.started(&protocol, "hixie", began);
+                self.started(&protocol, facts.channel.transport, "hixie", began);
                 (Halves::Hixie(rx, tx), protocol, session)
             }
         };
@@ -628,14 +629,22 @@ impl Handler {
         None
     }
 
-    /// Counts an upgraded session and records what it speaks on its span.
-    pub(super) fn started(&self, protocol: &str, family: &str, accepted: Instant) {
+    /// Counts an upgraded session and records what it speaks, and over what, on its span.
+    pub(super) fn started(
+        &self,
+        protocol: &str,
+        transport: Transport,
+        family: &str,
+        accepted: Instant,
+    ) {
         let m = metrics::get();
-        m.session_started(protocol);
+        m.session_started(protocol, transport);
         m.handshake_duration
             .with_label_values(&[family])
             .observe(accepted.elapsed().as_secs_f64());
-        tracing::Span::current().record("protocol", protocol);
+        let span = tracing::Span::current();
+        span.record("protocol", protocol);
+        span.record("transport", transport.label());
     }
 
     /// Connects the target and relays; logs the session's one info line.
@@ -661,6 +670,7 @@ impl Handler {
             %target,
             path,
             protocol,
+            transport = channel.transport.label(),
             tls = channel.secure,
             client_cert_cn = %channel.client_cert_cn.as_deref().unwrap_or("-"),
             "connecting"
@@ -742,6 +752,7 @@ impl Handler {
             client = %self.client,
             %target,
             protocol,
+            transport = channel.transport.label(),
             tls = channel.secure,
             from_client,
             to_client,

@@ -16,6 +16,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::request::Transport;
+
 /// Handshake and connect latencies: from half a millisecond (loopback) to the 10 s limits.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -268,8 +270,9 @@ impl Metrics {
             sessions_started: counter_vec(
                 &r,
                 "websockify_sessions_started_total",
-                "WebSocket sessions upgraded, by protocol (hybi-13, hybi-8, hixie-76, ...).",
-                &["protocol"],
+                "WebSocket sessions upgraded, by protocol (hybi-13/binary, hixie-76/base64, ...) \
+                 and transport (http1, or h2: a stream of an HTTP/2 connection).",
+                &["protocol", "transport"],
             )?,
             sessions_ended: counter_vec(
                 &r,
@@ -413,8 +416,10 @@ impl Metrics {
         self.relayed_bytes[direction as usize].inc_by(bytes as u64);
     }
 
-    pub fn session_started(&self, protocol: &str) {
-        self.sessions_started.with_label_values(&[protocol]).inc();
+    pub fn session_started(&self, protocol: &str, transport: Transport) {
+        self.sessions_started
+            .with_label_values(&[protocol, transport.label()])
+            .inc();
     }
 
     /// A session's end: outcome (e.g. `target_closed`), its close code, and its length.
@@ -604,8 +609,8 @@ mod tests {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
         assert!(text.contains("websockify_build_info{commit="), "{text}");
-        m.session_started("hybi-13/binary");
-        m.session_started("hybi-13/base64");
+        m.session_started("hybi-13/binary", Transport::Http1);
+        m.session_started("hybi-13/base64", Transport::H2);
         m.relayed(Direction::FromClient, 3);
         m.sessions_active.inc();
         assert_eq!(

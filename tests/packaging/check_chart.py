@@ -156,6 +156,24 @@ np = by_kind(e, "NetworkPolicy")[0]
 check(any(p.get("port") == 6379 for r in np["spec"]["egress"] for p in r.get("ports", [])), "redis egress")
 check(by_kind(e, "HorizontalPodAutoscaler"), "HPA")
 
+h = rendered["h2c-values.yaml"]
+svc = by_kind(h, "Service")[0]
+ws_port = [p for p in svc["spec"]["ports"] if p["name"] == "websocket"][0]
+check(ws_port.get("appProtocol") == "kubernetes.io/h2c", f"appProtocol {ws_port}")
+check("appProtocol" not in by_kind(d, "Service")[0]["spec"]["ports"][0], "no appProtocol by default")
+ann = by_kind(h, "Ingress")[0]["metadata"]["annotations"]
+check(ann.get("haproxy.org/server-proto") == "h2", f"haproxy h2 backend {ann}")
+check("haproxy.org/server-proto" not in by_kind(e, "Ingress")[0]["metadata"]["annotations"], "h2 backend off by default")
+for bad, says in [
+    ({"ingress": {"enabled": True, "className": "nginx", "http2Backend": True}}, "speaks HTTP/1.1 to backends"),
+    ({"ingress": {"enabled": True, "className": "haproxy", "http2Backend": True}, "settings": {"http2": "off"}}, "settings.http2 is off"),
+]:
+    try:
+        chart.render(bad, name="console", namespace="vdi", is_install=True)
+        failures.append(f"rendered {bad}")
+    except helm.HelmError as err:
+        check(says in str(err), f"error for {bad} does not say {says!r}: {err}")
+
 # The chart's copy of the alert rules is the documented one.
 with open(os.path.join(CHART, "files", "alerts.yml")) as a, open(os.path.join(ROOT, "docs", "observability", "alerts.yml")) as b:
     check(a.read() == b.read(), "charts/websockify/files/alerts.yml differs from docs/observability/alerts.yml")

@@ -278,10 +278,16 @@ async fn slow_reader(
         },
         think: Duration::ZERO,
         until: Instant::now() + Duration::from_secs(24 * 3600),
-        // Late, but within the proxy's patience: from a third of it to a second short of it.
+        // Late, but well within the proxy's patience: from a fifth of it to half of it. A
+        // pause a second short of it was lost to scheduling on a loaded 2-core machine
+        // (wsload half a second late, and the proxy rightly dropped the reader).
         read_pause: {
-            let patience = send_timeout.as_secs().max(2);
-            Duration::from_secs(rng.between((patience / 3).max(1), patience - 1))
+            let patience = send_timeout.as_millis().max(2000);
+            let pause = rng.between(
+                u64::try_from(patience / 5).unwrap_or(400),
+                u64::try_from(patience / 2).unwrap_or(1000),
+            );
+            Duration::from_millis(pause)
         },
         read_delay: Duration::from_millis(20),
     };
