@@ -29,13 +29,18 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::handler::{Handler, Session};
+use super::tracker::Guard;
 use crate::config::Http2;
 use crate::edge::deadline::Deadline;
 use crate::edge::h2::H2Writer;
 use crate::edge::http::{MAX_HEAD_BYTES, Refusal, TEXT_PLAIN};
 use crate::edge::stream::{ClientIo, ClientStream};
+use crate::gate::admission::Permit;
 use crate::request::{Channel, Facts, Transport};
+use crate::session::activity::Activity;
+use crate::session::target::Cleared;
 use crate::telemetry::metrics::{self, HandshakeFailure};
+use crate::ws::hybi::{HybiRx, HybiTx};
 use crate::ws::{self, StreamDecision};
 
 /// How long a connection stays open without a stream: a browser keeps a connection to reuse
@@ -231,13 +236,63 @@ impl Drop for Open {
     }
 }
 
-/// One stream's request: its facts, then a session, a web answer or a refusal.
+/// One stream's request: its facts, then a session, a web answer or a refusal. In two boxed
+/// phases, as over HTTP/1.1: what deciding needed (the request head, the plugins' calls) is
+/// freed before the session, which may idle for hours.
 async fn stream_request(
+    handler: Handler,
+    request: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+    channel: Channel,
+) {
+    let Some(opened) = Box::pin(open(handler, request, respond, channel)).await else {
+        return;
+    };
+    let Opened {
+        handler,
+        permit,
+        target,
+        rx,
+        tx,
+        protocol,
+        path,
+        channel,
+        activity,
+        session,
+    } = opened;
+    let place = Session {
+        target,
+        path: &path,
+        protocol: &protocol,
+        channel: &channel,
+        activity: &activity,
+    };
+    Box::pin(handler.serve(rx, tx, place)).await;
+    drop((session, permit));
+}
+
+/// A stream that became a session, with what the session needs.
+struct Opened {
+    handler: Handler,
+    permit: Permit,
+    target: Cleared,
+    rx: HybiRx,
+    tx: HybiTx,
+    protocol: String,
+    path: String,
+    channel: Channel,
+    activity: Arc<Activity>,
+    session: Guard,
+}
+
+/// Decides a stream's request and answers it: the session it becomes, or `None` once a web
+/// answer or a refusal was sent.
+async fn open(
     mut handler: Handler,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     mut channel: Channel,
-) {
+) -> Option<Opened> {
     let began = Instant::now();
     let (parts, body) = request.into_parts();
     let protocol = parts
@@ -253,8 +308,11 @@ async fn stream_request(
         head,
     };
     let send_timeout = handler.shared.config.limits.send_timeout;
-    match ws::decide_stream(&facts.head, protocol.as_deref()) {
-        StreamDecision::Http => web(&handler, &facts, respond).await,
+    let hs = match ws::decide_stream(&facts.head, protocol.as_deref()) {
+        StreamDecision::Http => {
+            web(&handler, &facts, respond).await;
+            return None;
+        }
         StreamDecision::Refuse(refusal) => {
             metrics::get().handshake_failed(HandshakeFailure::BadUpgrade, Some(refusal.status));
             tracing::Span::current().record("status", refusal.status.as_u16());
@@ -266,47 +324,49 @@ async fn stream_request(
                 refusal.reason
             );
             refuse(&mut respond, &refusal, send_timeout).await;
+            return None;
         }
-        StreamDecision::Connect(hs) => {
-            let (permit, target) = match handler.decide(&facts).await {
-                Ok(decided) => decided,
-                Err(denied) => {
-                    handler.denied(&facts, &denied);
-                    refuse(&mut respond, &denied.refusal, send_timeout).await;
-                    return;
-                }
-            };
-            let send = match respond.send_response(hs.response(), false) {
-                Ok(send) => send,
-                Err(e) => {
-                    tracing::debug!(id = handler.id, client = %handler.client, "sending 200: {e}");
-                    metrics::get().handshake_failed(HandshakeFailure::ClosedEarly, None);
-                    return;
-                }
-            };
-            let (activity, bounds) = handler.bounds();
-            let _session = handler.shared.tracker.session();
-            // RFC 6455 over the stream: the version 13 framing, whatever carries it.
-            let protocol = format!(
-                "hybi-13/{}",
-                hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
-            );
-            handler.started(&protocol, facts.channel.transport, "h2", began);
-            let stream =
-                ClientStream::new(ClientIo::H2(Box::new(crate::edge::h2::stream(body, send))));
-            let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds);
-            let path = facts.path().to_string();
-            let session = Session {
-                target,
-                path: &path,
-                protocol: &protocol,
-                channel: &facts.channel,
-                activity: &activity,
-            };
-            Box::pin(handler.serve(rx, tx, session)).await;
-            drop(permit);
+        StreamDecision::Connect(hs) => hs,
+    };
+    let (permit, target) = match handler.decide(&facts).await {
+        Ok(decided) => decided,
+        Err(denied) => {
+            handler.denied(&facts, &denied);
+            refuse(&mut respond, &denied.refusal, send_timeout).await;
+            return None;
         }
-    }
+    };
+    let send = match respond.send_response(hs.response(), false) {
+        Ok(send) => send,
+        Err(e) => {
+            tracing::debug!(id = handler.id, client = %handler.client, "sending 200: {e}");
+            metrics::get().handshake_failed(HandshakeFailure::ClosedEarly, None);
+            return None;
+        }
+    };
+    let (activity, bounds) = handler.bounds();
+    let session = handler.shared.tracker.session();
+    // RFC 6455 over the stream: the version 13 framing, whatever carries it.
+    let protocol = format!(
+        "hybi-13/{}",
+        hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
+    );
+    handler.started(&protocol, facts.channel.transport, "h2", began);
+    let stream = ClientStream::new(ClientIo::H2(Box::new(crate::edge::h2::stream(body, send))));
+    let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds);
+    let path = facts.path().to_string();
+    Some(Opened {
+        handler,
+        permit,
+        target,
+        rx,
+        tx,
+        protocol,
+        path,
+        channel: facts.channel,
+        activity,
+        session,
+    })
 }
 
 /// A request for the web directory on a stream: the same admission, `--web-auth` and

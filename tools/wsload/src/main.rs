@@ -13,6 +13,8 @@
 //!   physical baseline, or socat). Figures: `throughput`, `latency`, `messages`, `connections`,
 //!   `idle` (memory per idle session of `--pid` and its children), and `throughput --pid` adds the proxy's CPU
 //!   seconds per GB.
+//! - `--h2 STREAMS` with `--url`: each session is an RFC 8441 stream, STREAMS of them per
+//!   cleartext HTTP/2 connection (`http2.rs`), for the same figures over HTTP/2.
 //! - Each figure runs `--repeat` times and prints one JSON object with the median.
 //! - `wsload soak --url ws://HOST:PORT/ --pid PID`: the reliability soak (`benches/soak.sh`):
 //!   thousands of checksummed sessions in a rolling mix with faults injected, the proxy's RSS
@@ -33,6 +35,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod http2;
 mod relay;
 mod soak;
 mod wsfloor;
@@ -142,6 +145,10 @@ struct To {
     /// Speak the base64 subprotocol (text frames) instead of binary.
     #[arg(long)]
     base64: bool,
+    /// Over HTTP/2: each session an extended CONNECT stream (RFC 8441), STREAMS of them on
+    /// each cleartext HTTP/2 connection.
+    #[arg(long, value_name = "STREAMS", requires = "url", value_parser = clap::value_parser!(u32).range(1..))]
+    h2: Option<u32>,
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -150,7 +157,7 @@ struct To {
     label: String,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<http2::Io>;
 
 /// One client connection of either kind.
 enum Conn {
@@ -164,15 +171,32 @@ impl Conn {
             (Some(url), _) => {
                 let mut request = url.as_str().into_client_request()?;
                 let protocol = if to.base64 { "base64" } else { "binary" };
-                request
-                    .headers_mut()
-                    .insert("Sec-WebSocket-Protocol", protocol.parse()?);
-                let (ws, _) = tokio_tungstenite::connect_async(request)
-                    .await
-                    .with_context(|| format!("connecting {url}"))?;
-                if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
-                    s.set_nodelay(true)?;
-                }
+                let uri = request.uri().clone();
+                let (Some(host), Some(port)) = (uri.host(), uri.port_u16()) else {
+                    bail!("{url}: give ws://HOST:PORT/");
+                };
+                let authority = format!("{host}:{port}");
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                let ws = match to.h2 {
+                    Some(per_conn) => {
+                        let io = http2::open(&authority, path, protocol, per_conn as usize).await?;
+                        let role = tokio_tungstenite::tungstenite::protocol::Role::Client;
+                        tokio_tungstenite::WebSocketStream::from_raw_socket(io, role, None).await
+                    }
+                    None => {
+                        request
+                            .headers_mut()
+                            .insert("Sec-WebSocket-Protocol", protocol.parse()?);
+                        let s = TcpStream::connect(&authority)
+                            .await
+                            .with_context(|| format!("connecting {url}"))?;
+                        s.set_nodelay(true)?;
+                        tokio_tungstenite::client_async(request, http2::Io::Tcp(s))
+                            .await
+                            .with_context(|| format!("connecting {url}"))?
+                            .0
+                    }
+                };
                 Ok(Conn::Ws {
                     ws: Box::new(ws),
                     base64: to.base64,
@@ -251,7 +275,11 @@ fn print(figure: &str, to: &To, fields: serde_json::Value) {
         "figure": figure,
         "label": to.label,
         "base64": to.base64,
+        "transport": if to.h2.is_some() { "h2" } else { "http1" },
     });
+    if let (Some(o), Some(per_conn)) = (object.as_object_mut(), to.h2) {
+        o.insert("streams_per_conn".into(), per_conn.into());
+    }
     if let (Some(o), Some(f)) = (object.as_object_mut(), fields.as_object()) {
         o.extend(f.clone());
     }
