@@ -13,7 +13,10 @@
 # like the proxies; what it reaches bounds what any proxy can reach on this machine. And
 # `ws-floor`: `wsload relay --ws`, the same relay with the least of RFC 6455 a WebSocket
 # bridge must do on top (handshake, unmasking, framing, closing handshake): the bound for a
-# WebSocket proxy.
+# WebSocket proxy. And `ours-h2`: our proxy again, its sessions as HTTP/2 streams (RFC 8441,
+# h2c): one stream per connection for the one-session figures, every session on one connection
+# for 64 at once and for msgs/s, 100 per connection for conns/s and idle; the table says how
+# each compares to the same proxy over HTTP/1.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -120,7 +123,7 @@ start_proxy() { # NAME PORT
 # proxy in turn, starting one further along the list each round, and the table takes each
 # figure's median over the rounds.
 declare -A PIDS=() TO=()
-NAMES=(direct floor ws-floor ours "${PEERS[@]}")
+NAMES=(direct floor ws-floor ours ours-h2 "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
 for name in floor ws-floor ours "${PEERS[@]}"; do
   port=$(free_port)
@@ -131,6 +134,9 @@ for name in floor ws-floor ours "${PEERS[@]}"; do
     TO[$name]="--url ws://127.0.0.1:$port/"
   fi
 done
+# The same process over HTTP/2 (figure adds --h2 with the streams per connection).
+TO[ours-h2]=${TO[ours]}
+PIDS[ours-h2]=${PIDS[ours]}
 trap 'kill $ECHO_PID "${PIDS[@]}" 2>/dev/null || true' EXIT
 
 # figure NAME FIGURE: one repetition of one figure for one proxy. The CPU figure reads the
@@ -139,6 +145,14 @@ figure() {
   local name=$1 fig=$2 pid=${PIDS[$1]:-}
   # shellcheck disable=SC2206
   local to=(${TO[$name]} --label "$name" --seconds "$SECONDS_PER" --repeat 1)
+  if [[ "$name" == ours-h2 ]]; then
+    case "$fig" in
+      mbN) to+=(--h2 "$CONNS_BIG") ;;
+      messages) to+=(--h2 50) ;;
+      connections) to+=(--h2 100) ;;
+      *) to+=(--h2 1) ;;
+    esac
+  fi
   case "$fig" in
     mb1) load throughput "${to[@]}" --conns 1 ${pid:+--pid "$pid"} ;;
     mbN) load throughput "${to[@]}" --conns "$CONNS_BIG" ;;
@@ -164,13 +178,16 @@ for round in $(seq "$REPEAT"); do
   done
 done
 
-# Memory per idle session, once per proxy, with the others idle.
-for name in floor ws-floor ours "${PEERS[@]}"; do
+# Memory per idle session, once per proxy, with the others idle; ours over HTTP/2 with 100
+# sessions per connection.
+for name in floor ws-floor ours ours-h2 "${PEERS[@]}"; do
   sessions=$IDLE_SESSIONS
   [[ "$name" == socat || "$name" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
+  extra=()
+  [[ "$name" == ours-h2 ]] && extra=(--h2 100)
   # shellcheck disable=SC2206
-  "${PIN_LOAD[@]}" "$WSLOAD" idle ${TO[$name]} --label "$name" --pid "${PIDS[$name]}" \
-    --sessions "$sessions" >> "$RESULTS"
+  "${PIN_LOAD[@]}" "$WSLOAD" idle ${TO[$name]} "${extra[@]}" --label "$name" \
+    --pid "${PIDS[$name]}" --sessions "$sessions" >> "$RESULTS"
 done
 for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 

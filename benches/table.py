@@ -105,6 +105,26 @@ out.append("| " + " | ".join(header) + " |")
 out.append("|" + " --- |" * len(header))
 for label in labels:
     out.append(f"| {label} | " + " | ".join(figure_row(label)) + " |")
+
+# Ours over HTTP/2 against ours over HTTP/1.1, in this run (issue 23: at least 0.8x on
+# throughput and msgs/s, at most 8 KiB per idle session).
+h2_pairs = []
+for name, figure, key, match in [
+        ("MB/s, 1 session", "throughput", "mb_per_s", dict(conns=1, size=65536, base64=False)),
+        (f"MB/s, {big} sessions", "throughput", "mb_per_s", dict(conns=big, size=65536, base64=False)),
+        ("msgs/s, 50 sessions", "messages", "per_s", {}),
+        ("p50 µs", "latency", "p50_us", {}),
+        ("sessions/s", "connections", "per_s", {})]:
+    a, b = get("ours-h2", figure, **match), get("ours", figure, **match)
+    if a and b and b[key]:
+        h2_pairs.append(f"{name} {fmt(a[key])} vs {fmt(b[key])} ({a[key] / b[key]:.2f}x)")
+idle_h2 = get("ours-h2", "idle")
+if idle_h2:
+    h2_pairs.append(f"idle {idle_h2['kib_per_session']:.1f} KiB per session at "
+                    f"{idle_h2['sessions']:,} over {idle_h2['sessions'] // 100:,} connections")
+if h2_pairs:
+    out.append("\nOurs over HTTP/2 (`ours-h2`) against ours over HTTP/1.1 in this run: "
+               + "; ".join(h2_pairs) + ".")
 if skipped:
     out.append("\nSkipped: " + "; ".join(skipped) + ".")
 print("\n".join(out))

@@ -404,8 +404,8 @@ pub struct Settings {
     /// Streams at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS)
     ///
     /// Each WebSocket on a connection is a stream, and so is each web file being sent. Each
-    /// stream may have 64 KiB from its client waiting for its target, and the connection
-    /// as much for all its streams at once, so one connection holds at most N × 64 KiB.
+    /// stream may have 256 KiB from its client waiting for its target, and the connection
+    /// as much for all its streams at once, so one connection holds at most N × 256 KiB.
     #[arg(
         long,
         value_name = "N",
