@@ -245,30 +245,9 @@ async fn stream_request(
     respond: SendResponse<Bytes>,
     channel: Channel,
 ) {
-    let Some(opened) = Box::pin(open(handler, request, respond, channel)).await else {
-        return;
-    };
-    let Opened {
-        handler,
-        permit,
-        target,
-        rx,
-        tx,
-        protocol,
-        path,
-        channel,
-        activity,
-        session,
-    } = opened;
-    let place = Session {
-        target,
-        path: &path,
-        protocol: &protocol,
-        channel: &channel,
-        activity: &activity,
-    };
-    Box::pin(handler.serve(rx, tx, place)).await;
-    drop((session, permit));
+    if let Some(opened) = Box::pin(open(handler, request, respond, channel)).await {
+        opened.serve().await;
+    }
 }
 
 /// A stream that became a session, with what the session needs.
@@ -283,6 +262,21 @@ struct Opened {
     channel: Channel,
     activity: Arc<Activity>,
     session: Guard,
+}
+
+impl Opened {
+    /// Connects the target and relays until the session ends, holding its place until then.
+    async fn serve(self) {
+        let place = Session {
+            target: self.target,
+            path: &self.path,
+            protocol: &self.protocol,
+            channel: &self.channel,
+            activity: &self.activity,
+        };
+        Box::pin(self.handler.serve(self.rx, self.tx, place)).await;
+        drop((self.session, self.permit));
+    }
 }
 
 /// Decides a stream's request and answers it: the session it becomes, or `None` once a web
