@@ -27,6 +27,13 @@ pub const DEFAULT_CONNECT_TIMEOUT: u64 = 10;
 /// flight with a plugin answering in milliseconds; a plugin that hangs has at most this many
 /// requests waiting on it (each holding its connection for the 5 s call timeout).
 pub const DEFAULT_MAX_PLUGIN_CALLS: u64 = 256;
+/// The default `--compression-min-size`, in bytes (docs/performance.md: below it, a message
+/// rarely shrinks by more than its frame header without context takeover).
+pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = 256;
+
+/// The default `--compression-level` (docs/performance.md: level 1 against 6 and 9).
+pub const DEFAULT_COMPRESSION_LEVEL: u64 = 1;
+
 /// The default `--http2-max-streams`: more than a browser opens at once to load noVNC's page
 /// (its modules come as one stream each) and the consoles of a dashboard beside it; each
 /// stream may hold 64 KiB from its client, so a connection at most 16 MiB.

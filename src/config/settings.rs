@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::de;
 use crate::config::addr::{HostPort, ListenAddr};
 use crate::config::limits::{
-    AllowList, ByteSize, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_HTTP2_MAX_STREAMS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PLUGIN_CALLS,
-    DEFAULT_SEND_TIMEOUT,
+    AllowList, ByteSize, DEFAULT_COMPRESSION_LEVEL, DEFAULT_COMPRESSION_MIN_SIZE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HTTP2_MAX_STREAMS,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PLUGIN_CALLS, DEFAULT_SEND_TIMEOUT,
 };
 use crate::edge::forwarded::{ForwardedHeader, TrustedProxies};
 
@@ -551,6 +551,54 @@ pub struct Settings {
     #[arg(long, value_name = "on|off", default_value_t = Switch::On, help_heading = OURS)]
     #[serde(deserialize_with = "de::parsed")]
     pub http2: Switch,
+
+    /// Compress WebSocket messages with permessage-deflate when the client offers it
+    ///
+    /// Every browser offers it (RFC 7692); websockify does not, so it is off unless asked
+    /// for. A message to the client is sent compressed when it is at least
+    /// `--compression-min-size` and shrinks; the client's compressed messages are inflated,
+    /// their inflated size held to `--max-message-size`. By default neither side keeps its
+    /// compression window between messages, so an idle session holds no compression state
+    /// (see `--compression-context`). Hixie sessions are never compressed.
+    #[arg(long, help_heading = OURS)]
+    #[serde(deserialize_with = "de::flag")]
+    pub compression: bool,
+
+    /// Messages to the client shorter than this go uncompressed
+    ///
+    /// Deflating a short message saves a few bytes at best and costs the same setup as a
+    /// long one. Bytes, or `K`/`M` (powers of 1024).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value_t = ByteSize(DEFAULT_COMPRESSION_MIN_SIZE),
+        help_heading = OURS
+    )]
+    pub compression_min_size: ByteSize,
+
+    /// zlib's compression level, 1 (fastest) to 9 (smallest)
+    ///
+    /// Level 1 compresses a screen or a terminal's output nearly as well as 6 at several
+    /// times the speed (docs/performance.md measures both).
+    #[arg(
+        long,
+        value_name = "1-9",
+        value_parser = parse_count,
+        default_value_t = DEFAULT_COMPRESSION_LEVEL,
+        help_heading = OURS
+    )]
+    #[serde(deserialize_with = "de::count")]
+    pub compression_level: u64,
+
+    /// Keep each session's compression window between messages (context takeover)
+    ///
+    /// Streams of small similar messages (a terminal's lines) compress much better when
+    /// each message may refer to the ones before, but the session then holds a compressor
+    /// and an inflater for its whole life (about 300 KiB, docs/performance.md) instead of
+    /// borrowing them per message.
+    #[arg(long, help_heading = OURS)]
+    #[serde(deserialize_with = "de::flag")]
+    pub compression_context: bool,
 
     /// The rebind shim (librebind.so) for wrap mode, instead of the one next to the binary
     ///

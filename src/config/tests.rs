@@ -450,7 +450,7 @@ fn sample(key: &str) -> &'static str {
         .map(|name| name.as_str())
         .unwrap_or_default();
     match value_name {
-        "TIMEOUT" | "IDLE_TIMEOUT" | "INTERVAL" | "SECONDS" | "N" => "5",
+        "TIMEOUT" | "IDLE_TIMEOUT" | "INTERVAL" | "SECONDS" | "N" | "1-9" => "5",
         "FILE" | "DIR" | "CERT" | "KEY" => "/some/path",
         "CLASS" | "ARG" | "KEY_PASSWORD" | "SSL_CIPHERS" | "SERVER" => "x",
         "SSL_VERSION" => "tlsv1_3",

@@ -44,6 +44,8 @@ pub struct Config {
     /// `--http2 on`: HTTP/2 on the port as well, with at most this many streams at once on a
     /// connection (`--http2-max-streams`); `None`: HTTP/1.1 only.
     pub http2: Option<Http2>,
+    /// `--compression`: permessage-deflate when a client offers it, so.
+    pub compression: Option<crate::ws::deflate::Policy>,
     /// `--web DIR`: serve files from DIR for plain HTTP requests on the proxy port.
     pub web: Option<Web>,
     /// TLS toward clients (used when the certificate file exists).
@@ -329,6 +331,7 @@ impl Loaded {
                 }
             },
             flash_policy: !s.no_flash_policy,
+            compression: self.compression()?,
             http2: match s.http2 {
                 Switch::On => Some(Http2 {
                     max_streams: u32::try_from(s.http2_max_streams.max(1)).unwrap_or(u32::MAX),
@@ -382,6 +385,34 @@ impl Loaded {
                 (false, None) => None,
             },
         })
+    }
+
+    /// `--compression` and its companions; a companion without it is refused, as it would
+    /// change nothing.
+    fn compression(&self) -> Result<Option<crate::ws::deflate::Policy>, ConfigError> {
+        let s = &self.settings;
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if !(1..=9).contains(&s.compression_level) {
+            return invalid(format!(
+                "{} is {}: expected a zlib level from 1 (fastest) to 9 (smallest)",
+                self.source_of("compression_level"),
+                s.compression_level
+            ));
+        }
+        if !s.compression {
+            if s.compression_context {
+                return invalid(format!(
+                    "{} needs --compression",
+                    self.source_of("compression_context")
+                ));
+            }
+            return Ok(None);
+        }
+        Ok(Some(crate::ws::deflate::Policy {
+            min_size: usize::try_from(s.compression_min_size.0).unwrap_or(usize::MAX),
+            level: s.compression_level as u32,
+            context_takeover: s.compression_context,
+        }))
     }
 
     /// The limits; sizes and counts that cannot work are refused here, not at the first session.

@@ -613,12 +613,12 @@ fn check_headers(wire: &[u8]) {
                     assert_eq!(frame::parse_header(&buf[..n]), Ok(None), "{n} bytes");
                 }
                 if let Ok(len) = usize::try_from(h.payload_len) {
-                    let ours = HeaderBytes::new(h.opcode, len);
+                    let ours = HeaderBytes::with_rsv1(h.opcode, len, h.rsv1);
                     let back = frame::parse_header(ours.as_slice());
                     let Ok(Some(back)) = back else {
                         panic!("our own header does not parse: {back:?}");
                     };
-                    assert!(back.fin && back.mask.is_none());
+                    assert!(back.fin && back.mask.is_none() && back.rsv1 == h.rsv1);
                     assert_eq!((back.opcode, back.payload_len), (h.opcode, h.payload_len));
                     assert_eq!(back.len, ours.as_slice().len());
                 }
@@ -672,6 +672,7 @@ async fn hybi_session(
         BytesMut::from(&wire[..split]),
         Some(encoding),
         &bounds(hybi::MAX_MESSAGE_SIZE),
+        None,
     );
     let sending = async {
         for piece in wire[split..].chunks(chunk) {
@@ -760,6 +761,10 @@ fn hybi_reference(wire: &[u8], encoding: Subprotocol) -> (Vec<Event>, Vec<Vec<u8
         let Some(mask) = h.mask else {
             break Event::Protocol(close_code::PROTOCOL_ERROR);
         };
+        // RSV1 means compressed, and no extension is negotiated here.
+        if h.rsv1 {
+            break Event::Protocol(close_code::PROTOCOL_ERROR);
+        }
         let body = at + h.len;
         let available = (wire.len() - body) as u64;
         let payload = |len: u64| {

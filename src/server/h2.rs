@@ -258,6 +258,7 @@ struct Opened {
     rx: HybiRx,
     tx: HybiTx,
     protocol: String,
+    compression: Option<&'static str>,
     path: String,
     channel: Channel,
     activity: Arc<Activity>,
@@ -271,6 +272,7 @@ impl Opened {
             target: self.target,
             path: &self.path,
             protocol: &self.protocol,
+            compression: self.compression,
             channel: &self.channel,
             activity: &self.activity,
         };
@@ -320,7 +322,10 @@ async fn open(
             refuse(&mut respond, &refusal, send_timeout).await;
             return None;
         }
-        StreamDecision::Connect(hs) => hs,
+        StreamDecision::Connect(mut hs) => {
+            hs.deflate = handler.compression(&facts.head);
+            hs
+        }
     };
     let (permit, target) = match handler.decide(&facts).await {
         Ok(decided) => decided,
@@ -347,8 +352,10 @@ async fn open(
     );
     handler.started(&protocol, facts.channel.transport, "h2", began);
     let stream = ClientStream::new(ClientIo::H2(Box::new(crate::edge::h2::stream(body, send))));
-    let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds);
+    let deflate = handler.deflate(hs.deflate);
+    let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds, deflate);
     let path = facts.path().to_string();
+    let compression = hs.deflate.map(|a| a.mode());
     Some(Opened {
         handler,
         permit,
@@ -356,6 +363,7 @@ async fn open(
         rx,
         tx,
         protocol,
+        compression,
         path,
         channel: facts.channel,
         activity,

@@ -38,6 +38,7 @@ use crate::session::{Bounds, ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::telemetry::logging::SPAN_TARGET;
 use crate::telemetry::metrics::{self, HandshakeFailure};
 use crate::web::WebRoot;
+use crate::ws::deflate::{Agreed, Deflate};
 use crate::ws::hixie::{HixieHandshake, HixieRx, HixieTx};
 use crate::ws::hybi::{HybiHandshake, HybiRx, HybiTx};
 use crate::ws::{self, Decision};
@@ -105,6 +106,8 @@ struct Opened {
     target: Cleared,
     path: String,
     protocol: String,
+    /// permessage-deflate's mode when negotiated (`deflate`, `deflate-context`).
+    compression: Option<&'static str>,
     channel: Channel,
     /// Its heartbeat and idle clock.
     activity: Arc<Activity>,
@@ -119,6 +122,7 @@ pub(super) struct Session<'a> {
     pub target: Cleared,
     pub path: &'a str,
     pub protocol: &'a str,
+    pub compression: Option<&'static str>,
     pub channel: &'a Channel,
     pub activity: &'a Activity,
 }
@@ -146,6 +150,7 @@ impl Handler {
             tls = Empty,
             protocol = Empty,
             transport = Empty,
+            compression = Empty,
             path = Empty,
             status = Empty,
             target = Empty,
@@ -237,6 +242,7 @@ impl Handler {
             target,
             path,
             protocol,
+            compression,
             channel,
             activity,
             _permit,
@@ -246,6 +252,7 @@ impl Handler {
             target,
             path: &path,
             protocol: &protocol,
+            compression,
             channel: &channel,
             activity: &activity,
         };
@@ -285,7 +292,10 @@ impl Handler {
                 answer_and_close(&mut stream, &refusal.response()).await;
                 return None;
             }
-            Decision::Hybi(hs) => Upgrade::Hybi(hs),
+            Decision::Hybi(mut hs) => {
+                hs.deflate = self.compression(&facts.head);
+                Upgrade::Hybi(hs)
+            }
             Decision::Hixie(hs) => Upgrade::Hixie(hs),
         };
         // Held until the connection closes: a session holds its place for its whole life.
@@ -298,6 +308,10 @@ impl Handler {
             }
         };
         let (activity, bounds) = self.bounds();
+        let compression = match &upgrade {
+            Upgrade::Hybi(hs) => hs.deflate.map(|a| a.mode()),
+            Upgrade::Hixie(_) => None,
+        };
         let (halves, protocol, session) = match upgrade {
             Upgrade::Hybi(hs) => {
                 // Flushed: under TLS the answer would otherwise wait in the session's buffer
@@ -318,7 +332,8 @@ impl Handler {
                     hs.protocol.map(ws::Subprotocol::name).unwrap_or("binary")
                 );
                 self.started(&protocol, facts.channel.transport, "hybi", began);
-                let (rx, tx) = ws::hybi::session(stream, rest, hs.protocol, &bounds);
+                let deflate = self.deflate(hs.deflate);
+                let (rx, tx) = ws::hybi::session(stream, rest, hs.protocol, &bounds, deflate);
                 (Halves::Hybi(rx, tx), protocol, session)
             }
             Upgrade::Hixie(hs) => {
@@ -344,6 +359,7 @@ impl Handler {
             target,
             path: facts.path().to_string(),
             protocol,
+            compression,
             channel: facts.channel,
             activity,
             _permit: permit,
@@ -647,6 +663,20 @@ impl Handler {
         span.record("transport", transport.label());
     }
 
+    /// permessage-deflate's parameters for a HyBi request, when `--compression` is on and the
+    /// client offers it.
+    pub(super) fn compression(&self, request: &http::Request<()>) -> Option<Agreed> {
+        ws::hybi::handshake::compression(request, self.shared.config.compression.as_ref())
+    }
+
+    /// A session's compression state for what was agreed: counted, and named in its span.
+    pub(super) fn deflate(&self, agreed: Option<Agreed>) -> Option<Deflate> {
+        let (agreed, policy) = (agreed?, self.shared.config.compression.as_ref()?);
+        metrics::get().compression.sessions.inc();
+        tracing::Span::current().record("compression", agreed.mode());
+        Some(Deflate::new(agreed, policy))
+    }
+
     /// Connects the target and relays; logs the session's one info line.
     pub(super) async fn serve<R: ClientRx, T: ClientTx>(
         self,
@@ -658,6 +688,7 @@ impl Handler {
             target,
             path,
             protocol,
+            compression,
             channel,
             activity,
         } = session;
@@ -753,6 +784,7 @@ impl Handler {
             %target,
             protocol,
             transport = channel.transport.label(),
+            compression,
             tls = channel.secure,
             from_client,
             to_client,

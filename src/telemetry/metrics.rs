@@ -183,6 +183,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     /// What gave way so that no session waited (the block at the end of this file).
     pub liveness: Liveness,
+    /// permessage-deflate (the block at the end of this file).
+    pub compression: CompressionMetrics,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -368,6 +370,7 @@ impl Metrics {
                 &["what", "result"],
             )?,
             liveness: Liveness::new(&r)?,
+            compression: CompressionMetrics::new(&r)?,
             registry: r,
         };
         Ok(m)
@@ -632,5 +635,56 @@ mod tests {
         assert_eq!(close_code_label(4321), "4xxx");
         assert_eq!(close_code_label(3000), "3xxx");
         assert_eq!(close_code_label(2999), "other");
+    }
+}
+
+// ---- permessage-deflate ---------------------------------------------------------------------
+
+/// What compression did: sessions that negotiated it, and the bytes of their messages as
+/// relayed (payload) and as they crossed the client's connection (wire), by direction.
+pub struct CompressionMetrics {
+    pub sessions: IntCounter,
+    payload: [IntCounter; 2],
+    wire: [IntCounter; 2],
+}
+
+impl CompressionMetrics {
+    fn new(r: &Registry) -> prometheus::Result<CompressionMetrics> {
+        let sessions = counter(
+            r,
+            "websockify_compression_sessions_total",
+            "WebSocket sessions that negotiated permessage-deflate (--compression).",
+        )?;
+        let payload = counter_vec(
+            r,
+            "websockify_compression_payload_bytes_total",
+            "Message payload bytes of sessions with permessage-deflate, uncompressed, by \
+             direction (from_client: inflated from what the client sent).",
+            &["direction"],
+        )?;
+        let wire = counter_vec(
+            r,
+            "websockify_compression_wire_bytes_total",
+            "The same messages' payload bytes on the client's connection (compressed, or as \
+             they were when compressing did not pay), by direction.",
+            &["direction"],
+        )?;
+        let per_direction = |vec: &IntCounterVec| {
+            [
+                vec.with_label_values(&[Direction::FromClient.label()]),
+                vec.with_label_values(&[Direction::ToClient.label()]),
+            ]
+        };
+        Ok(CompressionMetrics {
+            sessions,
+            payload: per_direction(&payload),
+            wire: per_direction(&wire),
+        })
+    }
+
+    /// A message (or a piece of one) of `payload` bytes that took `wire` bytes on the wire.
+    pub fn message(&self, direction: Direction, payload: usize, wire: usize) {
+        self.payload[direction as usize].inc_by(payload as u64);
+        self.wire[direction as usize].inc_by(wire as u64);
     }
 }

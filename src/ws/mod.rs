@@ -4,8 +4,11 @@
 //! - `hybi`: RFC 6455 (version 13) and drafts 7 and 8: `hybi::handshake` (request checks
 //!   and the 101), `hybi::frame` (headers and masking), and the framing on the relay's hot
 //!   path as a [`crate::session`] pair.
+//! - `deflate`: permessage-deflate (RFC 7692) for HyBi sessions: the negotiation, and where
+//!   compressor and inflater state lives.
 //! - `hixie`: Hixie-75 and Hixie-76: `hixie::handshake` and `hixie::framing`, written here.
 
+pub mod deflate;
 pub mod hixie;
 pub mod hybi;
 

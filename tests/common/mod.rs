@@ -347,6 +347,8 @@ pub struct Raw {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1: a permessage-deflate message's first frame.
+    pub rsv1: bool,
     pub opcode: u8,
     pub masked: bool,
     pub payload: Vec<u8>,
@@ -566,6 +568,7 @@ pub fn decode_frame(buf: &[u8]) -> Option<(Frame, usize)> {
         return None;
     }
     let fin = buf[0] & 0x80 != 0;
+    let rsv1 = buf[0] & 0x40 != 0;
     let opcode = buf[0] & 0x0f;
     let masked = buf[1] & 0x80 != 0;
     let (len, mut at) = match buf[1] & 0x7f {
@@ -596,6 +599,7 @@ pub fn decode_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     Some((
         Frame {
             fin,
+            rsv1,
             opcode,
             masked,
             payload,

@@ -57,6 +57,9 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     pub fin: bool,
+    /// RSV1: with permessage-deflate, the first frame of a compressed message; the session
+    /// refuses it in every other case.
+    pub rsv1: bool,
     pub opcode: OpCode,
     /// Clients must mask every frame; servers never do.
     pub mask: Option<[u8; 4]>,
@@ -68,7 +71,8 @@ pub struct Header {
 /// A header that breaks RFC 6455; every one is answered with close code 1002.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderError {
-    /// RSV1-3 set without an extension that defines them (we negotiate none).
+    /// RSV2 or RSV3 set: no extension we negotiate defines them (RSV1 is the session's to
+    /// judge, as permessage-deflate gives it a meaning).
     ReservedBits,
     /// Opcodes 3-7 and 0xB-0xF.
     ReservedOpcode(u8),
@@ -97,7 +101,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(HeaderError::ReservedBits);
     }
     let opcode = OpCode::from_bits(b0 & 0x0F).ok_or(HeaderError::ReservedOpcode(b0 & 0x0F))?;
@@ -141,6 +145,7 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
     };
     Ok(Some(Header {
         fin,
+        rsv1: b0 & 0x40 != 0,
         opcode,
         mask,
         payload_len,
@@ -156,10 +161,11 @@ pub struct HeaderBytes {
 }
 
 impl HeaderBytes {
-    /// The header of a whole (unfragmented), unmasked frame of `payload_len` bytes.
-    pub fn new(opcode: OpCode, payload_len: usize) -> HeaderBytes {
+    /// The header of a whole (unfragmented), unmasked frame of `payload_len` bytes, with RSV1
+    /// set when `compressed` (a permessage-deflate message).
+    pub fn with_rsv1(opcode: OpCode, payload_len: usize, compressed: bool) -> HeaderBytes {
         let mut bytes = [0u8; 10];
-        bytes[0] = 0x80 | opcode.bits();
+        bytes[0] = 0x80 | if compressed { 0x40 } else { 0 } | opcode.bits();
         let len = if payload_len < 126 {
             bytes[1] = payload_len as u8;
             2
@@ -234,6 +240,7 @@ mod tests {
             h,
             Header {
                 fin: true,
+                rsv1: false,
                 opcode: OpCode::Text,
                 mask: Some([0x37, 0xfa, 0x21, 0x3d]),
                 payload_len: 5,
@@ -244,13 +251,16 @@ mod tests {
         apply_mask(&mut payload, h.mask.unwrap(), 0);
         assert_eq!(payload, b"Hello");
         // The unmasked server "Hello" and a 256-byte binary header.
-        assert_eq!(HeaderBytes::new(OpCode::Text, 5).as_slice(), [0x81, 0x05]);
         assert_eq!(
-            HeaderBytes::new(OpCode::Binary, 256).as_slice(),
+            HeaderBytes::with_rsv1(OpCode::Text, 5, false).as_slice(),
+            [0x81, 0x05]
+        );
+        assert_eq!(
+            HeaderBytes::with_rsv1(OpCode::Binary, 256, false).as_slice(),
             [0x82, 0x7E, 0x01, 0x00]
         );
         assert_eq!(
-            HeaderBytes::new(OpCode::Binary, 65536).as_slice(),
+            HeaderBytes::with_rsv1(OpCode::Binary, 65536, false).as_slice(),
             [0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]
         );
     }
@@ -266,7 +276,19 @@ mod tests {
 
     #[test]
     fn broken_headers_are_named() {
-        assert_eq!(parse_header(&[0xC2, 0x80]), Err(HeaderError::ReservedBits));
+        assert_eq!(parse_header(&[0xA2, 0x80]), Err(HeaderError::ReservedBits));
+        assert_eq!(parse_header(&[0x92, 0x80]), Err(HeaderError::ReservedBits));
+        // RSV1 is permessage-deflate's: parsed, and judged by the session.
+        assert!(
+            parse_header(&[0xC2, 0x80, 0, 0, 0, 0])
+                .unwrap()
+                .unwrap()
+                .rsv1
+        );
+        assert_eq!(
+            HeaderBytes::with_rsv1(OpCode::Binary, 5, true).as_slice(),
+            [0xC2, 0x05]
+        );
         assert_eq!(
             parse_header(&[0x83, 0x80]),
             Err(HeaderError::ReservedOpcode(3))
@@ -324,7 +346,7 @@ mod tests {
 
         #[test]
         fn server_headers_round_trip(len in 0usize..200_000) {
-            let h = HeaderBytes::new(OpCode::Binary, len);
+            let h = HeaderBytes::with_rsv1(OpCode::Binary, len, false);
             let parsed = parse_header(h.as_slice()).unwrap().unwrap();
             prop_assert_eq!(parsed.payload_len, len as u64);
             prop_assert_eq!(parsed.len, h.as_slice().len());

@@ -7,6 +7,7 @@ use http::header::{
 };
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 
+use crate::ws::deflate::{self, Agreed, Policy};
 use crate::ws::{Refusal, Subprotocol, has_token, header_str};
 
 /// The versions we speak, as a 426 answer lists them.
@@ -21,6 +22,8 @@ pub struct HybiHandshake {
     pub accept: String,
     /// The chosen subprotocol, `None` when the client offered none (then frames are binary).
     pub protocol: Option<Subprotocol>,
+    /// permessage-deflate's parameters when it is agreed (see [`compression`]).
+    pub deflate: Option<Agreed>,
 }
 
 impl HybiHandshake {
@@ -85,6 +88,7 @@ impl HybiHandshake {
             version,
             accept: tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()),
             protocol,
+            deflate: None,
         })
     }
 
@@ -98,6 +102,12 @@ impl HybiHandshake {
         if let Some(p) = self.protocol {
             out.push_str(&format!("Sec-WebSocket-Protocol: {}\r\n", p.name()));
         }
+        if let Some(agreed) = &self.deflate {
+            out.push_str(&format!(
+                "Sec-WebSocket-Extensions: {}\r\n",
+                agreed.header_value()
+            ));
+        }
         out.push_str("\r\n");
         out.into_bytes()
     }
@@ -110,6 +120,9 @@ impl HybiHandshake {
 pub struct ConnectHandshake {
     /// The chosen subprotocol, `None` when the client offered none (then frames are binary).
     pub protocol: Option<Subprotocol>,
+    /// permessage-deflate's parameters when it is agreed (the same extension header as over
+    /// HTTP/1.1, RFC 8441 section 5).
+    pub deflate: Option<Agreed>,
 }
 
 impl ConnectHandshake {
@@ -132,6 +145,7 @@ impl ConnectHandshake {
         }
         Ok(ConnectHandshake {
             protocol: negotiate(headers)?,
+            deflate: None,
         })
     }
 
@@ -144,8 +158,21 @@ impl ConnectHandshake {
                 http::HeaderValue::from_static(p.name()),
             );
         }
+        if let Some(agreed) = &self.deflate
+            && let Ok(value) = http::HeaderValue::from_str(&agreed.header_value())
+        {
+            response
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
         response
     }
+}
+
+/// permessage-deflate for a request's offer under `policy` (`--compression`; `None`: off):
+/// the parameters agreed, if any.
+pub fn compression(req: &Request<()>, policy: Option<&Policy>) -> Option<Agreed> {
+    policy.and_then(|p| deflate::negotiate(req.headers(), p))
 }
 
 /// `binary` if offered, else `base64` if offered; nothing offered means no subprotocol (binary

@@ -11,6 +11,10 @@
 //! - a message to the client is its header on the stack and the payload as read from the
 //!   target, in one vectored write.
 //!
+//! With permessage-deflate ([`crate::ws::deflate`]), a message to the client is compressed
+//! when that pays (RSV1 on its frame), and a compressed message from the client is inflated a
+//! piece at a time, each piece handed on as the uncompressed ones are.
+//!
 //! Pings are answered and the client's close is echoed here, as the RFC requires; protocol
 //! errors map to websockify's close codes. The sending half is the only writer: the receiving
 //! half records what it owes the client (a pong, the echo of a close) in [`Control`] and
@@ -33,7 +37,9 @@ use crate::edge::stream::{BULK_READ, ClientReader, ClientStream, ClientWriter};
 use crate::session::{
     Bounds, ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code,
 };
+use crate::telemetry::metrics::{self, Direction};
 use crate::ws::Subprotocol;
+use crate::ws::deflate::{Deflate, Deflater, InflateError, Inflater};
 
 /// The largest message a client may send unless `--max-message-size` says otherwise.
 /// websockify has no limit; 64 MiB bounds what one `base64` session can make us hold (binary
@@ -44,14 +50,16 @@ pub const MAX_MESSAGE_SIZE: usize = crate::config::limits::DEFAULT_MAX_MESSAGE_S
 /// about this size as they arrive.
 pub const PIECE: usize = 256 * 1024;
 
-/// Takes over an upgraded connection; `rest` holds the bytes the client sent after its head.
-/// A message announced larger than `max_message` is answered with 1009 from its frame header,
-/// before any of its payload is read.
+/// Takes over an upgraded connection; `rest` holds the bytes the client sent after its head,
+/// `deflate` the compression state when permessage-deflate was negotiated. A message
+/// announced larger than `max_message` is answered with 1009 from its frame header, before any
+/// of its payload is read (and a compressed one as soon as its inflated bytes exceed it).
 pub fn session(
     stream: ClientStream,
     rest: BytesMut,
     protocol: Option<Subprotocol>,
     bounds: &Bounds,
+    deflate: Option<Deflate>,
 ) -> (HybiRx, HybiTx) {
     let (replay, reader, writer) = stream.into_split();
     let mut buf = BytesMut::new();
@@ -66,6 +74,10 @@ pub fn session(
         partial: false,
     };
     let encoding = protocol.unwrap_or(Subprotocol::Binary);
+    let (deflater, inflater) = match deflate {
+        Some(d) => (Some(d.deflater), Some(d.inflater)),
+        None => (None, None),
+    };
     let rx = HybiRx {
         reader,
         buf,
@@ -74,12 +86,14 @@ pub fn session(
         message: None,
         max_message: bounds.max_message as u64,
         control: control.clone(),
+        inflater,
     };
     let tx = HybiTx {
         writer,
         encoding,
         control,
         ping_unanswered: false,
+        deflater,
     };
     (rx, tx)
 }
@@ -129,19 +143,32 @@ impl Writer {
     /// One frame: header and payload in one vectored write, then a flush (which only TLS
     /// needs).
     async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+        self.frame_rsv1(opcode, payload, false).await
+    }
+
+    /// The same, with RSV1 set when `compressed` (a permessage-deflate message).
+    async fn frame_rsv1(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        compressed: bool,
+    ) -> io::Result<()> {
         if self.partial {
             return Err(io::Error::other(
                 "a message to the client was cut off: nothing can follow it",
             ));
         }
         self.partial = true;
-        self.frame_whole(opcode, payload).await?;
+        self.frame_whole(
+            HeaderBytes::with_rsv1(opcode, payload.len(), compressed),
+            payload,
+        )
+        .await?;
         self.partial = false;
         Ok(())
     }
 
-    async fn frame_whole(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
-        let header = HeaderBytes::new(opcode, payload.len());
+    async fn frame_whole(&mut self, header: HeaderBytes, payload: &[u8]) -> io::Result<()> {
         let (mut head, mut body) = (header.as_slice(), payload);
         while !head.is_empty() {
             let n = self
@@ -189,10 +216,13 @@ struct InFrame {
     fin: bool,
 }
 
-/// The message being received, from its first frame to the one with FIN.
+/// The message being received, from its first frame to the one with FIN (and, compressed,
+/// until its last byte is inflated).
 #[derive(Debug, Default)]
 struct InMessage {
     len: u64,
+    /// Its first frame had RSV1: its payload is deflated.
+    compressed: bool,
     /// `base64` sessions: the text so far, decoded when the message is whole.
     text: BytesMut,
 }
@@ -208,6 +238,9 @@ pub struct HybiRx {
     /// `--max-message-size`.
     max_message: u64,
     control: Arc<Control>,
+    /// With permessage-deflate: inflates compressed messages (boxed: a session without it
+    /// pays a pointer).
+    inflater: Option<Box<Inflater>>,
 }
 
 /// Sending half of a HyBi session.
@@ -217,6 +250,8 @@ pub struct HybiTx {
     control: Arc<Control>,
     /// Our last ping has had no pong yet.
     ping_unanswered: bool,
+    /// With permessage-deflate: compresses the messages that pay.
+    deflater: Option<Box<Deflater>>,
 }
 
 fn protocol_error(code: u16, reason: &'static str) -> RecvError {
@@ -271,6 +306,52 @@ impl HybiRx {
         if f.remaining == 0 {
             self.frame = None;
         }
+        if let Some(inflater) = &mut self.inflater {
+            let compressed = self.message.as_ref().is_some_and(|m| m.compressed);
+            let compression = &metrics::get().compression;
+            if compressed {
+                compression.message(Direction::FromClient, 0, piece.len());
+                inflater.push(&piece, last);
+                return self.inflated().map(Some);
+            }
+            compression.message(Direction::FromClient, piece.len(), piece.len());
+        }
+        self.deliver(piece, last).map(Some)
+    }
+
+    /// Inflates what the current compressed message has pushed, up to a [`PIECE`] at a time
+    /// and within `--max-message-size`.
+    fn inflated(&mut self) -> Result<Payload, RecvError> {
+        let Some(inflater) = &mut self.inflater else {
+            return Ok(Payload::Nothing);
+        };
+        let inflated = inflater
+            .inflate(PIECE, self.max_message)
+            .map_err(|e| match e {
+                InflateError::TooBig => too_big(),
+                InflateError::Invalid(_) => {
+                    protocol_error(close_code::INVALID_PAYLOAD, "Invalid compressed payload")
+                }
+            })?;
+        metrics::get()
+            .compression
+            .message(Direction::FromClient, inflated.data.len(), 0);
+        if self.encoding == Subprotocol::Binary {
+            // Handed on as inflated, without a copy.
+            if inflated.last {
+                self.message = None;
+            }
+            return Ok(match inflated.data.is_empty() {
+                true => Payload::Nothing,
+                false => Payload::Bytes(inflated.data.into(), inflated.last),
+            });
+        }
+        self.deliver(BytesMut::from(&inflated.data[..]), inflated.last)
+    }
+
+    /// What a message's (uncompressed) bytes amount to for the relay; `last` when the message
+    /// ends with them.
+    fn deliver(&mut self, piece: BytesMut, last: bool) -> Result<Payload, RecvError> {
         let message = self.message.get_or_insert_with(InMessage::default);
         let payload = match self.encoding {
             Subprotocol::Binary if piece.is_empty() => Payload::Nothing,
@@ -296,7 +377,7 @@ impl HybiRx {
         if last {
             self.message = None;
         }
-        Ok(Some(payload))
+        Ok(payload)
     }
 
     /// Handles the next frame header in the buffer: a data frame becomes the current frame,
@@ -311,6 +392,14 @@ impl HybiRx {
                 "Protocol error: unmasked frame",
             ));
         };
+        // RSV1 marks a compressed message, on its first frame only (RFC 7692 6.1).
+        if h.rsv1
+            && (self.inflater.is_none()
+                || h.opcode.is_control()
+                || h.opcode == OpCode::Continuation)
+        {
+            return Err(frame_error(HeaderError::ReservedBits));
+        }
         if h.opcode.is_control() {
             // At most 125 bytes (checked by the parser): wait for all of it.
             let total = h.len + h.payload_len as usize;
@@ -348,7 +437,11 @@ impl HybiRx {
         if len > self.max_message {
             return Err(too_big());
         }
-        self.message.get_or_insert_with(InMessage::default).len = len;
+        let message = self.message.get_or_insert_with(InMessage::default);
+        message.len = len;
+        if h.opcode != OpCode::Continuation {
+            message.compressed = h.rsv1;
+        }
         self.buf.advance(h.len);
         self.frame = Some(InFrame {
             mask,
@@ -435,6 +528,14 @@ impl ClientRx for HybiRx {
 
     async fn recv(&mut self) -> Result<Inbound, RecvError> {
         loop {
+            // A compressed message's inflated bytes not taken yet come before more input.
+            if self.inflater.as_ref().is_some_and(|i| i.has_pending()) {
+                match self.inflated()? {
+                    Payload::Bytes(data, true) => return Ok(Inbound::Data(data)),
+                    Payload::Bytes(data, false) => return Ok(Inbound::Part(data)),
+                    Payload::Nothing => continue,
+                }
+            }
             if self.frame.is_some() {
                 match self.take_payload()? {
                     Some(Payload::Bytes(data, true)) => return Ok(Inbound::Data(data)),
@@ -479,11 +580,25 @@ impl HybiTx {
 
 impl ClientTx for HybiTx {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
-        match self.encoding {
-            Subprotocol::Binary => self.writer.frame(OpCode::Binary, &data).await?,
+        let text;
+        let (opcode, payload) = match self.encoding {
+            Subprotocol::Binary => (OpCode::Binary, &data[..]),
             Subprotocol::Base64 => {
-                let text = base64_simd::STANDARD.encode_to_string(&data);
-                self.writer.frame(OpCode::Text, text.as_bytes()).await?
+                text = base64_simd::STANDARD.encode_to_string(&data);
+                (OpCode::Text, text.as_bytes())
+            }
+        };
+        match self.deflater.as_mut() {
+            None => self.writer.frame(opcode, payload).await?,
+            Some(deflater) => {
+                let compressed = deflater.compress(payload);
+                let wire = compressed.as_deref().unwrap_or(payload);
+                metrics::get()
+                    .compression
+                    .message(Direction::ToClient, payload.len(), wire.len());
+                self.writer
+                    .frame_rsv1(opcode, wire, compressed.is_some())
+                    .await?
             }
         }
         // A ping that came meanwhile is answered right after the message.
