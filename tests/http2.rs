@@ -217,6 +217,65 @@ async fn h2c_websocket_echo_is_byte_exact_in_binary_and_base64() {
     assert!(log.contains(r#"protocol="hybi-13/binary""#), "{log}");
 }
 
+/// permessage-deflate on a stream (RFC 8441 carries the same extension header): answered in
+/// the 200, a compressible echo comes back compressed (RSV1) and inflates to what was sent,
+/// and a compressed message from the client reaches the target inflated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compression_is_negotiated_on_a_stream() {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&["--compression", "127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
+    let mut client = h2c(proxy.port).await;
+    let mut req = connect_request(proxy.port, "/websockify", None);
+    req.headers_mut().insert(
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .unwrap(),
+    );
+    let (parts, ws, _) = open(&mut client, req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(
+        parts.headers["sec-websocket-extensions"],
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    let mut ws = ws.unwrap();
+    let text: Vec<u8> = b"a terminal line over HTTP/2\n".repeat(4000);
+    // The client's message compressed, as a browser sends it.
+    let mut c = Compress::new(Compression::default(), false);
+    let mut deflated = Vec::with_capacity(text.len());
+    c.compress_vec(&text, &mut deflated, FlushCompress::Sync)
+        .unwrap();
+    assert!(deflated.ends_with(&[0, 0, 0xff, 0xff]));
+    deflated.truncate(deflated.len() - 4);
+    let mut frame = encode_frame(true, 2, &deflated, Some(rand_mask()));
+    frame[0] |= 0x40;
+    ws.send.send_data(Bytes::from(frame), false).unwrap();
+    let mut back = Vec::new();
+    let mut wire = 0;
+    while back.len() < text.len() {
+        let frame = ws.read_frame().await.expect("the echo");
+        assert_eq!(frame.opcode, 2);
+        wire += frame.payload.len();
+        if frame.rsv1 {
+            let mut d = Decompress::new(false);
+            let mut input = frame.payload.clone();
+            input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut out = Vec::with_capacity(text.len());
+            d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
+                .unwrap();
+            back.extend(out);
+        } else {
+            back.extend(frame.payload);
+        }
+    }
+    assert!(back == text);
+    assert!(wire * 20 < text.len(), "{wire} bytes on the wire");
+    ws.send_frame(8, &1000u16.to_be_bytes()).await;
+    let log = proxy.wait_log(r#"transport="h2""#, PATIENCE);
+    assert!(log.contains(r#"compression="deflate""#), "{log}");
+}
+
 /// 200 WebSockets on one connection, each its own session to the target, all byte-exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_streams_on_one_connection_are_two_hundred_sessions() {
