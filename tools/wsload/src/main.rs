@@ -37,6 +37,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 mod http2;
 mod relay;
+mod replay;
 mod soak;
 mod wsfloor;
 
@@ -128,6 +129,9 @@ enum Figure {
         #[arg(long, default_value_t = 10_000)]
         sessions: usize,
     },
+    /// A stream of messages (a file, or random data) echoed through a proxy with
+    /// permessage-deflate offered or not: wire bytes against payload, MB/s, proxy CPU per GB.
+    Replay(replay::ReplayArgs),
     /// The reliability soak: sessions in a rolling mix with faults, for --minutes; exits
     /// non-zero if a well-behaved session lost data or the proxy kept descriptors.
     Soak(soak::SoakArgs),
@@ -149,6 +153,10 @@ struct To {
     /// each cleartext HTTP/2 connection.
     #[arg(long, value_name = "STREAMS", requires = "url", value_parser = clap::value_parser!(u32).range(1..))]
     h2: Option<u32>,
+    /// Offer permessage-deflate in the handshake, as browsers do (for `idle`: the memory of
+    /// sessions that negotiated it; the other figures' clients cannot inflate, see `replay`).
+    #[arg(long, requires = "url", conflicts_with = "h2")]
+    deflate: bool,
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -187,6 +195,12 @@ impl Conn {
                         request
                             .headers_mut()
                             .insert("Sec-WebSocket-Protocol", protocol.parse()?);
+                        if to.deflate {
+                            request.headers_mut().insert(
+                                "Sec-WebSocket-Extensions",
+                                "permessage-deflate; client_max_window_bits".parse()?,
+                            );
+                        }
                         let s = TcpStream::connect(&authority)
                             .await
                             .with_context(|| format!("connecting {url}"))?;
@@ -276,6 +290,7 @@ fn print(figure: &str, to: &To, fields: serde_json::Value) {
         "label": to.label,
         "base64": to.base64,
         "transport": if to.h2.is_some() { "h2" } else { "http1" },
+        "deflate_offered": to.deflate,
     });
     if let (Some(o), Some(per_conn)) = (object.as_object_mut(), to.h2) {
         o.insert("streams_per_conn".into(), per_conn.into());
@@ -288,7 +303,7 @@ fn print(figure: &str, to: &To, fields: serde_json::Value) {
 
 /// utime + stime of `pid` and of its reaped children (socat forks one per connection), in
 /// seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -524,6 +539,7 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
         } => relay::run(port, to),
         Figure::Relay { port, to, ws: true } => wsfloor::run(port, to),
         Figure::Soak(args) => soak::run(args).await,
+        Figure::Replay(args) => replay::replay(args).await,
         Figure::Throughput {
             to,
             conns,
