@@ -225,11 +225,12 @@ impl Deflate {
                 min_size: policy.min_size,
                 level: policy.level,
                 window_bits,
-                own: (!agreed.server_no_context_takeover)
-                    .then(|| new_compressor(policy.level, window_bits)),
+                keep_context: !agreed.server_no_context_takeover,
+                own: None,
             }),
             inflater: Box::new(Inflater {
-                own: (!agreed.client_no_context_takeover).then(new_inflater),
+                keep_context: !agreed.client_no_context_takeover,
+                own: None,
                 lent: None,
                 input: BytesMut::new(),
                 ended: false,
@@ -254,8 +255,9 @@ pub struct Deflater {
     min_size: usize,
     level: u32,
     window_bits: u8,
-    /// The session's own compressor, with context takeover; `None`: the thread's, reset
-    /// after each message.
+    /// Context takeover: the session keeps its own compressor (made at its first message, so
+    /// a session that never sends costs nothing); otherwise the thread's is lent per message.
+    keep_context: bool,
     own: Option<Compress>,
 }
 
@@ -272,7 +274,11 @@ impl Deflater {
         if data.len() < self.min_size || looks_incompressible(data) {
             return None;
         }
-        if let Some(own) = &mut self.own {
+        if self.keep_context {
+            let (level, window_bits) = (self.level, self.window_bits);
+            let own = self
+                .own
+                .get_or_insert_with(|| new_compressor(level, window_bits));
             let out = deflate_message(own, data);
             if out.is_none() {
                 // What the client never saw must not be referred to: start afresh.
@@ -401,7 +407,9 @@ impl fmt::Display for InflateError {
 /// message's allowance at once, so that a small message that inflates to gigabytes (a
 /// decompression bomb) costs at most `--max-message-size`.
 pub struct Inflater {
-    /// With context takeover from the client: the session's own inflater.
+    /// Context takeover from the client: the session keeps its own inflater (made at its
+    /// first compressed message); otherwise one is lent from the pool per message.
+    keep_context: bool,
     own: Option<Decompress>,
     /// Without: the pool's, lent for the message being received.
     lent: Option<Decompress>,
@@ -440,10 +448,10 @@ impl Inflater {
     /// Inflates what was pushed, giving at most `chunk` bytes at once; the message's inflated
     /// size may not exceed `limit`.
     pub fn inflate(&mut self, chunk: usize, limit: u64) -> Result<Inflated, InflateError> {
-        let d: &mut Decompress = match (&mut self.own, &mut self.lent) {
-            (Some(own), _) => own,
-            (None, Some(lent)) => lent,
-            (None, lent @ None) => lent.insert(borrow_inflater()),
+        let d: &mut Decompress = match (self.keep_context, &mut self.lent) {
+            (true, _) => self.own.get_or_insert_with(new_inflater),
+            (false, Some(lent)) => lent,
+            (false, lent @ None) => lent.insert(borrow_inflater()),
         };
         let allowance = limit.saturating_sub(self.out);
         // One byte more than allowed tells a message over the limit from one at it.

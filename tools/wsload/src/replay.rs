@@ -33,6 +33,11 @@ pub struct ReplayArgs {
     /// Offer permessage-deflate (`permessage-deflate; client_max_window_bits`, as browsers do).
     #[arg(long)]
     deflate: bool,
+    /// Send each message only once the echo of the one before is back, so that the target's
+    /// answers keep the stream's message sizes (a terminal's pty reads); without it the
+    /// messages are sent back to back and the echo comes in the target's reads.
+    #[arg(long)]
+    paced: bool,
     /// How long each repetition sends (round after round of the stream).
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
@@ -98,6 +103,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         "messages_in_stream": messages.len(),
         "mean_message_bytes": mean,
         "offered": args.deflate,
+        "paced": args.paced,
         "negotiated": runs.iter().all(|r| r.negotiated),
         "payload_bytes": runs.iter().map(|r| r.payload).sum::<u64>() / runs.len() as u64,
         "wire_ratio": wire_ratio,
@@ -198,7 +204,11 @@ async fn once(args: &ReplayArgs, messages: &[Vec<u8>]) -> anyhow::Result<Run> {
     let cpu_before = args.pid.map(crate::cpu_seconds).transpose()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
+    // Paced: how many bytes have come back, for the writer to wait on.
+    let (got_tx, got_rx) = tokio::sync::watch::channel(0u64);
+    let paced = args.paced;
     let writer = async move {
+        let mut got_rx = got_rx;
         let mut sent = 0u64;
         let mut hash = Hash::new();
         let mask = [0x11, 0x22, 0x33, 0x44];
@@ -225,6 +235,9 @@ async fn once(args: &ReplayArgs, messages: &[Vec<u8>]) -> anyhow::Result<Run> {
                 w.write_all(&frame).await?;
                 hash.add(m);
                 sent += m.len() as u64;
+                if paced {
+                    got_rx.wait_for(|&got| got >= sent).await?;
+                }
             }
         }
         anyhow::Ok((sent, hash, w))
@@ -270,10 +283,12 @@ async fn once(args: &ReplayArgs, messages: &[Vec<u8>]) -> anyhow::Result<Run> {
                             }
                             hash.add(&out);
                             got += out.len() as u64;
+                            let _ = got_tx.send(got);
                         }
                         2 => {
                             hash.add(payload);
                             got += len as u64;
+                            let _ = got_tx.send(got);
                         }
                         8 => bail!("the proxy closed: {:?}", String::from_utf8_lossy(payload)),
                         _ => {}
