@@ -578,8 +578,8 @@ pub struct Settings {
 
     /// zlib's compression level, 1 (fastest) to 9 (smallest)
     ///
-    /// Level 1 compresses a screen or a terminal's output nearly as well as 6 at several
-    /// times the speed (docs/performance.md measures both).
+    /// Level 1 takes half the CPU of level 6 on a screen's raw pixels, for a third more bytes
+    /// on the wire (docs/performance.md measures 1, 6 and 9).
     #[arg(
         long,
         value_name = "1-9",
@@ -594,8 +594,8 @@ pub struct Settings {
     ///
     /// Streams of small similar messages (a terminal's lines) compress much better when
     /// each message may refer to the ones before, but the session then holds a compressor
-    /// and an inflater for its whole life (about 300 KiB, docs/performance.md) instead of
-    /// borrowing them per message.
+    /// and an inflater from its first compressed message on (about 340 KiB,
+    /// docs/performance.md) instead of borrowing them per message.
     #[arg(long, help_heading = OURS)]
     #[serde(deserialize_with = "de::flag")]
     pub compression_context: bool,
