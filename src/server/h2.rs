@@ -239,14 +239,22 @@ impl Drop for Open {
 /// One stream's request: its facts, then a session, a web answer or a refusal. In two boxed
 /// phases, as over HTTP/1.1: what deciding needed (the request head, the plugins' calls) is
 /// freed before the session, which may idle for hours.
-async fn stream_request(
+///
+/// Not an `async fn`, and the request decided in a box of its own: a stream's task lives as
+/// long as its session, and an `async fn` would keep its arguments (the request, 400 bytes)
+/// and the decided session beside the session's future for all that time.
+fn stream_request(
     handler: Handler,
     request: Request<RecvStream>,
     respond: SendResponse<Bytes>,
     channel: Channel,
-) {
-    if let Some(opened) = Box::pin(open(handler, request, respond, channel)).await {
-        opened.serve().await;
+) -> impl std::future::Future<Output = ()> + Send {
+    let deciding = Box::pin(open(handler, request, respond, channel));
+    async move {
+        let Some(opened) = deciding.await else {
+            return;
+        };
+        opened.serve().await
     }
 }
 
@@ -266,18 +274,23 @@ struct Opened {
 }
 
 impl Opened {
-    /// Connects the target and relays until the session ends, holding its place until then.
-    async fn serve(self) {
-        let place = Session {
-            target: self.target,
-            path: &self.path,
-            protocol: &self.protocol,
-            compression: self.compression,
-            channel: &self.channel,
-            activity: &self.activity,
-        };
-        Box::pin(self.handler.serve(self.rx, self.tx, place)).await;
-        drop((self.session, self.permit));
+    /// Connects the target and relays until the session ends, holding its place until then
+    /// (not an `async fn`, which would keep a second copy of `self`).
+    // An `async fn` would keep its arguments twice (see the doc comment).
+    #[allow(clippy::manual_async_fn)]
+    fn serve(mut self) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let place = Session {
+                target: &self.target,
+                path: &self.path,
+                protocol: &self.protocol,
+                compression: self.compression,
+                channel: &self.channel,
+                activity: &self.activity,
+            };
+            Box::pin(self.handler.serve(&mut self.rx, &mut self.tx, place)).await;
+            drop((self.session, self.permit));
+        }
     }
 }
 

@@ -157,20 +157,23 @@ pub const IDLE: Close = Close::new(close_code::GOING_AWAY, "Session idle timeout
 pub const UNRESPONSIVE: Close = Close::new(close_code::GOING_AWAY, "Client not responding");
 
 /// Relays until either side ends, closes the client side as websockify does, and reports how.
+///
+/// The halves are borrowed, not moved in: an `async fn` keeps its arguments beside the
+/// locals they go to, and this future lives as long as the session.
 pub async fn relay<R: ClientRx, T: ClientTx>(
-    mut rx: R,
-    mut tx: T,
+    rx: &mut R,
+    tx: &mut T,
     target: TargetStream,
     options: &RelayOptions,
     traffic: &Traffic,
     activity: &Activity,
-    mut shutdown: Shutdown,
+    shutdown: &mut Shutdown,
 ) -> Ending {
     let (target_r, target_w) = target.into_split();
 
     // Boxed so that it can be dropped early, giving `rx` back to drain the client.
     let mut up = Box::pin(upstream(
-        &mut rx,
+        &mut *rx,
         target_w,
         options.traffic,
         options.record.as_ref(),
@@ -182,13 +185,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
     let stop = Notify::new();
     let first = {
         let down = downstream(
-            target_r,
-            &mut tx,
-            options,
-            traffic,
-            activity,
-            &mut shutdown,
-            &stop,
+            target_r, &mut *tx, options, traffic, activity, shutdown, &stop,
         );
         tokio::pin!(down);
         let first = tokio::select! {
@@ -221,7 +218,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         Ok(Upstream::TargetWrite(e)) => {
             drop(up);
             if within_close_timeout(tx.close(&TARGET_ERROR)).await {
-                drain_until_close(&mut rx, tokio::time::Instant::now() + CLOSE_TIMEOUT).await;
+                drain_until_close(rx, tokio::time::Instant::now() + CLOSE_TIMEOUT).await;
             }
             Ending::TargetError(e.to_string())
         }
@@ -242,7 +239,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
                 if let Ok(Upstream::TargetWrite(_)) = delivered {
                     // The target is gone too: the rest of the client's bytes go nowhere.
                     drop(up);
-                    drain_until_close(&mut rx, deadline).await;
+                    drain_until_close(rx, deadline).await;
                 }
             }
             ending
