@@ -9,6 +9,10 @@
 //!   serves, pixel for pixel, and a click and keys made in the page reach the X server; over
 //!   ws, wss, and with a token.
 //!
+//! `novnc_page_load_h2_against_http1` (ignored; `benches/pageload.sh` runs it) is a benchmark:
+//! noVNC's page load, navigation start to the RFB `connect` event, over HTTP/2 against
+//! HTTP/1.1 (`tests/browser/pageload.mjs`).
+//!
 //! `tests/browser/setup.sh` installs what is missing (Debian packages, and the npm packages
 //! pinned in `tests/browser/package-lock.json` into `target/browser/node_modules`), so the
 //! first run takes a minute more and later ones find everything in place. When something
@@ -105,6 +109,11 @@ fn setup() {
 /// Runs `tests/browser/<script>` with `config`, one browser at a time, and fails with the
 /// script's output unless every one of its checks passed.
 fn node(script: &str, config: serde_json::Value) {
+    node_output(script, config);
+}
+
+/// As `node`, and gives back the script's output (standard output and error together).
+fn node_output(script: &str, config: serde_json::Value) -> String {
     static ONE_BROWSER: Mutex<()> = Mutex::new(());
     setup();
     let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
@@ -141,7 +150,7 @@ fn node(script: &str, config: serde_json::Value) {
         started.elapsed().as_secs_f64()
     );
     match status {
-        Some(s) if s.success() => {}
+        Some(s) if s.success() => output,
         Some(s) => panic!("{script} ({name}) failed ({s}):\n{output}"),
         None => panic!("{script} ({name}) did not finish within {SCRIPT_TIMEOUT:?}:\n{output}"),
     }
@@ -468,11 +477,10 @@ fn novnc_over_ws() {
     assert!(log.contains("tls=false"), "{log}");
 }
 
-/// noVNC over `https`/`wss` through a token, with `extra` settings; the proxy's log once the
-/// session ended.
-fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
-    let desktop = Desktop::start(name);
-    let site = novnc_site();
+/// A TLS-only proxy's settings (a certificate of the test's own CA, written under `name`)
+/// whose token `desk` leads to `desktop`: the page and its WebSocket both come over TLS, or
+/// not at all. Also the certificate's file, for a browser told to trust it.
+fn tls_token_args(name: &str, desktop: &Desktop) -> (Vec<String>, PathBuf) {
     let (cert, key) = pki::Ca::new("websockify-rs browser test CA").leaf("localhost");
     let dir = browser_dir();
     let (cert_file, key_file) = (
@@ -482,8 +490,7 @@ fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
     std::fs::write(&cert_file, cert).unwrap();
     std::fs::write(&key_file, key).unwrap();
     let tokens = token_file(name, &[("desk", format!("127.0.0.1:{}", desktop.rfb_port))]);
-    // TLS only: the page and its WebSocket both come over TLS, or not at all.
-    let mut args = vec![
+    let args = [
         "--cert",
         cert_file.to_str().unwrap(),
         "--key",
@@ -494,6 +501,16 @@ fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
         "--token-source",
         &tokens,
     ];
+    (args.iter().map(|a| a.to_string()).collect(), cert_file)
+}
+
+/// noVNC over `https`/`wss` through a token, with `extra` settings; the proxy's log once the
+/// session ended.
+fn novnc_over_tls(name: &str, extra: &[&str]) -> String {
+    let desktop = Desktop::start(name);
+    let site = novnc_site();
+    let (tls, _) = tls_token_args(name, &desktop);
+    let mut args: Vec<&str> = tls.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     let proxy = web_proxy(site.to_str().unwrap(), &args, None);
     let url = format!(
@@ -513,9 +530,7 @@ fn client_of<'a>(log: &'a str, needle: &str) -> &'a str {
         .lines()
         .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("no line with {needle} in\n{log}"));
-    line.split_whitespace()
-        .find_map(|f| f.strip_prefix("client="))
-        .unwrap_or_else(|| panic!("no client in {line}"))
+    client_in(line).unwrap_or_else(|| panic!("no client in {line}"))
 }
 
 /// Over TLS Chromium negotiates HTTP/2 and carries noVNC's WebSocket on the connection that
@@ -539,6 +554,260 @@ fn novnc_over_wss_with_http2_off() {
     let log = novnc_over_tls("novnc-wss-http1", &["--http2", "off"]);
     assert!(log.contains(r#"transport="http1""#), "{log}");
     assert!(log.contains(r#"protocol="hybi-13/binary""#), "{log}");
+}
+
+/// `--compression`: Chromium's permessage-deflate offer is accepted (the session's line says
+/// so, and the metrics count the session), and the pixels and the input are checked as
+/// without it; over HTTP/1.1 here and on an HTTP/2 stream in the next test. noVNC's usual
+/// encoding (tight) is compressed already, so most screen updates go as they are; what does
+/// shrink (the handshake's messages, Chromium's input events) goes compressed both ways.
+#[test]
+fn novnc_with_compression() {
+    let desktop = Desktop::start("deflate");
+    let site = novnc_site();
+    let target = format!("127.0.0.1:{}", desktop.rfb_port);
+    let args = ["--compression", "--metrics-listen", "127.0.0.1:0"];
+    let proxy = web_proxy(site.to_str().unwrap(), &args, Some(&target));
+    let url = format!("http://127.0.0.1:{}/vnc.html?autoconnect=1", proxy.port);
+    node("novnc.mjs", desktop.config("novnc-deflate", &url, false));
+    let log = proxy.wait_log("session ended", Duration::from_secs(10));
+    assert!(log.contains(r#"compression="deflate""#), "{log}");
+    let (_, metrics) = http_get(metrics_port(&proxy), "/metrics");
+    let sessions = metrics
+        .lines()
+        .find(|l| l.starts_with("websockify_compression_sessions_total"))
+        .unwrap_or_else(|| panic!("no compression sessions in\n{metrics}"));
+    assert!(sessions.ends_with(" 1"), "{sessions}");
+}
+
+/// The same over `wss` with HTTP/2: the offer comes on Chromium's extended CONNECT.
+#[test]
+fn novnc_over_wss_with_compression() {
+    let log = novnc_over_tls("novnc-wss-deflate", &["--compression"]);
+    assert!(log.contains(r#"transport="h2""#), "{log}");
+    assert!(log.contains(r#"compression="deflate""#), "{log}");
+}
+
+/// The page-load benchmark's loads of each protocol; `PAGELOAD_LOADS` sets another count.
+const PAGE_LOADS: usize = 10;
+/// Loads made before each counted one, in the same browser, and not counted: they take the
+/// browser's own start-up (a new Chromium for every counted load) out of the count.
+const PAGE_WARMUP: usize = 1;
+
+/// One side of the page-load benchmark: its proxy and what its loads measured.
+struct PageLoadSide {
+    /// The `nextHopProtocol` every file of its pages must have come over.
+    protocol: &'static str,
+    /// The proxy log's `transport` for its sessions.
+    transport: &'static str,
+    proxy: Proxy,
+    loads_ms: Vec<f64>,
+    resources: Vec<u64>,
+    /// Connections the proxy saw, per load (warm-ups included).
+    connections_per_load: f64,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// The line of a script's output that is its JSON result.
+fn result_of(output: &str) -> serde_json::Value {
+    output
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON result in the output:\n{output}"))
+}
+
+/// The proxy's log once it holds `count` lines with `needle`.
+fn wait_lines(proxy: &Proxy, needle: &str, count: usize) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = proxy.log();
+        let seen = log.lines().filter(|l| l.contains(needle)).count();
+        if seen >= count {
+            return log;
+        }
+        assert!(
+            Instant::now() < end,
+            "{seen} lines with {needle:?}, not {count}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The client address of a log line, if it has one.
+fn client_in(line: &str) -> Option<&str> {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix("client="))
+}
+
+/// noVNC's page load in Chromium, from navigation start to noVNC's RFB `connect` event, over
+/// HTTP/2 against HTTP/1.1 (`--http2 off`): the same page, the same desktop, both over TLS
+/// (Chromium speaks HTTP/2 to a site only over TLS). Each counted load is the only one of a
+/// new browser context, so nothing is cached and no connection or TLS session is reused
+/// (`tests/browser/pageload.mjs`); the two take turns, one load each, the one that goes
+/// first changing each round, so that a drift of the machine's speed falls on both. The
+/// median of each, the loads, and their ratio are printed and written to
+/// `target/browser/pageload.json`. It checks that every file of every page and every
+/// WebSocket came over the protocol its side is about, from Chromium's side
+/// (`nextHopProtocol`) and the proxy's (the sessions' transport, and the connections: one
+/// per load over HTTP/2, the page, its files and its WebSocket on it).
+#[test]
+#[ignore = "a benchmark of a minute or two: benches/pageload.sh runs it"]
+fn novnc_page_load_h2_against_http1() {
+    let loads = std::env::var("PAGELOAD_LOADS").map_or(PAGE_LOADS, |v| {
+        v.parse().expect("PAGELOAD_LOADS: a whole number of loads")
+    });
+    assert!(loads > 0, "PAGELOAD_LOADS must be at least 1");
+    let desktop = Desktop::start("pageload");
+    let site = novnc_site();
+    let site = site.to_str().unwrap();
+    let (tls, cert_file) = tls_token_args("pageload", &desktop);
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let side = |protocol, transport, proxy| PageLoadSide {
+        protocol,
+        transport,
+        proxy,
+        loads_ms: Vec::new(),
+        resources: Vec::new(),
+        connections_per_load: 0.0,
+    };
+    let mut sides = [
+        side("h2", "h2", web_proxy(site, &tls, None)),
+        side(
+            "http/1.1",
+            "http1",
+            web_proxy(site, &[&tls[..], &["--http2", "off"]].concat(), None),
+        ),
+    ];
+    let mut chromium = String::new();
+    for round in 0..loads {
+        for turn in 0..sides.len() {
+            let side = &mut sides[(round + turn) % 2];
+            let config = json!({
+                "name": format!("pageload-{}", side.transport),
+                "pageUrl": format!(
+                    "https://127.0.0.1:{}/vnc.html?autoconnect=1&token=desk",
+                    side.proxy.port
+                ),
+                "count": 1,
+                "warmup": PAGE_WARMUP,
+                "trustCert": cert_file,
+                "expectProtocol": side.protocol,
+            });
+            let output = node_output("pageload.mjs", config);
+            let result = result_of(&output);
+            assert_eq!(result["protocol"], side.protocol, "{output}");
+            let resources = result["resources"].as_u64().expect("resources: a count");
+            assert!(resources > 0, "{output}");
+            // The page and every file it fetched, over the side's protocol.
+            assert_eq!(
+                result["next_hop_protocols"],
+                json!({ side.protocol: resources + 1 }),
+                "{output}"
+            );
+            let ms = result["loads_ms"][0].as_f64().expect("loads_ms: a time");
+            assert!(ms > 0.0 && ms < 20_000.0, "{output}");
+            side.loads_ms.push(ms);
+            side.resources.push(resources);
+            chromium = result["chromium"].as_str().unwrap_or("?").to_string();
+        }
+    }
+
+    // The proxy's side: every load's WebSocket a session over the side's transport, and the
+    // connections the loads came over.
+    let all_loads = loads * (1 + PAGE_WARMUP);
+    for side in &mut sides {
+        let log = wait_lines(&side.proxy, "session ended", all_loads);
+        let sessions: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("session ended"))
+            .collect();
+        assert_eq!(sessions.len(), all_loads, "{log}");
+        let transport = format!(r#"transport="{}""#, side.transport);
+        for line in &sessions {
+            assert!(
+                line.contains(&transport) && line.contains("tls=true"),
+                "{line}"
+            );
+        }
+        let pages: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("GET /vnc.html"))
+            .filter_map(client_in)
+            .collect();
+        assert_eq!(pages.len(), all_loads, "{log}");
+        let mut connections: Vec<&str> = log.lines().filter_map(client_in).collect();
+        connections.sort_unstable();
+        connections.dedup();
+        if side.transport == "h2" {
+            // One connection per load: a new one each time, carrying the page, its files and
+            // its WebSocket (RFC 8441).
+            assert_eq!(connections.len(), all_loads, "{log}");
+            for line in &sessions {
+                let client = client_in(line).expect("the session's client");
+                assert!(
+                    pages.contains(&client),
+                    "a WebSocket not on its page's connection: {line}"
+                );
+            }
+        } else {
+            // HTTP/1.1: the WebSocket takes a connection of its own at least.
+            assert!(connections.len() >= 2 * all_loads, "{log}");
+        }
+        side.connections_per_load = connections.len() as f64 / all_loads as f64;
+    }
+    assert_eq!(
+        sides[0].resources, sides[1].resources,
+        "the two pages fetched different numbers of files"
+    );
+
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (h2, http1) = (median(&sides[0].loads_ms), median(&sides[1].loads_ms));
+    let ratio = h2 / http1;
+    eprintln!(
+        "\nnoVNC page load, navigation start to the RFB connect event: Chromium {chromium}, {cpus} CPUs, \
+         {loads} loads each over TLS, taking turns, each in a fresh browser context after {PAGE_WARMUP} warm-up load"
+    );
+    for side in &sides {
+        let all: Vec<String> = side.loads_ms.iter().map(|ms| format!("{ms:.1}")).collect();
+        eprintln!(
+            "  {:<9} median {:>7.1} ms  loads [{}] ms; the page and {} files over {}; {:.1} connections per load",
+            side.protocol,
+            median(&side.loads_ms),
+            all.join(", "),
+            side.resources[0],
+            side.protocol,
+            side.connections_per_load,
+        );
+    }
+    eprintln!("  h2 / http/1.1 medians: {ratio:.2}");
+    let report = json!({
+        "chromium": chromium,
+        "cpus": cpus,
+        "loads": loads,
+        "warmup": PAGE_WARMUP,
+        "ratio_h2_to_http1": ratio,
+        "sides": sides.iter().map(|s| json!({
+            "protocol": s.protocol,
+            "median_ms": median(&s.loads_ms),
+            "loads_ms": s.loads_ms,
+            "resources": s.resources[0],
+            "connections_per_load": s.connections_per_load,
+        })).collect::<Vec<_>>(),
+    });
+    let file = browser_dir().join("pageload.json");
+    std::fs::write(&file, format!("{report:#}\n")).expect("write pageload.json");
+    eprintln!("  (also in {})", file.display());
 }
 
 #[test]

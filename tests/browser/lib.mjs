@@ -7,12 +7,13 @@
 // and where screenshots go (SCREENSHOT_DIR).
 
 import { createRequire } from 'node:module';
-import { mkdirSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const browserDir = process.env.BROWSER_DIR;
 if (!browserDir) throw new Error('BROWSER_DIR is not set: run these scripts from tests/browser.rs');
-const require = createRequire(path.join(browserDir, 'package.json'));
+const require = createRequire(path.resolve(browserDir, 'package.json'));
 const { chromium } = require('playwright-core');
 
 /** Every script's whole run, the browser's start included, ends within this. */
@@ -60,8 +61,9 @@ export async function screenshot(page, name) {
  * Debian's Chromium, headless. Playwright's own browser builds are never used (they cannot
  * be downloaded here). The flags keep Chromium off the network it does not have: no
  * background fetches, updates or sync, which this machine's closed network refuses.
+ * `extraArgs` are further flags of the script's (its config's `chromiumArgs`).
  */
-export async function launch() {
+export async function launch(extraArgs = []) {
     return chromium.launch({
         executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
         headless: true,
@@ -74,6 +76,7 @@ export async function launch() {
             '--disable-component-update',
             '--disable-sync',
             '--disable-dev-shm-usage',
+            ...extraArgs,
         ],
     });
 }
@@ -117,7 +120,22 @@ export async function newPage(browser, { ignoreHTTPSErrors = false, allowFailedR
 // Every page opened, for the screenshots taken when a check fails.
 const pages = [];
 
-/** Runs `main(config, browser)` with a browser, a deadline, and the exit status. */
+/**
+ * The Chromium flag that trusts the certificate in `pemFile` (a PEM file) as if a CA the
+ * browser trusts had signed it: the base64 SHA-256 of its SubjectPublicKeyInfo. Unlike
+ * `ignoreHTTPSErrors` the page is then a secure one with no certificate error. (Chromium
+ * honours the flag only beside a --user-data-dir, which Playwright always gives.)
+ */
+export function trustFlag(pemFile) {
+    const cert = new X509Certificate(readFileSync(pemFile));
+    const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+    return `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`;
+}
+
+/**
+ * Runs `main(config, browser)` with a browser, a deadline, and the exit status. The browser
+ * gets the config's `chromiumArgs`, if any, and trusts its `trustCert` (see trustFlag), if any.
+ */
 export async function run(main) {
     const config = JSON.parse(process.argv[2] || '{}');
     let browser;
@@ -126,7 +144,10 @@ export async function run(main) {
         process.exit(1);
     }, SCRIPT_TIMEOUT_MS);
     try {
-        browser = await launch();
+        browser = await launch([
+            ...(config.chromiumArgs ?? []),
+            ...(config.trustCert ? [trustFlag(config.trustCert)] : []),
+        ]);
         ok(`Chromium ${browser.version()} started`);
         await main(config, browser);
         console.log('all checks passed');
