@@ -137,6 +137,9 @@ impl Opened {
                 Halves::Hybi(rx, tx) => Box::pin(handler.serve(rx, tx, session)).await,
                 Halves::Hixie(rx, tx) => Box::pin(handler.serve(rx, tx, session)).await,
             }
+            // Named, so that the block holds them: it captures only the fields it names, and
+            // the session's place and count must last until it ends.
+            drop((self._permit, self._session));
         }
     }
 }
@@ -800,6 +803,9 @@ impl Handler {
                 close_code = ending.code(),
                 "session ended: {ending}"
             );
+            // Named, so that the block holds it: it captures only the fields it names, and
+            // the connection's place lasts until the session's line is written.
+            drop(self._place);
         }
     }
 }
