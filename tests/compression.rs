@@ -21,33 +21,11 @@ const WEBSOCKETS_VERSION: &str = "15.0.1";
 fn python() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("websockets-venv");
-        let python = venv.join("bin/python");
-        let marker = venv.join(format!("installed-{WEBSOCKETS_VERSION}"));
-        if marker.exists() && python.exists() {
-            return python;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is required for the websockets client");
-        assert!(
-            status.success(),
-            "python3 -m venv failed: install python3-venv"
-        );
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("websockets=={WEBSOCKETS_VERSION}"))
-            .status()
-            .expect("running pip");
-        assert!(
-            status.success(),
-            "pip install websockets=={WEBSOCKETS_VERSION} failed (is PyPI reachable?)"
-        );
-        std::fs::write(&marker, "").unwrap();
-        python
+        python_venv(
+            "websockets-venv",
+            &[&format!("websockets=={WEBSOCKETS_VERSION}")],
+        )
+        .join("bin/python")
     })
     .clone()
 }

@@ -21,33 +21,8 @@ const REFERENCE_VERSION: &str = "0.13.0";
 fn reference() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reference-venv");
-        let script = venv.join("bin/websockify");
-        let marker = venv.join(format!("installed-{REFERENCE_VERSION}"));
-        if marker.exists() && script.exists() {
-            return script;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        let status = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("python3 is required to install the reference websockify");
-        assert!(
-            status.success(),
-            "python3 -m venv failed: install python3-venv"
-        );
-        let status = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("websockify=={REFERENCE_VERSION}"))
-            .status()
-            .expect("running pip");
-        assert!(
-            status.success(),
-            "pip install websockify=={REFERENCE_VERSION} failed (is PyPI reachable?)"
-        );
-        std::fs::write(&marker, "").unwrap();
-        script
+        let package = format!("websockify=={REFERENCE_VERSION}");
+        python_venv("reference-venv", &[&package]).join("bin/websockify")
     })
     .clone()
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::ensure_installed;
+use common::{ensure_installed, python_venv};
 
 const PYTHON_TOOLS: &[&str] = &["helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0"];
 
@@ -25,35 +25,7 @@ fn root() -> &'static Path {
 fn python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
-        .get_or_init(|| {
-            let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("packaging-venv");
-            let python = venv.join("bin/python");
-            let marker = venv.join(format!("installed-{}", PYTHON_TOOLS.join("-")));
-            if marker.exists() && python.exists() {
-                return python;
-            }
-            let _ = std::fs::remove_dir_all(&venv);
-            let status = Command::new("python3")
-                .args(["-m", "venv"])
-                .arg(&venv)
-                .status()
-                .expect("python3 is required for the packaging checks");
-            assert!(
-                status.success(),
-                "python3 -m venv failed: install python3-venv"
-            );
-            let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .args(PYTHON_TOOLS)
-                .status()
-                .expect("running pip");
-            assert!(
-                status.success(),
-                "pip install {PYTHON_TOOLS:?} failed (is PyPI reachable?)"
-            );
-            std::fs::write(&marker, "").unwrap();
-            python
-        })
+        .get_or_init(|| python_venv("packaging-venv", PYTHON_TOOLS).join("bin/python"))
         .clone()
 }
 

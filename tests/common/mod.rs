@@ -769,3 +769,35 @@ fn proc_net_addr(field: &str) -> Option<std::net::SocketAddr> {
     };
     Some(std::net::SocketAddr::new(ip, port))
 }
+
+/// A Python venv under the target directory named `name`, with `packages` (pip requirement
+/// specs) installed once: made on first use and remade when the list changes. Fails loudly
+/// when python3's venv or PyPI is missing, naming what to install.
+pub fn python_venv(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    let venv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let marker = venv.join(format!("installed-{}", packages.join("-")));
+    if marker.exists() && venv.join("bin/python").exists() {
+        return venv;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 is required for this test");
+    assert!(
+        status.success(),
+        "python3 -m venv failed: install python3-venv"
+    );
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(packages)
+        .status()
+        .expect("running pip");
+    assert!(
+        status.success(),
+        "pip install {packages:?} failed (is PyPI reachable?)"
+    );
+    std::fs::write(&marker, "").unwrap();
+    venv
+}
