@@ -20,7 +20,8 @@ websockify [options] [source_addr:]source_port target_addr:target_port
        websockify [options] --unix-target=FILE [source_addr:]source_port
        websockify [options] --inetd target_addr:target_port
        websockify [options] --unix-listen=FILE target_addr:target_port
-       websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE";
+       websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
+       websockify sessions [--url URL] [--close ID]";
 
 const AFTER_HELP: &str = "\
 Every option is also an environment variable and a configuration file key: --idle-timeout is
@@ -47,7 +48,11 @@ pub const VERSION: &str = concat!(
     after_help = AFTER_HELP,
     next_line_help = false,
     max_term_width = 100,
-    disable_help_flag = true
+    disable_help_flag = true,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true,
+    subcommand_value_name = "COMMAND",
+    subcommand_help_heading = "Commands"
 )]
 pub struct Cli {
     /// [source_addr:]source_port, then target_addr:target_port (with --inetd or --unix-listen,
@@ -69,11 +74,25 @@ pub struct Cli {
     #[arg(long, help_heading = "websockify-rs options")]
     pub(crate) print_config: bool,
 
+    /// What to do instead of proxying.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
     /// Print help
     // `--help` prints the short help too: the longer texts of the settings are for the man
     // page and the README's table, and would stretch --help to several screens.
     #[arg(short, long, action = ArgAction::HelpShort)]
     help: Option<bool>,
+}
+
+/// Commands besides proxying (none: proxy, as websockify does).
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// List the live sessions of a running proxy (its admin API), or end one
+    ///
+    /// Asks the operations port (`--metrics-listen`) of a proxy started with
+    /// `--admin-token`, with the same token.
+    Sessions(crate::process::sessions::SessionsArgs),
 }
 
 impl Cli {

@@ -643,6 +643,73 @@ async fn rst_stream_ends_one_session_only() {
     );
 }
 
+/// The admin API lists a connection's streams as sessions of their own (transport `h2`), and
+/// `DELETE /sessions/{id}` ends one stream's session with 1008 while the other goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_and_ends_sessions_on_streams() {
+    const ADMIN: &str = "admin-h2-0123456789abcdef";
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        ADMIN,
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let ops = metrics_port(&proxy);
+    let list = move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", ops)).unwrap();
+        write!(
+            s,
+            "GET /sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let body = out.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["sessions"].as_array().unwrap().clone()
+    };
+    let mut client = h2c(proxy.port).await;
+    let (_, a, _) = open(&mut client, connect_request(proxy.port, "/a", None)).await;
+    let (_, b, _) = open(&mut client, connect_request(proxy.port, "/b", None)).await;
+    let (mut a, mut b) = (a.unwrap(), b.unwrap());
+    a.echo(b"a").await;
+    b.echo(b"b").await;
+    let sessions = list();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    for s in &sessions {
+        assert_eq!(s["transport"], "h2", "{s}");
+        assert_eq!(s["protocol"], "hybi-13", "{s}");
+    }
+    // The first opened is the first listed (ids in order).
+    let id = sessions[0]["id"].as_u64().unwrap();
+    let delete = format!(
+        "DELETE /sessions/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
+    );
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", ops)).unwrap();
+        s.write_all(delete.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let close = a.read_frame().await.expect("a close frame");
+    assert_eq!(close.close(), (1008, "Closed by the operator".to_string()));
+    b.echo(&random_bytes(100_000)).await;
+    let log = proxy.wait_log("ended by an operator", PATIENCE);
+    assert!(
+        log.contains("transport=\"h2\"") || log.contains("transport=h2"),
+        "{log}"
+    );
+}
+
 /// Rapid reset (CVE-2023-44487): streams opened and reset at once, a thousand of them, cost
 /// a bounded amount: the process serves the next client, and its descriptors and memory
 /// come back to where they were.

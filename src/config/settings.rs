@@ -319,6 +319,28 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<ListenAddr>,
 
+    /// Turn on the admin API on the --metrics-listen port (/sessions), for requests that
+    /// carry this bearer token
+    ///
+    /// `GET /sessions` lists the live sessions, `DELETE /sessions/ID` ends one with `1008`;
+    /// a request without this token gets `401`. Prefer `--admin-token-file` (or the
+    /// environment) to a command line other users can read. `--print-config` shows it as
+    /// `<redacted>`. See [Live sessions](#live-sessions).
+    ///
+    /// Default: off.
+    #[arg(long, value_name = "TOKEN", help_heading = OURS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+
+    /// Read --admin-token from this file (its first line), as a mounted Secret provides it
+    ///
+    /// Read at start; a token changed in the file takes effect at the next start.
+    ///
+    /// Default: none.
+    #[arg(long, value_name = "FILE", help_heading = OURS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Log lines as text or json, one object per line
     #[arg(long, value_name = "FORMAT", default_value_t = LogFormat::Text, help_heading = OURS)]
     #[serde(deserialize_with = "de::parsed")]

@@ -369,6 +369,8 @@ fn setting_names_match_the_struct() {
         auth_plugin: Some("a".into()),
         auth_source: Some("b".into()),
         metrics_listen: Some("9100".parse().unwrap()),
+        admin_token: Some(Secret::new("0123456789abcdef".into())),
+        admin_token_file: Some("/t".into()),
         wrap_command: Some(vec!["x".into()]),
         wrap_mode: Some(WrapMode::Respawn),
         rebind_lib: Some("/r.so".into()),
@@ -394,6 +396,10 @@ fn secrets_are_redacted() {
         &cli(&[
             "--key-password",
             "hunter2",
+            "--admin-token",
+            "admin-hunter3-0123456",
+            "--metrics-listen",
+            "9100",
             "--ssl-version",
             "tlsv1_3",
             "6080",
@@ -403,11 +409,14 @@ fn secrets_are_redacted() {
     )
     .unwrap();
     let text = loaded.to_toml();
-    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!text.contains("hunter2") && !text.contains("hunter3"), "{text}");
     assert!(text.contains("key_password = \"<redacted>\""), "{text}");
+    assert!(text.contains("admin_token = \"<redacted>\""), "{text}");
     assert!(text.contains("ssl_version = \"tlsv1_3\""), "{text}");
     assert!(!format!("{:?}", loaded.settings).contains("hunter2"));
+    assert!(!format!("{:?}", loaded.settings).contains("hunter3"));
     let config = loaded.validate().unwrap();
+    assert!(!format!("{config:?}").contains("hunter3"));
     assert_eq!(
         config.tls.key_password.as_ref().map(Secret::expose),
         Some("hunter2")
@@ -452,7 +461,7 @@ fn sample(key: &str) -> &'static str {
     match value_name {
         "TIMEOUT" | "IDLE_TIMEOUT" | "INTERVAL" | "SECONDS" | "N" | "1-9" => "5",
         "FILE" | "DIR" | "CERT" | "KEY" => "/some/path",
-        "CLASS" | "ARG" | "KEY_PASSWORD" | "SSL_CIPHERS" | "SERVER" => "x",
+        "CLASS" | "ARG" | "KEY_PASSWORD" | "SSL_CIPHERS" | "SERVER" | "TOKEN" => "x",
         "SSL_VERSION" => "tlsv1_3",
         "UNIX_LISTEN_MODE" => "0640",
         "MODE" => "respawn",

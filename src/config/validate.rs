@@ -14,6 +14,10 @@ use crate::session::target::Target;
 /// websockify's default certificate file, looked up in the working directory.
 pub const DEFAULT_CERT: &str = "self.pem";
 
+/// The shortest admin token accepted: 16 characters, as 64 random bits in hex, so that a
+/// token cannot be guessed over the network.
+const MIN_ADMIN_TOKEN: usize = 16;
+
 /// Where the proxy accepts connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
@@ -59,6 +63,8 @@ pub struct Config {
     pub auth: Option<AuthPlugin>,
     /// `--metrics-listen`: the observability listener's address.
     pub metrics_listen: Option<ListenAddr>,
+    /// `--admin-token` (or its file): the admin API (`/sessions`) is on, for this bearer.
+    pub admin_token: Option<Secret>,
     pub log_format: LogFormat,
     /// After SIGTERM/SIGINT, sessions may run this long before they are closed with 1001
     /// (zero: closed at once).
@@ -355,6 +361,7 @@ impl Loaded {
             cafile_without_verify: s.cafile.is_some() && !s.verify_client,
             auth: self.auth()?,
             metrics_listen: s.metrics_listen.clone(),
+            admin_token: self.admin_token()?,
             log_format: s.log_format,
             shutdown_grace: Duration::from_secs(s.shutdown_grace),
             limits: self.limits()?,
@@ -385,6 +392,54 @@ impl Loaded {
                 (false, None) => None,
             },
         })
+    }
+
+    /// `--admin-token` or `--admin-token-file` (one of them), which need `--metrics-listen`:
+    /// the admin API lives on the operations port, never on the proxy port.
+    fn admin_token(&self) -> Result<Option<Secret>, ConfigError> {
+        let s = &self.settings;
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let token = match (&s.admin_token, &s.admin_token_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return invalid(format!(
+                    "{} and {}: give the admin token one way",
+                    self.source_of("admin_token"),
+                    self.source_of("admin_token_file")
+                ));
+            }
+            (Some(token), None) => token.expose().to_string(),
+            (None, Some(file)) => match std::fs::read_to_string(file) {
+                Ok(text) => text.lines().next().unwrap_or_default().to_string(),
+                Err(e) => {
+                    return invalid(format!(
+                        "{} {}: {e}",
+                        self.source_of("admin_token_file"),
+                        file.display()
+                    ));
+                }
+            },
+        };
+        let key = if s.admin_token.is_some() {
+            "admin_token"
+        } else {
+            "admin_token_file"
+        };
+        let token = token.trim();
+        if token.len() < MIN_ADMIN_TOKEN || token.chars().any(|c| !c.is_ascii_graphic()) {
+            return invalid(format!(
+                "{}: the admin token must be at least {MIN_ADMIN_TOKEN} printable ASCII \
+                 characters without spaces (e.g. `openssl rand -hex 32`)",
+                self.source_of(key)
+            ));
+        }
+        if s.metrics_listen.is_none() {
+            return invalid(format!(
+                "{} needs --metrics-listen: the admin API is served on that port only",
+                self.source_of(key)
+            ));
+        }
+        Ok(Some(Secret::new(token.to_string())))
     }
 
     /// `--compression` and its companions; a companion without it is refused, as it would

@@ -2,6 +2,7 @@
 //! watches, `-D`, and wrap mode.
 
 pub mod daemon;
+pub mod sessions;
 pub mod shutdown;
 mod start;
 pub mod wrap;

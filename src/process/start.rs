@@ -17,6 +17,9 @@ const BLOCKING_AT_EXIT: Duration = Duration::from_secs(2);
 /// runtime, serve until a lifecycle rule or a signal ends it.
 pub fn run() -> ExitCode {
     let (cli, matches) = Cli::parse_with_matches();
+    if let Some(crate::cli::Command::Sessions(args)) = &cli.command {
+        return super::sessions::run(args);
+    }
     let env = match config::process_env() {
         Ok(env) => env,
         Err(e) => return config_error(e),

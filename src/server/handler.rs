@@ -32,7 +32,8 @@ use crate::gate::{Denied, Gate, Stage};
 use crate::process::shutdown::Shutdown;
 use crate::request::{Channel, ClientAddr, Facts, Transport};
 use crate::session::activity::Activity;
-use crate::session::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Traffic, relay};
+use crate::session::registry::{self, Registry};
+use crate::session::relay::{CLOSE_TIMEOUT, Ending, RelayOptions, Ties, Traffic, relay};
 use crate::session::target::{Cleared, ConnectOptions};
 use crate::session::{Bounds, ClientRx, ClientTx, Close, Inbound, close_code};
 use crate::telemetry::logging::SPAN_TARGET;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub tracker: Tracker,
     /// The last number given to a connection or an HTTP/2 stream.
     pub ids: std::sync::atomic::AtomicU64,
+    /// The live sessions, for the admin API (off without `--admin-token`).
+    pub sessions: Registry,
 }
 
 impl Shared {
@@ -151,7 +154,7 @@ pub(super) struct Session<'a> {
     pub protocol: &'a str,
     pub compression: Option<&'static str>,
     pub channel: &'a Channel,
-    pub activity: &'a Activity,
+    pub activity: &'a Arc<Activity>,
 }
 
 /// The client's two halves, by protocol family.
@@ -385,10 +388,11 @@ impl Handler {
     /// A new session's clocks (heartbeat, idle) and the bounds its halves keep.
     pub(super) fn bounds(&self) -> (Arc<Activity>, Bounds) {
         let config = &self.shared.config;
-        let activity = Arc::new(Activity::new(
-            config.heartbeat,
-            config.limits.session_idle_timeout,
-        ));
+        let mut activity = Activity::new(config.heartbeat, config.limits.session_idle_timeout);
+        if self.shared.sessions.is_on() {
+            activity = activity.kept_always();
+        }
+        let activity = Arc::new(activity);
         let bounds = Bounds {
             max_message: config.limits.max_message_size,
             send_timeout: config.limits.send_timeout,
@@ -715,7 +719,22 @@ impl Handler {
                 client_cert_cn = %channel.client_cert_cn.as_deref().unwrap_or("-"),
                 "connecting"
             );
-            let traffic = Traffic::default();
+            // Listed (with the admin API on) from here to the session's line, with its counts
+            // and the operator's end; else its counts are its own.
+            let listed = self.shared.sessions.list(
+                registry::Facts {
+                    id: self.id,
+                    client: self.client.to_string(),
+                    target: target.to_string(),
+                    transport: channel.transport.label(),
+                    protocol: protocol.to_string(),
+                    compression,
+                    tls: channel.secure,
+                },
+                activity.clone(),
+            );
+            let own = Traffic::default();
+            let traffic = listed.as_ref().map_or(&own, |l| &l.entry().traffic);
             let config = &self.shared.config;
             let record = match &config.record {
                 Some(base) => match crate::session::record::Recorder::open(base, self.id).await {
@@ -761,7 +780,12 @@ impl Handler {
                         record,
                     };
                     let shutdown = &mut self.shutdown;
-                    relay(rx, tx, stream, &options, &traffic, activity, shutdown).await
+                    let ties = Ties {
+                        traffic,
+                        activity: activity.as_ref(),
+                        eviction: listed.as_ref().map(|l| &l.entry().eviction),
+                    };
+                    relay(rx, tx, stream, &options, ties, shutdown).await
                 }
                 Err(e) => {
                     tracing::warn!(id = self.id, client = %self.client, "{e}");
@@ -806,6 +830,7 @@ impl Handler {
             // Named, so that the block holds it: it captures only the fields it names, and
             // the connection's place lasts until the session's line is written.
             drop(self._place);
+            drop(listed);
         }
     }
 }

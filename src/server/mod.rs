@@ -122,6 +122,11 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         tracing::info!("serving files from {}", web.root().display());
     }
     let readiness = Arc::new(Readiness::default());
+    // The live sessions, listed only for the admin API.
+    let sessions = match config.admin_token {
+        Some(_) => crate::session::registry::Registry::on(),
+        None => crate::session::registry::Registry::off(),
+    };
     if let Some(addr) = &config.metrics_listen {
         let ops = Listener::bind(
             &crate::config::Listen::Tcp(addr.clone()),
@@ -130,11 +135,24 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         )
         .await
         .context("--metrics-listen")?;
+        let admin = config
+            .admin_token
+            .clone()
+            .map(|token| crate::telemetry::admin::Admin {
+                token,
+                sessions: sessions.clone(),
+            });
         tracing::info!(
             "serving /metrics, /healthz and /readyz on {}",
             ops.describe()
         );
-        tokio::spawn(ops::serve(ops, readiness.clone()));
+        if admin.is_some() {
+            tracing::info!(
+                "serving the admin API (/sessions) on {}, to requests with the --admin-token",
+                ops.describe()
+            );
+        }
+        tokio::spawn(ops::serve(ops, readiness.clone(), admin));
     }
     let auth = match &config.auth {
         Some(a) => {
@@ -251,6 +269,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         ),
         tracker: tracker.clone(),
         ids: Default::default(),
+        sessions,
     });
     tracing::info!("proxying from {where_} to {}", shared.gate.targets());
 

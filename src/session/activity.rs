@@ -37,6 +37,25 @@ impl Activity {
         }
     }
 
+    /// Keeps the times whatever the clocks: a listed session shows when data last passed
+    /// (see [`crate::session::registry`]), at the cost of a clock read per message.
+    pub fn kept_always(mut self) -> Activity {
+        self.kept = true;
+        self
+    }
+
+    /// Since the session began.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Since data last passed either way (since the start before any; meaningful only while
+    /// the times are kept).
+    pub fn since_data(&self) -> Duration {
+        let last = Duration::from_millis(self.last_data.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
     fn now(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod record;
+pub mod registry;
 pub mod relay;
 pub mod target;
 
@@ -22,6 +23,8 @@ pub mod close_code {
     /// Never sent: what a session that ended without a close frame is reported as.
     pub const ABNORMAL: u16 = 1006;
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// Sent when an operator ends a session (`DELETE /sessions/{id}`).
+    pub const POLICY_VIOLATION: u16 = 1008;
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     pub const INTERNAL_ERROR: u16 = 1011;
 }

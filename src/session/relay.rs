@@ -24,6 +24,7 @@ use crate::edge::stream::{BULK_READ, TargetReader, TargetStream, TargetWriter};
 use crate::process::shutdown::Shutdown;
 use crate::session::activity::Activity;
 use crate::session::record::Recorder;
+use crate::session::registry::Eviction;
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
 use crate::telemetry::metrics::Direction;
 
@@ -68,13 +69,15 @@ pub enum Ending {
     /// answer, or a message it took no byte of for `--send-timeout`); we sent 1001 if a close
     /// could still be written.
     Unresponsive(String),
+    /// An operator ended it (`DELETE /sessions/{id}`); we sent this close (1008).
+    Evicted(Close),
 }
 
 impl Ending {
     /// The close code sent or received, or 1006 when none was exchanged.
     pub fn code(&self) -> u16 {
         match self {
-            Ending::ClientClosed(Some(c)) | Ending::ClientError(c) => c.code,
+            Ending::ClientClosed(Some(c)) | Ending::ClientError(c) | Ending::Evicted(c) => c.code,
             Ending::ClientClosed(None) => 1005,
             Ending::TargetClosed => close_code::NORMAL,
             Ending::TargetError(_) | Ending::TargetUnreachable(_) => close_code::INTERNAL_ERROR,
@@ -97,6 +100,7 @@ impl Ending {
             Ending::TargetUnreachable(_) => "target_unreachable",
             Ending::IdleTimeout(_) => "idle_timeout",
             Ending::Unresponsive(_) => "client_unresponsive",
+            Ending::Evicted(_) => "closed_by_operator",
         }
     }
 }
@@ -113,6 +117,7 @@ impl std::fmt::Display for Ending {
             Ending::Shutdown => f.write_str("server shutting down"),
             Ending::TargetUnreachable(e) => write!(f, "target unreachable: {e}"),
             Ending::Unresponsive(why) => write!(f, "client unresponsive: {why}"),
+            Ending::Evicted(c) => write!(f, "ended by an operator, closed with {c}"),
             Ending::IdleTimeout(after) => {
                 write!(
                     f,
@@ -129,6 +134,15 @@ impl std::fmt::Display for Ending {
 pub struct Traffic {
     pub from_client: AtomicU64,
     pub to_client: AtomicU64,
+}
+
+/// What the relay shares with the world outside the session: its byte counts, its clocks
+/// (heartbeat, idle), and, when the session is listed, an operator's request to end it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ties<'a> {
+    pub traffic: &'a Traffic,
+    pub activity: &'a Activity,
+    pub eviction: Option<&'a Eviction>,
 }
 
 /// How the client-to-target direction ended.
@@ -148,6 +162,8 @@ enum Downstream {
     Unresponsive(String),
     /// The relay asked it to stop, the client's side having ended.
     Stopped,
+    /// An operator asked the session to end.
+    Evicted,
 }
 
 pub const TARGET_CLOSED: Close = Close::new(close_code::NORMAL, "Target closed");
@@ -165,8 +181,7 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
     tx: &mut T,
     target: TargetStream,
     options: &RelayOptions,
-    traffic: &Traffic,
-    activity: &Activity,
+    ties: Ties<'_>,
     shutdown: &mut Shutdown,
 ) -> Ending {
     let (target_r, target_w) = target.into_split();
@@ -177,16 +192,13 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         target_w,
         options.traffic,
         options.record.as_ref(),
-        traffic,
-        activity,
+        ties,
     ));
 
     // Tells the target-to-client direction to stop at its next message boundary.
     let stop = Notify::new();
     let first = {
-        let down = downstream(
-            target_r, &mut *tx, options, traffic, activity, shutdown, &stop,
-        );
+        let down = downstream(target_r, &mut *tx, options, ties, shutdown, &stop);
         tokio::pin!(down);
         let first = tokio::select! {
             end = &mut up => Ok(end),
@@ -229,6 +241,10 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
                 Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
                 Downstream::Idle(after) => (IDLE, Ending::IdleTimeout(after)),
                 Downstream::Unresponsive(why) => (UNRESPONSIVE, Ending::Unresponsive(why)),
+                Downstream::Evicted => {
+                    let close = ties.eviction.map(Eviction::close).unwrap_or(GOING_AWAY);
+                    (close.clone(), Ending::Evicted(close))
+                }
                 // (Stopped is asked for only once the client's side ended, so never first.)
                 Downstream::Shutdown | Downstream::Stopped => (GOING_AWAY, Ending::Shutdown),
             };
@@ -270,9 +286,11 @@ async fn upstream<R: ClientRx>(
     mut target: TargetWriter,
     log_traffic: bool,
     record: Option<&Recorder>,
-    traffic: &Traffic,
-    activity: &Activity,
+    ties: Ties<'_>,
 ) -> Upstream {
+    let Ties {
+        traffic, activity, ..
+    } = ties;
     let metrics = crate::telemetry::metrics::get();
     loop {
         let (data, message_ends) = match rx.recv().await {
@@ -311,11 +329,15 @@ async fn downstream<T: ClientTx>(
     mut target: TargetReader,
     tx: &mut T,
     options: &RelayOptions,
-    traffic: &Traffic,
-    activity: &Activity,
+    ties: Ties<'_>,
     shutdown: &mut Shutdown,
     stop: &Notify,
 ) -> Downstream {
+    let Ties {
+        traffic,
+        activity,
+        eviction,
+    } = ties;
     let metrics = crate::telemetry::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
     let mut buf = BytesMut::new();
@@ -332,6 +354,7 @@ async fn downstream<T: ClientTx>(
             biased;
             _ = &mut shutdown => return Downstream::Shutdown,
             () = stop.notified() => return Downstream::Stopped,
+            () = evicted(eviction), if eviction.is_some() => return Downstream::Evicted,
             // (A branch without a deadline is not polled at all.)
             _ = sleep_until(idle_at), if idle_at.is_some() => {
                 // The client's data may have come while we slept: only a real silence ends it.
@@ -342,13 +365,13 @@ async fn downstream<T: ClientTx>(
             }
             _ = sleep_until(ping_at), if ping_at.is_some() => {
                 activity.frame();
-                if let Err(end) = write(tx.ping(), activity, &mut shutdown).await {
+                if let Err(end) = write(tx.ping(), ties, &mut shutdown).await {
                     return end;
                 }
                 continue;
             }
             () = tx.owed() => {
-                if let Err(end) = write(tx.answer(), activity, &mut shutdown).await {
+                if let Err(end) = write(tx.answer(), ties, &mut shutdown).await {
                     return end;
                 }
                 continue;
@@ -368,7 +391,7 @@ async fn downstream<T: ClientTx>(
                 if let Some(record) = &options.record {
                     record.sent_to_client(&data);
                 }
-                if let Err(end) = write(tx.send(data), activity, &mut shutdown).await {
+                if let Err(end) = write(tx.send(data), ties, &mut shutdown).await {
                     return end;
                 }
                 traffic.to_client.fetch_add(n as u64, Ordering::Relaxed);
@@ -379,15 +402,24 @@ async fn downstream<T: ClientTx>(
     }
 }
 
+/// Completes once an operator asked the session to end (never, for an unlisted session).
+async fn evicted(eviction: Option<&Eviction>) {
+    match eviction {
+        Some(e) => e.asked().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A write to the client, raced against the session's clocks: shutdown, the idle timeout (a
 /// client that takes no byte is idle) and the heartbeat (a ping that falls due while a write
-/// cannot finish is a ping that cannot be written). Whichever ends first ends the session;
-/// the write itself ends it when it fails (`--send-timeout` included).
+/// cannot finish is a ping that cannot be written), an operator's end. Whichever ends first
+/// ends the session; the write itself ends it when it fails (`--send-timeout` included).
 async fn write(
     write: impl Future<Output = Result<(), SendError>>,
-    activity: &Activity,
+    ties: Ties<'_>,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<(), Downstream> {
+    let (activity, eviction) = (ties.activity, ties.eviction);
     tokio::pin!(write);
     loop {
         let ping_at = activity.ping_at();
@@ -401,6 +433,7 @@ async fn write(
                 });
             }
             () = &mut *shutdown => return Err(Downstream::Shutdown),
+            () = evicted(eviction), if eviction.is_some() => return Err(Downstream::Evicted),
             _ = sleep_until(idle_at), if idle_at.is_some() => {
                 if activity.is_idle() {
                     return Err(Downstream::Idle(activity.idle_timeout.unwrap_or_default()));

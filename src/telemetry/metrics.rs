@@ -181,6 +181,7 @@ pub struct Metrics {
     tls_handshakes: IntCounterVec,
     web_requests: IntCounterVec,
     reloads: IntCounterVec,
+    admin_requests: IntCounterVec,
     /// What gave way so that no session waited (the block at the end of this file).
     pub liveness: Liveness,
     /// permessage-deflate (the block at the end of this file).
@@ -369,6 +370,13 @@ impl Metrics {
                 "Reloads (SIGHUP, certificate file changes), by what and result (ok, failed).",
                 &["what", "result"],
             )?,
+            admin_requests: counter_vec(
+                &r,
+                "websockify_admin_requests_total",
+                "Requests to the admin API (/sessions), by result: listed, ended, not_found, \
+                 unauthorized (a missing or wrong token), bad_request.",
+                &["result"],
+            )?,
             liveness: Liveness::new(&r)?,
             compression: CompressionMetrics::new(&r)?,
             registry: r,
@@ -483,6 +491,11 @@ impl Metrics {
         self.reloads
             .with_label_values(&[what, if ok { "ok" } else { "failed" }])
             .inc();
+    }
+
+    /// `result`: listed, ended, not_found, unauthorized or bad_request.
+    pub fn admin_request(&self, result: &'static str) {
+        self.admin_requests.with_label_values(&[result]).inc();
     }
 }
 
