@@ -36,7 +36,7 @@ rustPlatform.buildRustPackage {
     rm -f $out/lib/libbrokenplugin.so
     $out/bin/websockify-gen-docs docs-out
     rm $out/bin/websockify-gen-docs
-    installManPage docs-out/man/websockify.1
+    installManPage docs-out/man/websockify.1 docs-out/man/websockify-sessions.1
     installShellCompletion --cmd websockify \
       --bash docs-out/completions/websockify.bash \
       --zsh docs-out/completions/_websockify \

@@ -181,6 +181,7 @@ fn the_flake_evaluates_against_a_stand_in_for_nixpkgs() {
     let gen_docs_src = std::fs::read_to_string(root().join("tools/gen-docs/src/main.rs")).unwrap();
     for file in [
         "man/websockify.1",
+        "man/websockify-sessions.1",
         "completions/websockify.bash",
         "completions/_websockify",
         "completions/websockify.fish",

@@ -409,7 +409,10 @@ fn secrets_are_redacted() {
     )
     .unwrap();
     let text = loaded.to_toml();
-    assert!(!text.contains("hunter2") && !text.contains("hunter3"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("hunter3"),
+        "{text}"
+    );
     assert!(text.contains("key_password = \"<redacted>\""), "{text}");
     assert!(text.contains("admin_token = \"<redacted>\""), "{text}");
     assert!(text.contains("ssl_version = \"tlsv1_3\""), "{text}");

@@ -63,6 +63,24 @@ fn write_all(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let man = man_dir.join("websockify.1");
     std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
     written.push(man);
+    // Each subcommand (`websockify sessions`) has a page of its own, as git's do.
+    let top = man_command();
+    for sub in top.get_subcommands() {
+        let name = format!("websockify-{}", sub.get_name());
+        let sub = sub
+            .clone()
+            .bin_name(format!("websockify {}", sub.get_name()))
+            // Set on the top level, which a subcommand taken alone no longer inherits; each
+            // subcommand defines its own `--help`.
+            .disable_help_flag(true);
+        let mut page = Vec::new();
+        clap_mangen::Man::new(sub)
+            .title(name.clone())
+            .render(&mut page)?;
+        let man = man_dir.join(format!("{name}.1"));
+        std::fs::write(&man, page).with_context(|| format!("writing {}", man.display()))?;
+        written.push(man);
+    }
 
     let completions = out.join("completions");
     std::fs::create_dir_all(&completions)?;
@@ -84,7 +102,7 @@ mod tests {
     fn man_page_and_completions_carry_every_option() {
         let out = std::env::temp_dir().join(format!("websockify-gen-docs-{}", std::process::id()));
         let files = super::write_all(&out).unwrap();
-        assert_eq!(files.len(), 4);
+        assert_eq!(files.len(), 5);
         let man = std::fs::read_to_string(out.join("man/websockify.1")).unwrap();
         assert!(man.starts_with(".ie \\n(.g .ds Aq"), "not a roff page");
         for option in [
@@ -101,8 +119,15 @@ mod tests {
             "no long help in the man page"
         );
         assert!(!man.contains("`0`"), "markdown left in the man page");
+        assert!(
+            man.contains("sessions"),
+            "man page lacks the sessions command"
+        );
+        let sessions = std::fs::read_to_string(out.join("man/websockify-sessions.1")).unwrap();
+        assert!(sessions.contains("admin\\-token") && sessions.contains("close"));
         let bash = std::fs::read_to_string(out.join("completions/websockify.bash")).unwrap();
         assert!(bash.contains("--run-once") && bash.contains("--heartbeat"));
+        assert!(bash.contains("sessions") && bash.contains("--admin-token-file"));
         let zsh = std::fs::read_to_string(out.join("completions/_websockify")).unwrap();
         assert!(zsh.contains("--unix-target"));
         let fish = std::fs::read_to_string(out.join("completions/websockify.fish")).unwrap();
