@@ -7,7 +7,9 @@
 #
 # COMMAND is the proxy's command line with PORT (where it listens) and TARGET (the echo
 # target's host:port) to be filled in; NAME `direct` measures the echo target itself, and a
-# NAME starting with `floor` or `socat` is spoken to in raw TCP. For example, the build
+# NAME starting with `floor` or `socat` is spoken to in raw TCP, and a NAME ending in `-h2`
+# over HTTP/2 (h2c, extended CONNECT) with every connection of a figure a stream of one
+# connection, as compare.sh's `ours-h2`. For example, the build
 # before a change against the one after and websocat:
 #
 #   cp target/release/websockify /tmp/before   # ... change, cargo build --release ...
@@ -51,6 +53,8 @@ for _ in $(seq "$ROUNDS"); do
     fi
     to=(--url "ws://127.0.0.1:$port/")
     [[ $name == direct || $name == floor* || $name == socat* ]] && to=(--tcp "127.0.0.1:$port")
+    h2=0
+    [[ $name == *-h2 ]] && h2=1
     line=$(printf '%-10s' "$name")
     for figure in ${FIGURES:-latency messages connections}; do
       args=()
@@ -61,6 +65,14 @@ for _ in $(seq "$ROUNDS"); do
         latency | connections) ;;
         *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput, throughput64)" >&2; exit 2 ;;
       esac
+      if (( h2 )); then
+        case $figure in
+          messages) args+=(--h2 50) ;;
+          throughput64) args+=(--h2 64) ;;
+          connections) args+=(--h2 100) ;;
+          *) args+=(--h2 1) ;;
+        esac
+      fi
       read -r u0 s0 < <(ticks "$P")
       out=$(taskset -c 1 "$W" "${figure%64}" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
       read -r u1 s1 < <(ticks "$P")

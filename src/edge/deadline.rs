@@ -81,6 +81,19 @@ impl<S> Deadline<S> {
         Poll::Ready(result)
     }
 
+    /// A write that `write` makes on the inner writer, under the deadline as any other: for
+    /// writes the `AsyncWrite` methods cannot express (a frame handed over without a copy).
+    pub fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut S, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match write(&mut self.inner, cx) {
+            Poll::Ready(result) => self.wrote(result),
+            Poll::Pending => self.waiting(cx),
+        }
+    }
+
     /// A write of bytes that finished: the watch hears of bytes taken.
     fn wrote(&mut self, result: io::Result<usize>) -> Poll<io::Result<usize>> {
         if let (Some(watch), Ok(1..)) = (&self.watch, &result) {
@@ -106,11 +119,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => this.wrote(result),
-            Poll::Pending => this.waiting(cx),
-        }
+        self.get_mut()
+            .poll_write_with(cx, |inner, cx| Pin::new(inner).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -118,11 +128,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => this.wrote(result),
-            Poll::Pending => this.waiting(cx),
-        }
+        self.get_mut().poll_write_with(cx, |inner, cx| {
+            Pin::new(inner).poll_write_vectored(cx, bufs)
+        })
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -3,7 +3,10 @@
 //! A WebSocket over HTTP/2 (RFC 8441) is a `CONNECT` stream whose DATA frames carry the same
 //! RFC 6455 frames a socket would. [`H2Reader`] and [`H2Writer`] make a stream's two halves
 //! the `AsyncRead` and `AsyncWrite` the HyBi codec already runs on, so the session and the
-//! relay do not know they are on a stream: the glue is here and nowhere else.
+//! relay do not know they are on a stream: the glue is here and nowhere else. A WebSocket
+//! frame whose payload the session holds as [`Bytes`] (a read from the target) goes to h2
+//! without a copy: [`H2Writer::poll_write_parts`] hands h2 a [`Chunk`] of the frame's
+//! header and a slice of the payload, and h2 writes them with one vectored write.
 //!
 //! Flow control: a stream's receive window is [`STREAM_WINDOW`], and what the client sent is
 //! given back to the window only once the session has taken it, so a session whose target
@@ -44,6 +47,75 @@ pub fn connection_window(max_streams: u32) -> u32 {
         .clamp(STREAM_WINDOW, MAX_WINDOW)
 }
 
+/// What a stream sends, in one DATA frame: a WebSocket frame's header (or a part of it) and
+/// a slice of its payload, which is never copied; or bytes alone.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The header's bytes not yet sent: `head[at..len]`.
+    head: [u8; MAX_HEAD],
+    at: u8,
+    len: u8,
+    body: Bytes,
+}
+
+/// The longest header a [`Chunk`] carries: a server's frame header (2 + 8 bytes, unmasked).
+const MAX_HEAD: usize = 10;
+
+impl Chunk {
+    /// `head` (at most [`MAX_HEAD`] bytes; the rest is left to the caller) and `body`.
+    fn new(head: &[u8], body: Bytes) -> (Chunk, usize) {
+        let n = head.len().min(MAX_HEAD);
+        let mut chunk = Chunk {
+            head: [0; MAX_HEAD],
+            at: 0,
+            len: n as u8,
+            body,
+        };
+        chunk.head[..n].copy_from_slice(&head[..n]);
+        (chunk, n)
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.head[self.at as usize..self.len as usize]
+    }
+}
+
+impl From<Bytes> for Chunk {
+    fn from(body: Bytes) -> Chunk {
+        Chunk::new(&[], body).0
+    }
+}
+
+impl Buf for Chunk {
+    fn remaining(&self) -> usize {
+        self.head().len() + self.body.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        let head = self.head();
+        if head.is_empty() { &self.body } else { head }
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        let from_head = cnt.min(self.head().len());
+        self.at += from_head as u8;
+        cnt -= from_head;
+        self.body.advance(cnt);
+    }
+
+    /// The header and the payload as two slices, for one `writev` of the DATA frame.
+    fn chunks_vectored<'a>(&'a self, dst: &mut [io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for part in [self.head(), &self.body[..]] {
+            if n < dst.len() && !part.is_empty() {
+                dst[n] = io::IoSlice::new(part);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 /// The receiving half of a stream.
 #[derive(Debug)]
 pub struct H2Reader {
@@ -55,7 +127,7 @@ pub struct H2Reader {
 /// The sending half of a stream.
 #[derive(Debug)]
 pub struct H2Writer {
-    send: SendStream<Bytes>,
+    send: SendStream<Chunk>,
     /// The end of the stream was sent.
     ended: bool,
 }
@@ -64,7 +136,7 @@ pub struct H2Writer {
 pub type H2Stream = tokio::io::Join<H2Reader, H2Writer>;
 
 /// A stream's halves, once its response head is sent.
-pub fn stream(recv: RecvStream, send: SendStream<Bytes>) -> H2Stream {
+pub fn stream(recv: RecvStream, send: SendStream<Chunk>) -> H2Stream {
     tokio::io::join(
         H2Reader {
             recv,
@@ -111,8 +183,30 @@ impl AsyncRead for H2Reader {
 
 impl H2Writer {
     /// The sending half of a stream whose response head is sent.
-    pub fn new(send: SendStream<Bytes>) -> H2Writer {
+    pub fn new(send: SendStream<Chunk>) -> H2Writer {
         H2Writer { send, ended: false }
+    }
+
+    /// Writes as much of `head` and then `body` as the windows allow, as one DATA frame,
+    /// without copying `body`; how many bytes that was (as `writev` answers).
+    pub fn poll_write_parts(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        body: &Bytes,
+    ) -> Poll<io::Result<usize>> {
+        let total = head.len() + body.len();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        let room = ready!(self.poll_room(cx, total))?.min(total);
+        let (mut chunk, from_head) = Chunk::new(&head[..head.len().min(room)], Bytes::new());
+        if from_head == head.len() {
+            chunk.body = body.slice(..room - from_head);
+        }
+        let n = chunk.remaining();
+        self.send(chunk)?;
+        Poll::Ready(Ok(n))
     }
 
     /// Waits for room in the stream's (and the connection's) send window for up to `want`
@@ -135,7 +229,7 @@ impl H2Writer {
         }
     }
 
-    fn send(&mut self, data: Bytes) -> io::Result<()> {
+    fn send(&mut self, data: Chunk) -> io::Result<()> {
         self.send.send_data(data, false).map_err(h2_error)
     }
 }
@@ -151,7 +245,7 @@ impl AsyncWrite for H2Writer {
             return Poll::Ready(Ok(0));
         }
         let n = ready!(this.poll_room(cx, buf.len()))?.min(buf.len());
-        this.send(Bytes::copy_from_slice(&buf[..n]))?;
+        this.send(Bytes::copy_from_slice(&buf[..n]).into())?;
         Poll::Ready(Ok(n))
     }
 
@@ -175,7 +269,7 @@ impl AsyncWrite for H2Writer {
                 break;
             }
         }
-        this.send(data.freeze())?;
+        this.send(data.freeze().into())?;
         Poll::Ready(Ok(room))
     }
 
@@ -193,7 +287,9 @@ impl AsyncWrite for H2Writer {
         let this = self.get_mut();
         if !this.ended {
             this.ended = true;
-            this.send.send_data(Bytes::new(), true).map_err(h2_error)?;
+            this.send
+                .send_data(Bytes::new().into(), true)
+                .map_err(h2_error)?;
         }
         Poll::Ready(Ok(()))
     }
@@ -220,6 +316,26 @@ pub fn server(max_streams: u32, max_head: u32) -> h2::server::Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_is_its_head_then_its_body_without_a_copy() {
+        let body = Bytes::from(vec![7u8; 100]);
+        let (mut chunk, taken) = Chunk::new(&[0x82, 100], body.slice(..60));
+        assert_eq!((taken, chunk.remaining()), (2, 62));
+        let mut slices = [io::IoSlice::new(&[]); 4];
+        assert_eq!(chunk.chunks_vectored(&mut slices), 2);
+        assert_eq!((&*slices[0], slices[1].len()), (&[0x82, 100][..], 60));
+        // The body is the caller's buffer, not a copy of it.
+        assert_eq!(chunk.body.as_ptr(), body.as_ptr());
+        chunk.advance(1);
+        assert_eq!(chunk.chunk(), &[100]);
+        chunk.advance(11);
+        assert_eq!((chunk.remaining(), chunk.chunk().len()), (50, 50));
+        let mut again = [io::IoSlice::new(&[]); 4];
+        assert_eq!(chunk.chunks_vectored(&mut again), 1);
+        let whole = Chunk::from(Bytes::from_static(b"abc"));
+        assert_eq!((whole.remaining(), whole.chunk()), (3, &b"abc"[..]));
+    }
 
     #[test]
     fn the_connection_window_holds_every_streams() {

@@ -431,6 +431,23 @@ io_enum! {
     }
 }
 
+impl ClientWriter {
+    /// Writes `head` then `body` as one `writev` would, as much as the peer takes; how many
+    /// bytes that was. Over HTTP/2, `body` is handed to h2 without a copy.
+    pub fn poll_write_parts(
+        &mut self,
+        cx: &mut Context<'_>,
+        head: &[u8],
+        body: &Bytes,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            ClientWriter::H2(w) => w.poll_write_parts(cx, head, body),
+            other => Pin::new(other)
+                .poll_write_vectored(cx, &[io::IoSlice::new(head), io::IoSlice::new(body)]),
+        }
+    }
+}
+
 impl ClientStream {
     /// Splits into halves, with the bytes still to be replayed (the caller reads them first).
     pub fn into_split(self) -> (Bytes, ClientReader, ClientWriter) {

@@ -32,7 +32,7 @@ use super::handler::{Handler, Session};
 use super::tracker::Guard;
 use crate::config::Http2;
 use crate::edge::deadline::Deadline;
-use crate::edge::h2::H2Writer;
+use crate::edge::h2::{Chunk, H2Writer};
 use crate::edge::http::{MAX_HEAD_BYTES, Refusal, TEXT_PLAIN};
 use crate::edge::stream::{ClientIo, ClientStream};
 use crate::gate::admission::Permit;
@@ -75,7 +75,7 @@ pub(super) async fn serve(
     let handshake_timeout = limits.handshake_timeout;
     let max_head = u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX);
     let builder = crate::edge::h2::server(settings.max_streams, max_head);
-    let handshake = builder.handshake::<_, Bytes>(Deadline::new(stream, limits.send_timeout));
+    let handshake = builder.handshake::<_, Chunk>(Deadline::new(stream, limits.send_timeout));
     // The preface and the client's SETTINGS, within the time a request head has.
     let handshake = match handshake_timeout {
         Some(limit) => tokio::time::timeout(limit, handshake).await,
@@ -246,7 +246,7 @@ impl Drop for Open {
 fn stream_request(
     handler: Handler,
     request: Request<RecvStream>,
-    respond: SendResponse<Bytes>,
+    respond: SendResponse<Chunk>,
     channel: Channel,
 ) -> impl std::future::Future<Output = ()> + Send {
     let deciding = Box::pin(open(handler, request, respond, channel));
@@ -299,7 +299,7 @@ impl Opened {
 async fn open(
     mut handler: Handler,
     request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    mut respond: SendResponse<Chunk>,
     mut channel: Channel,
 ) -> Option<Opened> {
     let began = Instant::now();
@@ -386,7 +386,7 @@ async fn open(
 
 /// A request for the web directory on a stream: the same admission, `--web-auth` and
 /// answers as over HTTP/1.1, sent under `--send-timeout`.
-async fn web(handler: &Handler, facts: &Facts, mut respond: SendResponse<Bytes>) {
+async fn web(handler: &Handler, facts: &Facts, mut respond: SendResponse<Chunk>) {
     let limits = &handler.shared.config.limits;
     let Some(root) = &handler.shared.web else {
         let refusal = match handler.shared.gate.admit(&facts.client) {
@@ -437,7 +437,7 @@ async fn web(handler: &Handler, facts: &Facts, mut respond: SendResponse<Bytes>)
 
 /// Answers a stream with `refusal`: its status, headers and reason, as over HTTP/1.1.
 async fn refuse(
-    respond: &mut SendResponse<Bytes>,
+    respond: &mut SendResponse<Chunk>,
     refusal: &Refusal,
     send_timeout: Option<Duration>,
 ) {

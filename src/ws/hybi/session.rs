@@ -24,7 +24,7 @@
 //!
 //! [`IDLE_RELEASE`]: crate::edge::stream::IDLE_RELEASE
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -141,8 +141,8 @@ struct Writer {
 
 impl Writer {
     /// One frame: header and payload in one vectored write, then a flush (which only TLS
-    /// needs).
-    async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> io::Result<()> {
+    /// needs). The payload is never copied (over HTTP/2 h2 is handed a slice of it).
+    async fn frame(&mut self, opcode: OpCode, payload: Bytes) -> io::Result<()> {
         self.frame_rsv1(opcode, payload, false).await
     }
 
@@ -150,7 +150,7 @@ impl Writer {
     async fn frame_rsv1(
         &mut self,
         opcode: OpCode,
-        payload: &[u8],
+        payload: Bytes,
         compressed: bool,
     ) -> io::Result<()> {
         if self.partial {
@@ -168,24 +168,21 @@ impl Writer {
         Ok(())
     }
 
-    async fn frame_whole(&mut self, header: HeaderBytes, payload: &[u8]) -> io::Result<()> {
+    async fn frame_whole(&mut self, header: HeaderBytes, payload: Bytes) -> io::Result<()> {
         let (mut head, mut body) = (header.as_slice(), payload);
-        while !head.is_empty() {
-            let n = self
-                .io
-                .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-                .await?;
+        while !head.is_empty() || !body.is_empty() {
+            let io = &mut self.io;
+            let n = std::future::poll_fn(|cx| {
+                io.poll_write_with(cx, |w, cx| w.poll_write_parts(cx, head, &body))
+            })
+            .await?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            if n < head.len() {
-                head = &head[n..];
-            } else {
-                body = &body[n - head.len()..];
-                head = &[];
-            }
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body.advance(n - from_head);
         }
-        self.io.write_all(body).await?;
         self.io.flush().await
     }
 
@@ -200,7 +197,7 @@ impl Writer {
             payload.extend_from_slice(close.reason.as_bytes());
             payload.truncate(frame::MAX_CONTROL_PAYLOAD);
         }
-        self.frame(OpCode::Close, &payload).await
+        self.frame(OpCode::Close, payload.into()).await
     }
 }
 
@@ -570,7 +567,7 @@ impl HybiTx {
             let pong = self.control.lock().pongs.pop_front();
             match pong {
                 Some(payload) if !self.writer.closed => {
-                    self.writer.frame(OpCode::Pong, &payload).await?
+                    self.writer.frame(OpCode::Pong, payload).await?
                 }
                 _ => return Ok(()),
             }
@@ -580,25 +577,24 @@ impl HybiTx {
 
 impl ClientTx for HybiTx {
     async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
-        let text;
         let (opcode, payload) = match self.encoding {
-            Subprotocol::Binary => (OpCode::Binary, &data[..]),
+            Subprotocol::Binary => (OpCode::Binary, data),
             Subprotocol::Base64 => {
-                text = base64_simd::STANDARD.encode_to_string(&data);
-                (OpCode::Text, text.as_bytes())
+                let text = base64_simd::STANDARD.encode_to_string(&data);
+                (OpCode::Text, Bytes::from(text))
             }
         };
         match self.deflater.as_mut() {
             None => self.writer.frame(opcode, payload).await?,
             Some(deflater) => {
-                let compressed = deflater.compress(payload);
-                let wire = compressed.as_deref().unwrap_or(payload);
+                let compressed = deflater.compress(&payload).map(Bytes::from);
+                let is_compressed = compressed.is_some();
+                let size = payload.len();
+                let wire = compressed.unwrap_or(payload);
                 metrics::get()
                     .compression
-                    .message(Direction::ToClient, payload.len(), wire.len());
-                self.writer
-                    .frame_rsv1(opcode, wire, compressed.is_some())
-                    .await?
+                    .message(Direction::ToClient, size, wire.len());
+                self.writer.frame_rsv1(opcode, wire, is_compressed).await?
             }
         }
         // A ping that came meanwhile is answered right after the message.
@@ -615,7 +611,7 @@ impl ClientTx for HybiTx {
                 "the client did not answer our last ping (--heartbeat)".to_string(),
             ));
         }
-        self.writer.frame(OpCode::Ping, &[]).await?;
+        self.writer.frame(OpCode::Ping, Bytes::new()).await?;
         self.ping_unanswered = true;
         Ok(())
     }
