@@ -722,7 +722,7 @@ impl Handler {
             // Listed (with the admin API on) from here to the session's line, with its counts
             // and the operator's end; else its counts are its own.
             let listed = self.shared.sessions.list(
-                registry::Facts {
+                || registry::Facts {
                     id: self.id,
                     client: self.client.to_string(),
                     target: target.to_string(),

@@ -69,6 +69,11 @@ pub struct Entry {
 }
 
 /// An operator's request to end a session, and the close it asked for.
+///
+/// The relay waits on [`Eviction::notify`] as the signal that stops its target-to-client
+/// direction at the next message boundary (the same `Notify` it uses itself once the
+/// client's side ended), then closes with [`Eviction::close`]: a message being written is
+/// finished first, or the session ends when its write is given up (`--send-timeout`).
 #[derive(Debug, Default)]
 pub struct Eviction {
     asked: Notify,
@@ -76,11 +81,14 @@ pub struct Eviction {
 }
 
 impl Eviction {
-    /// Completes once an operator asked the session to end.
-    pub async fn asked(&self) {
-        if self.close.get().is_none() {
-            self.asked.notified().await;
-        }
+    /// Notified (with a permit, if nobody waits yet) when an operator asks.
+    pub fn notify(&self) -> &Notify {
+        &self.asked
+    }
+
+    /// An operator asked.
+    pub fn is_asked(&self) -> bool {
+        self.close.get().is_some()
     }
 
     /// The close to send: 1008 with the operator's reason.
@@ -170,11 +178,12 @@ impl Registry {
         self.sessions.is_some()
     }
 
-    /// Lists a session whose relay begins now; `None` when the registry is off.
-    pub fn list(&self, facts: Facts, activity: Arc<Activity>) -> Option<Listed> {
+    /// Lists a session whose relay begins now, with the facts `facts` gives; `None` (and
+    /// nothing built) when the registry is off.
+    pub fn list(&self, facts: impl FnOnce() -> Facts, activity: Arc<Activity>) -> Option<Listed> {
         let sessions = self.sessions.as_ref()?;
         let entry = Arc::new(Entry {
-            facts,
+            facts: facts(),
             started: SystemTime::now(),
             traffic: Traffic::default(),
             activity,
@@ -305,7 +314,7 @@ mod tests {
     #[test]
     fn off_lists_nothing_and_ends_nothing() {
         let r = Registry::off();
-        assert!(r.list(facts(1), activity()).is_none());
+        assert!(r.list(|| facts(1), activity()).is_none());
         assert!(r.snapshot().is_empty());
         assert_eq!(r.end(1, None), Ended::Unknown);
     }
@@ -313,8 +322,8 @@ mod tests {
     #[test]
     fn a_session_is_listed_until_its_guard_drops() {
         let r = Registry::on();
-        let a = r.list(facts(2), activity()).unwrap();
-        let b = r.list(facts(1), activity()).unwrap();
+        let a = r.list(|| facts(2), activity()).unwrap();
+        let b = r.list(|| facts(1), activity()).unwrap();
         a.entry().traffic.to_client.store(42, Ordering::Relaxed);
         let views = r.snapshot();
         assert_eq!(views.iter().map(|v| v.id).collect::<Vec<_>>(), [1, 2]);
@@ -335,12 +344,13 @@ mod tests {
     #[tokio::test]
     async fn ending_wakes_the_session_with_1008_and_the_reason() {
         let r = Registry::on();
-        let listed = r.list(facts(7), activity()).unwrap();
+        let listed = r.list(|| facts(7), activity()).unwrap();
         assert_eq!(r.end(8, None), Ended::Unknown);
         assert_eq!(r.end(7, Some("maintenance")), Ended::Asked);
         assert_eq!(r.end(7, None), Ended::AlreadyAsked);
-        // Asked before the wait began: the wait completes at once.
-        listed.entry().eviction.asked().await;
+        // Asked before the wait began: the wait completes at once (the permit).
+        listed.entry().eviction.notify().notified().await;
+        assert!(listed.entry().eviction.is_asked());
         let close = listed.entry().eviction.close();
         assert_eq!((close.code, close.reason.as_ref()), (1008, "maintenance"));
         assert!(r.snapshot()[0].closing);

@@ -160,10 +160,8 @@ enum Downstream {
     Shutdown,
     Idle(Duration),
     Unresponsive(String),
-    /// The relay asked it to stop, the client's side having ended.
+    /// The relay asked it to stop, the client's side having ended; or an operator did.
     Stopped,
-    /// An operator asked the session to end.
-    Evicted,
 }
 
 pub const TARGET_CLOSED: Close = Close::new(close_code::NORMAL, "Target closed");
@@ -195,24 +193,20 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
         ties,
     ));
 
-    // Tells the target-to-client direction to stop at its next message boundary.
-    let stop = Notify::new();
-    let first = {
-        let down = downstream(target_r, &mut *tx, options, ties, shutdown, &stop);
-        tokio::pin!(down);
-        let first = tokio::select! {
-            end = &mut up => Ok(end),
-            end = &mut down => Err(end),
-        };
-        if first.is_ok() {
-            // The client's side ended first. A message to it may be half written: it is
-            // finished (within the close timeout) before any closing frame, which could not
-            // follow a frame cut off.
-            stop.notify_one();
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut down).await;
-        }
-        first
-    };
+    // Tells the target-to-client direction to stop at its next message boundary: the relay
+    // once the client's side ended, or an operator (a listed session's eviction notifies
+    // this same `Notify`, so that waiting for it costs the session nothing more).
+    let own_stop = Notify::new();
+    let stop = ties.eviction.map_or(&own_stop, Eviction::notify);
+    let down = downstream(target_r, &mut *tx, options, ties, shutdown, stop);
+    let first = Race {
+        up: &mut up,
+        down,
+        stop,
+        up_ended: None,
+        finishing: None,
+    }
+    .await;
 
     match first {
         Ok(Upstream::Close(close)) => {
@@ -241,12 +235,16 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
                 Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
                 Downstream::Idle(after) => (IDLE, Ending::IdleTimeout(after)),
                 Downstream::Unresponsive(why) => (UNRESPONSIVE, Ending::Unresponsive(why)),
-                Downstream::Evicted => {
-                    let close = ties.eviction.map(Eviction::close).unwrap_or(GOING_AWAY);
-                    (close.clone(), Ending::Evicted(close))
-                }
-                // (Stopped is asked for only once the client's side ended, so never first.)
-                Downstream::Shutdown | Downstream::Stopped => (GOING_AWAY, Ending::Shutdown),
+                // The relay asks to stop only once the client's side ended: stopped first, an
+                // operator asked.
+                Downstream::Stopped => match ties.eviction.filter(|e| e.is_asked()) {
+                    Some(eviction) => {
+                        let close = eviction.close();
+                        (close.clone(), Ending::Evicted(close))
+                    }
+                    None => (GOING_AWAY, Ending::Shutdown),
+                },
+                Downstream::Shutdown => (GOING_AWAY, Ending::Shutdown),
             };
             if within_close_timeout(tx.close(&close)).await {
                 // Keep delivering what the client sends until its close answers ours.
@@ -259,6 +257,69 @@ pub async fn relay<R: ClientRx, T: ClientTx>(
                 }
             }
             ending
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Both directions until either ends; when the client's side ends first, the message to
+    /// it being written is finished (within [`CLOSE_TIMEOUT`]) before any closing frame,
+    /// which could not follow a frame cut off.
+    ///
+    /// A future of its own, awaited once, rather than a `select!` and a timeout in
+    /// [`relay`]: a session's future is as large as its largest state and an idle session
+    /// keeps it whole, and the compiler gives a local that lives across two awaits a place
+    /// of its own beside every later step. Held here and awaited once, the target-to-client
+    /// direction (the largest part of a session) shares its space with the closing steps
+    /// that follow.
+    struct Race<'a, U, D> {
+        up: &'a mut U,
+        #[pin]
+        down: D,
+        stop: &'a Notify,
+        // The client's side ended first: how, and when finishing the message gives up.
+        up_ended: Option<Upstream>,
+        #[pin]
+        finishing: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<U, D> Future for Race<'_, U, D>
+where
+    U: Future<Output = Upstream> + Unpin,
+    D: Future<Output = Downstream>,
+{
+    type Output = Result<Upstream, Downstream>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let mut this = self.project();
+        if this.up_ended.is_none() {
+            match std::pin::Pin::new(&mut **this.up).poll(cx) {
+                Poll::Ready(end) => {
+                    *this.up_ended = Some(end);
+                    this.stop.notify_one();
+                    this.finishing.set(Some(tokio::time::sleep(CLOSE_TIMEOUT)));
+                }
+                Poll::Pending => return this.down.poll(cx).map(Err),
+            }
+        }
+        let finished = this.down.poll(cx).is_ready()
+            || this
+                .finishing
+                .as_pin_mut()
+                .is_some_and(|deadline| deadline.poll(cx).is_ready());
+        match (finished, this.up_ended.take()) {
+            (true, Some(end)) => Poll::Ready(Ok(end)),
+            (false, end) => {
+                *this.up_ended = end;
+                Poll::Pending
+            }
+            // Never: the client's side ended before this point.
+            (true, None) => Poll::Pending,
         }
     }
 }
@@ -334,9 +395,7 @@ async fn downstream<T: ClientTx>(
     stop: &Notify,
 ) -> Downstream {
     let Ties {
-        traffic,
-        activity,
-        eviction,
+        traffic, activity, ..
     } = ties;
     let metrics = crate::telemetry::metrics::get();
     // Borrowed only while the target sends (see `read_lazily`): idle sessions hold none.
@@ -354,7 +413,6 @@ async fn downstream<T: ClientTx>(
             biased;
             _ = &mut shutdown => return Downstream::Shutdown,
             () = stop.notified() => return Downstream::Stopped,
-            () = evicted(eviction), if eviction.is_some() => return Downstream::Evicted,
             // (A branch without a deadline is not polled at all.)
             _ = sleep_until(idle_at), if idle_at.is_some() => {
                 // The client's data may have come while we slept: only a real silence ends it.
@@ -402,24 +460,17 @@ async fn downstream<T: ClientTx>(
     }
 }
 
-/// Completes once an operator asked the session to end (never, for an unlisted session).
-async fn evicted(eviction: Option<&Eviction>) {
-    match eviction {
-        Some(e) => e.asked().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// A write to the client, raced against the session's clocks: shutdown, the idle timeout (a
 /// client that takes no byte is idle) and the heartbeat (a ping that falls due while a write
-/// cannot finish is a ping that cannot be written), an operator's end. Whichever ends first
-/// ends the session; the write itself ends it when it fails (`--send-timeout` included).
+/// cannot finish is a ping that cannot be written). Whichever ends first ends the session;
+/// the write itself ends it when it fails (`--send-timeout` included). An operator's end
+/// waits for the message being written (see [`Eviction`]).
 async fn write(
     write: impl Future<Output = Result<(), SendError>>,
     ties: Ties<'_>,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<(), Downstream> {
-    let (activity, eviction) = (ties.activity, ties.eviction);
+    let activity = ties.activity;
     tokio::pin!(write);
     loop {
         let ping_at = activity.ping_at();
@@ -433,7 +484,6 @@ async fn write(
                 });
             }
             () = &mut *shutdown => return Err(Downstream::Shutdown),
-            () = evicted(eviction), if eviction.is_some() => return Err(Downstream::Evicted),
             _ = sleep_until(idle_at), if idle_at.is_some() => {
                 if activity.is_idle() {
                     return Err(Downstream::Idle(activity.idle_timeout.unwrap_or_default()));

@@ -241,7 +241,7 @@ mod tests {
             compression: None,
             tls: false,
         };
-        let listed = admin.sessions.list(facts, activity).unwrap();
+        let listed = admin.sessions.list(|| facts, activity).unwrap();
         let list = admin.answer(&request(Method::GET, "/sessions", Some(&auth)), "t");
         assert_eq!(list.status, StatusCode::OK);
         assert_eq!(body(&list)["sessions"][0]["id"], 5);
@@ -262,7 +262,7 @@ mod tests {
             "t",
         );
         assert_eq!(end.status, StatusCode::ACCEPTED);
-        listed.entry().eviction.asked().await;
+        listed.entry().eviction.notify().notified().await;
         assert_eq!(listed.entry().eviction.close().reason, "back in 5 minutes");
     }
 
