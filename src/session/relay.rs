@@ -465,39 +465,114 @@ async fn downstream<T: ClientTx>(
 /// cannot finish is a ping that cannot be written). Whichever ends first ends the session;
 /// the write itself ends it when it fails (`--send-timeout` included). An operator's end
 /// waits for the message being written (see [`Eviction`]).
-async fn write(
-    write: impl Future<Output = Result<(), SendError>>,
-    ties: Ties<'_>,
-    shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Result<(), Downstream> {
-    let activity = ties.activity;
-    tokio::pin!(write);
-    loop {
-        let ping_at = activity.ping_at();
-        let idle_at = activity.idle_at();
-        tokio::select! {
-            biased;
-            written = &mut write => {
-                return written.map_err(|e| match e {
-                    SendError::Unresponsive(why) => Downstream::Unresponsive(why),
-                    SendError::Gone(why) => Downstream::ClientGone(why),
-                });
+fn write<'a, F, S>(write: F, ties: Ties<'a>, shutdown: &'a mut S) -> Raced<'a, F, S>
+where
+    F: Future<Output = Result<(), SendError>>,
+    S: Future<Output = ()> + Unpin,
+{
+    Raced {
+        write,
+        activity: ties.activity,
+        shutdown,
+        idle: None,
+        ping: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`write`]'s future. Written out rather than an `async fn` with a `select!`, which
+    /// would keep the write's future twice (the argument, and the pinned local it is moved
+    /// into): every session's future has room for its largest write, idle or not.
+    struct Raced<'a, F, S> {
+        #[pin]
+        write: F,
+        activity: &'a Activity,
+        shutdown: &'a mut S,
+        // The clocks, made when first needed and moved as the deadlines move.
+        #[pin]
+        idle: Option<tokio::time::Sleep>,
+        #[pin]
+        ping: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F, S> Future for Raced<'_, F, S>
+where
+    F: Future<Output = Result<(), SendError>>,
+    S: Future<Output = ()> + Unpin,
+{
+    type Output = Result<(), Downstream>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let mut this = self.project();
+        // In this order, as a biased select: the write first, the rare ones after.
+        if let Poll::Ready(written) = this.write.poll(cx) {
+            return Poll::Ready(written.map_err(|e| match e {
+                SendError::Unresponsive(why) => Downstream::Unresponsive(why),
+                SendError::Gone(why) => Downstream::ClientGone(why),
+            }));
+        }
+        if std::pin::Pin::new(&mut **this.shutdown).poll(cx).is_ready() {
+            return Poll::Ready(Err(Downstream::Shutdown));
+        }
+        let activity = *this.activity;
+        // A clock that fires while data passed (the client took bytes) is moved on, and
+        // polled again so that it wakes us at its new deadline. (One that fired stays put
+        // only if the clock went back: then the task yields rather than spin here.)
+        let mut fired = None;
+        while let Some(at) = activity.idle_at() {
+            if !due(this.idle.as_mut(), at, cx) {
+                break;
             }
-            () = &mut *shutdown => return Err(Downstream::Shutdown),
-            _ = sleep_until(idle_at), if idle_at.is_some() => {
-                if activity.is_idle() {
-                    return Err(Downstream::Idle(activity.idle_timeout.unwrap_or_default()));
-                }
+            if fired.replace(at) == Some(at) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
-            _ = sleep_until(ping_at), if ping_at.is_some() => {
-                if activity.ping_at().is_some_and(|at| at <= tokio::time::Instant::now()) {
-                    let after = activity.heartbeat.unwrap_or_default().as_secs();
-                    return Err(Downstream::Unresponsive(format!(
-                        "the client took no byte for {after}s, so a ping could not be written \
-                         (--heartbeat)"
-                    )));
-                }
+            if activity.is_idle() {
+                let after = activity.idle_timeout.unwrap_or_default();
+                return Poll::Ready(Err(Downstream::Idle(after)));
             }
         }
+        let mut fired = None;
+        while let Some(at) = activity.ping_at() {
+            if !due(this.ping.as_mut(), at, cx) {
+                break;
+            }
+            if fired.replace(at) == Some(at) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if activity
+                .ping_at()
+                .is_some_and(|at| at <= tokio::time::Instant::now())
+            {
+                let after = activity.heartbeat.unwrap_or_default().as_secs();
+                return Poll::Ready(Err(Downstream::Unresponsive(format!(
+                    "the client took no byte for {after}s, so a ping could not be written \
+                     (--heartbeat)"
+                ))));
+            }
+        }
+        Poll::Pending
     }
+}
+
+/// Sets `clock` to `at` (made, or moved there) and polls it: true once `at` has passed.
+fn due(
+    mut clock: std::pin::Pin<&mut Option<tokio::time::Sleep>>,
+    at: tokio::time::Instant,
+    cx: &mut std::task::Context<'_>,
+) -> bool {
+    match clock.as_mut().as_pin_mut() {
+        Some(sleep) if sleep.deadline() == at => {}
+        Some(sleep) => sleep.reset(at),
+        None => clock.set(Some(tokio::time::sleep_until(at))),
+    }
+    clock
+        .as_pin_mut()
+        .is_some_and(|sleep| sleep.poll(cx).is_ready())
 }
