@@ -4,7 +4,8 @@
 //! - `websock.js` echoes binary and base64 through the proxy to an echo target, byte for byte;
 //! - `wstelnet.html` logs in to a real telnet server (inetutils' telnetd, started here as
 //!   inetd would) and typed keys reach its shell;
-//! - `index.html` shows the server's live numbers;
+//! - `index.html` shows the server's live numbers and charts of its last minutes, which
+//!   move with a session's traffic;
 //! - noVNC (`@novnc/novnc` from npm, under our `vnc.html`) shows a desktop TigerVNC's Xvnc
 //!   serves, pixel for pixel, and a click and keys made in the page reach the X server; over
 //!   ws, wss, and with a token.
@@ -460,9 +461,19 @@ async fn index_shows_the_live_status() {
         "url": format!("http://127.0.0.1:{}/", proxy.port),
         "version": env!("CARGO_PKG_VERSION"),
     });
+    let began = std::time::SystemTime::now();
     tokio::task::spawn_blocking(move || node("index.mjs", config))
         .await
         .unwrap();
+    // The charts as a person sees them, in both colour schemes, kept for a look (this run's,
+    // not an earlier run's).
+    for name in ["index.png", "index-dark.png"] {
+        let shot = screenshot_dir().join(name);
+        let fresh = std::fs::metadata(&shot)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= began);
+        assert!(fresh, "no screenshot {} from this run", shot.display());
+    }
 }
 
 #[test]

@@ -247,6 +247,15 @@ async fn status_json_counts_sessions_and_bytes() {
     assert_eq!(before["sessions_total"], 0);
     assert_eq!(before["version"], env!("CARGO_PKG_VERSION"));
     assert!(before["uptime_seconds"].as_u64().unwrap() < 60, "{before}");
+    // The server samples its history from the start: the first sample is taken before it
+    // listens, the start page's chart begins there.
+    let first = &before["history"][0];
+    assert_eq!(first["sessions_active"], 0, "{before}");
+    assert_eq!(first["bytes_from_client"], 0, "{before}");
+    assert!(
+        first["uptime_ms"].as_u64().unwrap() <= before["uptime_ms"].as_u64().unwrap(),
+        "{before}"
+    );
 
     let mut raw = Raw::connect(proxy.port).await;
     let answer = raw.request(&upgrade_request(&[])).await;

@@ -120,6 +120,10 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
     };
     if let Some(web) = &web {
         tracing::info!("serving files from {}", web.root().display());
+        // The start page's last minutes; the task ends with the web root.
+        if let Some(sampler) = web.status_sampler() {
+            tokio::spawn(sampler);
+        }
     }
     let readiness = Arc::new(Readiness::default());
     // The live sessions, listed only for the admin API.

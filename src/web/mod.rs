@@ -12,13 +12,16 @@
 //! `If-Modified-Since`, ranges); `If-None-Match` is checked here, since it does not.
 //!
 //! One path is the server's own rather than the directory's: [`status::PATH`], the live
-//! numbers of the landing page.
+//! numbers of the landing page, with their last five minutes (kept by
+//! [`WebRoot::status_sampler`]).
 
 mod listing;
 mod status;
 
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Instant, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -42,6 +45,8 @@ pub struct WebRoot {
     status: bool,
     /// When the server started (it makes the root once, as it starts): the status's uptime.
     started: Instant,
+    /// The status's last minutes, filled by [`WebRoot::status_sampler`].
+    history: Arc<status::History>,
 }
 
 /// What a request path resolves to, before any file is opened.
@@ -70,7 +75,16 @@ impl WebRoot {
             file_only,
             status,
             started: Instant::now(),
+            history: Arc::new(status::History::new()),
         })
+    }
+
+    /// The task that samples the status's history every 5 s: the server spawns it as it
+    /// starts. It ends by itself once this root is dropped. `None` under `--no-web-status`,
+    /// where nobody would read it.
+    pub fn status_sampler(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.status
+            .then(|| status::sampler(Arc::downgrade(&self.history), self.started))
     }
 
     pub fn root(&self) -> &Path {
@@ -110,7 +124,7 @@ impl WebRoot {
         }
         let raw_path = req.uri().path();
         if raw_path == status::PATH && self.status {
-            return Ok(status::response(self.started));
+            return Ok(status::response(self.started, &self.history));
         }
         let place = resolve(&self.root, raw_path).await?;
         match place {

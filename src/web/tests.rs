@@ -161,14 +161,19 @@ async fn status_is_aggregate_json_and_never_cached() {
         [
             "bytes_from_client",
             "bytes_to_client",
+            "history",
             "sessions_active",
             "sessions_total",
+            "uptime_ms",
             "uptime_seconds",
             "version"
         ]
     );
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
     assert!(json["bytes_to_client"].is_u64(), "{json}");
+    assert!(json["uptime_ms"].is_u64(), "{json}");
+    // No sampler runs here: the history is there, and empty.
+    assert_eq!(json["history"], serde_json::json!([]));
     // Only the exact path: the directory's own files and listings are untouched around it.
     assert_eq!(get(&web, "/websockify/").await.0, StatusCode::NOT_FOUND);
     let req = Request::builder()
