@@ -143,6 +143,13 @@ toml_cm = by_kind(e, "ConfigMap", "console-websockify-file")[0]["data"]["websock
 check("file_only = true" in toml_cm, f"toml {toml_cm!r}")
 mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
 check(mounts.get("config") == "/etc/websockify/config", f"config mount {mounts}")
+# The admin API's token from its Secret, as a file the proxy reads at start.
+env = {v["name"]: v for v in c["env"]}
+check(env.get("WEBSOCKIFY_ADMIN_TOKEN_FILE", {}).get("value") == "/etc/websockify/admin/token", f"admin env {env}")
+check(mounts.get("admin") == "/etc/websockify/admin", f"admin mount {mounts}")
+vols = {v["name"]: v for v in by_kind(e, "Deployment")[0]["spec"]["template"]["spec"]["volumes"]}
+check(vols["admin"]["secret"]["secretName"] == "websockify-admin", f"admin volume {vols.get('admin')}")
+check("WEBSOCKIFY_ADMIN_TOKEN_FILE" not in str(env_of(by_kind(d, "Deployment")[0]).get("env")), "admin API off by default")
 cert = by_kind(e, "Certificate")[0]
 check(cert["spec"]["secretName"] == "console-websockify-tls" and cert["spec"]["dnsNames"] == ["console.example.com"], f"{cert}")
 sm = by_kind(e, "ServiceMonitor")[0]
@@ -167,6 +174,7 @@ check("haproxy.org/server-proto" not in by_kind(e, "Ingress")[0]["metadata"]["an
 for bad, says in [
     ({"ingress": {"enabled": True, "className": "nginx", "http2Backend": True}}, "speaks HTTP/1.1 to backends"),
     ({"ingress": {"enabled": True, "className": "haproxy", "http2Backend": True}, "settings": {"http2": "off"}}, "settings.http2 is off"),
+    ({"metrics": {"enabled": False, "admin": {"existingSecret": "a"}}}, "needs metrics.enabled"),
 ]:
     try:
         chart.render(bad, name="console", namespace="vdi", is_install=True)
