@@ -97,7 +97,7 @@ fn observability_settings_are_checked() {
     assert!(err.contains("--metrics-listen"), "{err}");
 }
 
-/// A Prometheus server scraping one target every second; stopped on drop.
+/// A Prometheus server scraping its targets every second; stopped on drop.
 struct Prometheus {
     child: std::process::Child,
     port: u16,
@@ -112,16 +112,20 @@ impl Drop for Prometheus {
 }
 
 impl Prometheus {
-    fn start(target_port: u16) -> Prometheus {
+    /// Scraping the metrics ports `targets` as job `websockify`; `name` keeps its files
+    /// apart from another test's.
+    fn start(name: &str, targets: &[u16]) -> Prometheus {
         ensure_installed(&["prometheus"], "prometheus");
-        let dir = dir("prometheus");
+        let dir = dir(name);
         let config = dir.join("prometheus.yml");
+        let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
         std::fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
                  scrape_configs:\n  - job_name: websockify\n    static_configs:\n      \
-                 - targets: ['127.0.0.1:{target_port}']\n"
+                 - targets: [{}]\n",
+                targets.join(", ")
             ),
         )
         .unwrap();
@@ -167,19 +171,41 @@ impl Prometheus {
         results[0]["value"][1].as_str()?.parse().ok()
     }
 
+    /// Every series of an instant query, or the error Prometheus gave.
+    fn query_all(&self, promql: &str) -> Result<Vec<Value>, String> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (status, body) = http_get(self.port, &format!("/api/v1/query?query={encoded}"));
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{status}: {e}: {body}"))?;
+        if status != 200 || v["status"] != "success" {
+            return Err(format!("{status}: {}", v["error"]));
+        }
+        Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Waits until `promql` evaluates to `want`, or panics with what it last saw.
     fn wait_for(&self, promql: &str, want: f64) {
+        self.wait_until(promql, |v| v == want, &format!("= {want}"));
+    }
+
+    /// Waits until `promql`'s one value passes `ok`, or panics with what it last saw.
+    fn wait_until(&self, promql: &str, ok: impl Fn(f64) -> bool, what: &str) {
         let end = Instant::now() + Duration::from_secs(90);
         let mut last = None;
         while Instant::now() < end {
             last = self.query(promql);
-            if last == Some(want) {
+            if last.is_some_and(&ok) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(250));
         }
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        panic!("Prometheus never saw {promql} = {want}; last {last:?}; its log:\n{log}");
+        panic!("Prometheus never saw {promql} {what}; last {last:?}; its log:\n{log}");
     }
 }
 
@@ -187,7 +213,7 @@ impl Prometheus {
 async fn prometheus_scrapes_the_counts_we_sent() {
     let proxy = echo_proxy_with(&["--metrics-listen", "127.0.0.1:0"]).await;
     let port = metrics_port(&proxy);
-    let prometheus = Prometheus::start(port);
+    let prometheus = Prometheus::start("prometheus", &[port]);
 
     let sizes = [1000usize, 70_000, 12_345];
     for size in sizes {
@@ -272,6 +298,161 @@ async fn prometheus_scrapes_the_counts_we_sent() {
     prometheus.wait_for("websockify_sessions_active", 0.0);
     prometheus.wait_for("count(process_resident_memory_bytes > 0)", 1.0);
     prometheus.wait_for("count(websockify_build_info)", 1.0);
+}
+
+const DASHBOARD_ADMIN: &str = "dashboard-admin-0123456789";
+
+/// One round of everything the dashboard's panels show, through proxy `a` (tokens from a
+/// file, one session per address, the admin API) and `b` (a token plugin whose Redis is not
+/// there): a session that echoes and closes, a refusal by the per-address limit, a malformed
+/// head, a failed plugin call, an admin request without the token, a reload.
+async fn dashboard_round(a: &Proxy, b: &Proxy, token: &str) {
+    let head = upgrade_request(&[]).replacen(
+        "GET /websockify",
+        &format!("GET /websockify?token={token}"),
+        1,
+    );
+    let mut session = Raw::connect(a.port).await;
+    assert_eq!(session.request(&head).await.status, 101);
+    session.send_binary(&[5; 4000]).await;
+    assert_eq!(session.read_data(4000).await, vec![5; 4000]);
+    let mut over = Raw::connect(a.port).await;
+    assert_eq!(
+        over.request(&head).await.status,
+        503,
+        "the per-address limit"
+    );
+    let mut garbage = Raw::connect(a.port).await;
+    assert_eq!(garbage.request("NOT HTTP AT ALL\r\n\r\n").await.status, 400);
+    session.send_close(1000, "").await;
+    assert_eq!(session.read_close().await.0, 1000);
+    let mut failed = Raw::connect(b.port).await;
+    let status = failed.request(&head).await.status;
+    assert!(status >= 500, "a lookup without its Redis: {status}");
+    let ops = metrics_port(a);
+    assert_eq!(http_get(ops, "/sessions").0, 401);
+    a.signal("HUP");
+    a.wait_log("reload", Duration::from_secs(10));
+}
+
+/// Every query of the Grafana dashboard the chart ships (`charts/websockify/dashboards/`),
+/// against a real Prometheus scraping two proxies driven through each panel's case: none is
+/// refused as broken PromQL, none comes back empty or without a number, and every metric it
+/// names is one the binary exports.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboards_queries_return_data_from_a_real_prometheus() {
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("charts/websockify/dashboards/websockify.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let title = panel["title"].as_str().unwrap().to_string();
+            exprs.push((title, target["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+
+    let echo = echo_target().await;
+    let tokens = dir("dashboard-tokens").join("tokens");
+    std::fs::write(&tokens, format!("vm1: 127.0.0.1:{echo}\n")).unwrap();
+    let a = Proxy::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        DASHBOARD_ADMIN,
+        "--max-connections-per-ip",
+        "1",
+        "--token-plugin",
+        "TokenFile",
+        "--token-source",
+        tokens.to_str().unwrap(),
+        "127.0.0.1:0",
+    ]);
+    let redis = format!("127.0.0.1:{}", dead_port());
+    let b = Proxy::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--token-plugin",
+        "TokenRedis",
+        "--token-source",
+        &redis,
+        "127.0.0.1:0",
+    ]);
+    let (a_ops, b_ops) = (metrics_port(&a), metrics_port(&b));
+    let prometheus = Prometheus::start("dashboard", &[a_ops, b_ops]);
+    prometheus.wait_for("count(up{job=\"websockify\"} == 1)", 2.0);
+
+    // Two rounds with scrapes between them, so that every counter has grown within the
+    // rate window (a series that appears already at its value has no rate yet).
+    for round in 1..=2 {
+        dashboard_round(&a, &b, "vm1").await;
+        let n = f64::from(round);
+        prometheus.wait_for("sum(websockify_sessions_started_total)", n);
+        prometheus.wait_for("sum(websockify_plugin_errors_total)", n);
+        prometheus.wait_for(
+            "sum(websockify_admin_requests_total{result=\"unauthorized\"})",
+            n,
+        );
+        prometheus.wait_until(
+            "sum(websockify_reloads_total{what=\"token_plugin\"})",
+            |v| v >= n,
+            ">= round",
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    let mut failures = Vec::new();
+    for (title, expr) in &exprs {
+        let promql = expr
+            .replace("$__rate_interval", "1m")
+            .replace("$__range", "5m")
+            .replace("$job", ".+")
+            .replace("$instance", ".+");
+        match prometheus.query_all(&promql) {
+            Err(e) => failures.push(format!("{title}: {promql}: refused: {e}")),
+            Ok(series) if series.is_empty() => {
+                failures.push(format!("{title}: {promql}: no series"))
+            }
+            Ok(series) => {
+                let numbers = series.iter().all(|s| {
+                    s["value"][1]
+                        .as_str()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .is_some_and(f64::is_finite)
+                });
+                if !numbers {
+                    failures.push(format!("{title}: {promql}: not a number: {series:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "broken panels:\n{}",
+        failures.join("\n")
+    );
+
+    // Every metric named is one the binary exports.
+    let pages = format!("{}{}", scrape(a_ops), scrape(b_ops));
+    let mut names: Vec<&str> = exprs
+        .iter()
+        .flat_map(|(_, e)| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|w| w.starts_with("websockify_") || w.starts_with("process_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        assert!(
+            pages.lines().any(|l| l.starts_with(name)),
+            "the dashboard names {name}, which /metrics does not have"
+        );
+    }
 }
 
 #[test]

@@ -280,9 +280,11 @@ async fn consult<T>(
     } else {
         tracing::info_span!(target: SPAN_TARGET, "token_lookup", plugin = name)
     };
+    let asked = std::time::Instant::now();
     let answer = plugin::call(&instance, token::query(facts, host_token))
         .instrument(span)
         .await;
+    metrics::get().plugin_call(name, auth, asked.elapsed());
     let (result, decided) = match answer.map(|a| match a {
         Answer::Refuse(refusal) => Err(refusal),
         other => Ok(expect(other)),

@@ -178,6 +178,7 @@ pub struct Metrics {
     token_lookups: IntCounterVec,
     auth_checks: IntCounterVec,
     plugin_errors: IntCounterVec,
+    plugin_call_duration: HistogramVec,
     tls_handshakes: IntCounterVec,
     web_requests: IntCounterVec,
     reloads: IntCounterVec,
@@ -319,6 +320,18 @@ impl Metrics {
                     &["protocol"],
                 )?,
             )?,
+            plugin_call_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "websockify_plugin_call_duration_seconds",
+                        "Plugin calls from asking to the answer (or the timeout), by plugin and \
+                         kind (token, auth).",
+                    )
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                    &["plugin", "kind"],
+                )?,
+            )?,
             target_connect_duration: register(
                 &r,
                 Histogram::with_opts(
@@ -448,6 +461,13 @@ impl Metrics {
                 status.as_ref().map_or("none", |s| s.as_str()),
             ])
             .inc();
+    }
+
+    /// A plugin call took `took`; `auth`: an auth check, else a token lookup.
+    pub fn plugin_call(&self, plugin: &str, auth: bool, took: Duration) {
+        self.plugin_call_duration
+            .with_label_values(&[plugin, if auth { "auth" } else { "token" }])
+            .observe(took.as_secs_f64());
     }
 
     pub fn token_lookup(&self, plugin: &str, result: PluginResult) {

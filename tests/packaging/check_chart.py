@@ -162,6 +162,13 @@ check(ing["metadata"]["annotations"].get("haproxy.org/timeout-tunnel") == "3600s
 np = by_kind(e, "NetworkPolicy")[0]
 check(any(p.get("port") == 6379 for r in np["spec"]["egress"] for p in r.get("ports", [])), "redis egress")
 check(by_kind(e, "HorizontalPodAutoscaler"), "HPA")
+# The Grafana dashboard: the file itself, labelled for the sidecar; off by default.
+dash_cm = by_kind(e, "ConfigMap", "console-websockify-dashboard")[0]
+check(dash_cm["metadata"]["labels"].get("grafana_dashboard") == "1", f"dashboard label {dash_cm['metadata']}")
+check(dash_cm["metadata"].get("annotations", {}).get("grafana_folder") == "Consoles", "dashboard folder")
+with open(os.path.join(ROOT, "charts", "websockify", "dashboards", "websockify.json")) as f:
+    check(json.loads(dash_cm["data"]["websockify.json"]) == json.load(f), "dashboard ConfigMap differs from the file")
+check(not by_kind(d, "ConfigMap", "console-websockify-dashboard"), "dashboard off by default")
 
 h = rendered["h2c-values.yaml"]
 svc = by_kind(h, "Service")[0]
