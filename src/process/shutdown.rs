@@ -70,9 +70,16 @@ impl Shutdown {
     }
 
     /// Completes once sessions must close (at once if they must already).
+    ///
+    /// A loop on `changed` rather than `wait_for`, whose future is twice the size: every
+    /// session keeps this one for its whole life.
     pub async fn recv(&mut self) {
-        // An error means the trigger is gone, which only happens as the program ends.
-        let _ = self.rx.wait_for(|&stage| stage == Stage::Closing).await;
+        while *self.rx.borrow_and_update() != Stage::Closing {
+            // An error means the trigger is gone, which only happens as the program ends.
+            if self.rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Completes once a drain has begun, or the close itself.

@@ -265,9 +265,10 @@ struct Opened {
     target: Cleared,
     rx: HybiRx,
     tx: HybiTx,
-    protocol: String,
+    // Boxed strings: see `handler::Opened`.
+    protocol: Box<str>,
     compression: Option<&'static str>,
-    path: String,
+    path: Box<str>,
     channel: Channel,
     activity: Arc<Activity>,
     session: Guard,
@@ -367,7 +368,7 @@ async fn open(
     let stream = ClientStream::new(ClientIo::H2(Box::new(crate::edge::h2::stream(body, send))));
     let deflate = handler.deflate(hs.deflate);
     let (rx, tx) = ws::hybi::session(stream, BytesMut::new(), hs.protocol, &bounds, deflate);
-    let path = facts.path().to_string();
+    let path = facts.path().into();
     let compression = hs.deflate.map(|a| a.mode());
     Some(Opened {
         handler,
@@ -375,7 +376,7 @@ async fn open(
         target,
         rx,
         tx,
-        protocol,
+        protocol: protocol.into(),
         compression,
         path,
         channel: facts.channel,

@@ -107,8 +107,10 @@ struct Received {
 struct Opened {
     halves: Halves,
     target: Cleared,
-    path: String,
-    protocol: String,
+    // Boxed strings, not `String`s: a session keeps them for its whole life, and the
+    // capacity word would take a session's future over an allocator size class.
+    path: Box<str>,
+    protocol: Box<str>,
     /// permessage-deflate's mode when negotiated (`deflate`, `deflate-context`).
     compression: Option<&'static str>,
     channel: Channel,
@@ -367,8 +369,8 @@ impl Handler {
         Some(Opened {
             halves,
             target,
-            path: facts.path().to_string(),
-            protocol,
+            path: facts.path().into(),
+            protocol: protocol.into(),
             compression,
             channel: facts.channel,
             activity,
@@ -767,8 +769,9 @@ impl Handler {
                 tls: self.shared.target_tls.as_ref(),
                 proxy_header: proxy_header.as_deref(),
             };
-            let connected = target
-                .connect(&options)
+            // Boxed: connecting's future is as large as the relay's, and the session's
+            // future would keep room for it for its whole life.
+            let connected = Box::pin(target.connect(&options))
                 .instrument(tracing::info_span!(target: SPAN_TARGET, "target_connect", %target))
                 .await;
             m.target_connect_duration

@@ -172,91 +172,95 @@ pub const UNRESPONSIVE: Close = Close::new(close_code::GOING_AWAY, "Client not r
 
 /// Relays until either side ends, closes the client side as websockify does, and reports how.
 ///
-/// The halves are borrowed, not moved in: an `async fn` keeps its arguments beside the
-/// locals they go to, and this future lives as long as the session.
-pub async fn relay<R: ClientRx, T: ClientTx>(
-    rx: &mut R,
-    tx: &mut T,
+/// The halves are borrowed, not moved in, and this is not an `async fn`: one keeps its
+/// arguments beside the locals they go to, and this future lives as long as the session.
+// An `async fn` would keep its arguments twice (see the doc comment).
+#[allow(clippy::manual_async_fn)]
+pub fn relay<'a, R: ClientRx, T: ClientTx>(
+    rx: &'a mut R,
+    tx: &'a mut T,
     target: TargetStream,
-    options: &RelayOptions,
-    ties: Ties<'_>,
-    shutdown: &mut Shutdown,
-) -> Ending {
-    let (target_r, target_w) = target.into_split();
+    options: &'a RelayOptions,
+    ties: Ties<'a>,
+    shutdown: &'a mut Shutdown,
+) -> impl Future<Output = Ending> + Send + 'a {
+    async move {
+        let (target_r, target_w) = target.into_split();
 
-    // Boxed so that it can be dropped early, giving `rx` back to drain the client.
-    let mut up = Box::pin(upstream(
-        &mut *rx,
-        target_w,
-        options.traffic,
-        options.record.as_ref(),
-        ties,
-    ));
+        // Boxed so that it can be dropped early, giving `rx` back to drain the client.
+        let mut up = Box::pin(upstream(
+            &mut *rx,
+            target_w,
+            options.traffic,
+            options.record.as_ref(),
+            ties,
+        ));
 
-    // Tells the target-to-client direction to stop at its next message boundary: the relay
-    // once the client's side ended, or an operator (a listed session's eviction notifies
-    // this same `Notify`, so that waiting for it costs the session nothing more).
-    let own_stop = Notify::new();
-    let stop = ties.eviction.map_or(&own_stop, Eviction::notify);
-    let down = downstream(target_r, &mut *tx, options, ties, shutdown, stop);
-    let first = Race {
-        up: &mut up,
-        down,
-        stop,
-        up_ended: None,
-        finishing: None,
-    }
-    .await;
+        // Tells the target-to-client direction to stop at its next message boundary: the relay
+        // once the client's side ended, or an operator (a listed session's eviction notifies
+        // this same `Notify`, so that waiting for it costs the session nothing more).
+        let own_stop = Notify::new();
+        let stop = ties.eviction.map_or(&own_stop, Eviction::notify);
+        let down = downstream(target_r, &mut *tx, options, ties, shutdown, stop);
+        let first = Race {
+            up: &mut up,
+            down,
+            stop,
+            up_ended: None,
+            finishing: None,
+        }
+        .await;
 
-    match first {
-        Ok(Upstream::Close(close)) => {
-            drop(up);
-            if within_close_timeout(tx.finish()).await {
-                rx.linger(tokio::time::Instant::now() + CLOSE_LINGER).await;
-            }
-            Ending::ClientClosed(close)
-        }
-        Ok(Upstream::Error(RecvError::Protocol(close))) => {
-            within_close_timeout(tx.close(&close)).await;
-            Ending::ClientError(close)
-        }
-        Ok(Upstream::Error(RecvError::Gone(why))) => Ending::ClientGone(why),
-        Ok(Upstream::TargetWrite(e)) => {
-            drop(up);
-            if within_close_timeout(tx.close(&TARGET_ERROR)).await {
-                drain_until_close(rx, tokio::time::Instant::now() + CLOSE_TIMEOUT).await;
-            }
-            Ending::TargetError(e.to_string())
-        }
-        Err(down) => {
-            let (close, ending) = match down {
-                Downstream::ClientGone(why) => return Ending::ClientGone(why),
-                Downstream::TargetEof => (TARGET_CLOSED, Ending::TargetClosed),
-                Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
-                Downstream::Idle(after) => (IDLE, Ending::IdleTimeout(after)),
-                Downstream::Unresponsive(why) => (UNRESPONSIVE, Ending::Unresponsive(why)),
-                // The relay asks to stop only once the client's side ended: stopped first, an
-                // operator asked.
-                Downstream::Stopped => match ties.eviction.filter(|e| e.is_asked()) {
-                    Some(eviction) => {
-                        let close = eviction.close();
-                        (close.clone(), Ending::Evicted(close))
-                    }
-                    None => (GOING_AWAY, Ending::Shutdown),
-                },
-                Downstream::Shutdown => (GOING_AWAY, Ending::Shutdown),
-            };
-            if within_close_timeout(tx.close(&close)).await {
-                // Keep delivering what the client sends until its close answers ours.
-                let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
-                let delivered = tokio::time::timeout_at(deadline, &mut up).await;
-                if let Ok(Upstream::TargetWrite(_)) = delivered {
-                    // The target is gone too: the rest of the client's bytes go nowhere.
-                    drop(up);
-                    drain_until_close(rx, deadline).await;
+        match first {
+            Ok(Upstream::Close(close)) => {
+                drop(up);
+                if within_close_timeout(tx.finish()).await {
+                    rx.linger(tokio::time::Instant::now() + CLOSE_LINGER).await;
                 }
+                Ending::ClientClosed(close)
             }
-            ending
+            Ok(Upstream::Error(RecvError::Protocol(close))) => {
+                within_close_timeout(tx.close(&close)).await;
+                Ending::ClientError(close)
+            }
+            Ok(Upstream::Error(RecvError::Gone(why))) => Ending::ClientGone(why),
+            Ok(Upstream::TargetWrite(e)) => {
+                drop(up);
+                if within_close_timeout(tx.close(&TARGET_ERROR)).await {
+                    drain_until_close(rx, tokio::time::Instant::now() + CLOSE_TIMEOUT).await;
+                }
+                Ending::TargetError(e.to_string())
+            }
+            Err(down) => {
+                let (close, ending) = match down {
+                    Downstream::ClientGone(why) => return Ending::ClientGone(why),
+                    Downstream::TargetEof => (TARGET_CLOSED, Ending::TargetClosed),
+                    Downstream::TargetRead(e) => (TARGET_ERROR, Ending::TargetError(e.to_string())),
+                    Downstream::Idle(after) => (IDLE, Ending::IdleTimeout(after)),
+                    Downstream::Unresponsive(why) => (UNRESPONSIVE, Ending::Unresponsive(why)),
+                    // The relay asks to stop only once the client's side ended: stopped first, an
+                    // operator asked.
+                    Downstream::Stopped => match ties.eviction.filter(|e| e.is_asked()) {
+                        Some(eviction) => {
+                            let close = eviction.close();
+                            (close.clone(), Ending::Evicted(close))
+                        }
+                        None => (GOING_AWAY, Ending::Shutdown),
+                    },
+                    Downstream::Shutdown => (GOING_AWAY, Ending::Shutdown),
+                };
+                if within_close_timeout(tx.close(&close)).await {
+                    // Keep delivering what the client sends until its close answers ours.
+                    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+                    let delivered = tokio::time::timeout_at(deadline, &mut up).await;
+                    if let Ok(Upstream::TargetWrite(_)) = delivered {
+                        // The target is gone too: the rest of the client's bytes go nowhere.
+                        drop(up);
+                        drain_until_close(rx, deadline).await;
+                    }
+                }
+                ending
+            }
         }
     }
 }
@@ -405,8 +409,12 @@ async fn downstream<T: ClientTx>(
     let shutdown = shutdown.recv();
     tokio::pin!(shutdown);
     loop {
-        let ping_at = activity.ping_at();
-        let idle_at = activity.idle_at();
+        // One timer for the idle timeout and the heartbeat, at the earlier of the two: the
+        // session's future has room for every timer it waits on, idle or not.
+        let clock = match (activity.idle_at(), activity.ping_at()) {
+            (Some(idle), Some(ping)) => Some(idle.min(ping)),
+            (idle, ping) => idle.or(ping),
+        };
         // Biased (polled in this order) rather than a random first branch per wake: the rare
         // ones come first, so that a target that always has data cannot starve them.
         let read = tokio::select! {
@@ -414,17 +422,17 @@ async fn downstream<T: ClientTx>(
             _ = &mut shutdown => return Downstream::Shutdown,
             () = stop.notified() => return Downstream::Stopped,
             // (A branch without a deadline is not polled at all.)
-            _ = sleep_until(idle_at), if idle_at.is_some() => {
+            _ = sleep_until(clock), if clock.is_some() => {
                 // The client's data may have come while we slept: only a real silence ends it.
                 if activity.is_idle() {
                     return Downstream::Idle(activity.idle_timeout.unwrap_or_default());
                 }
-                continue;
-            }
-            _ = sleep_until(ping_at), if ping_at.is_some() => {
-                activity.frame();
-                if let Err(end) = write(tx.ping(), ties, &mut shutdown).await {
-                    return end;
+                let now = tokio::time::Instant::now();
+                if activity.ping_at().is_some_and(|at| at <= now) {
+                    activity.frame();
+                    if let Err(end) = write(tx.ping(), ties, &mut shutdown).await {
+                        return end;
+                    }
                 }
                 continue;
             }
@@ -474,8 +482,7 @@ where
         write,
         activity: ties.activity,
         shutdown,
-        idle: None,
-        ping: None,
+        clock: None,
     }
 }
 
@@ -488,11 +495,10 @@ pin_project_lite::pin_project! {
         write: F,
         activity: &'a Activity,
         shutdown: &'a mut S,
-        // The clocks, made when first needed and moved as the deadlines move.
+        // The earlier of the idle and heartbeat deadlines, made when first needed and moved
+        // as they move (one timer for both: the session's future has room for it).
         #[pin]
-        idle: Option<tokio::time::Sleep>,
-        #[pin]
-        ping: Option<tokio::time::Sleep>,
+        clock: Option<tokio::time::Sleep>,
     }
 }
 
@@ -524,27 +530,18 @@ where
         // polled again so that it wakes us at its new deadline. (One that fired stays put
         // only if the clock went back: then the task yields rather than spin here.)
         let mut fired = None;
-        while let Some(at) = activity.idle_at() {
-            if !due(this.idle.as_mut(), at, cx) {
+        loop {
+            let at = match (activity.idle_at(), activity.ping_at()) {
+                (Some(idle), Some(ping)) => idle.min(ping),
+                (Some(at), None) | (None, Some(at)) => at,
+                (None, None) => break,
+            };
+            if !due(this.clock.as_mut(), at, cx) {
                 break;
-            }
-            if fired.replace(at) == Some(at) {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
             }
             if activity.is_idle() {
                 let after = activity.idle_timeout.unwrap_or_default();
                 return Poll::Ready(Err(Downstream::Idle(after)));
-            }
-        }
-        let mut fired = None;
-        while let Some(at) = activity.ping_at() {
-            if !due(this.ping.as_mut(), at, cx) {
-                break;
-            }
-            if fired.replace(at) == Some(at) {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
             }
             if activity
                 .ping_at()
@@ -555,6 +552,10 @@ where
                     "the client took no byte for {after}s, so a ping could not be written \
                      (--heartbeat)"
                 ))));
+            }
+            if fired.replace(at) == Some(at) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
             }
         }
         Poll::Pending

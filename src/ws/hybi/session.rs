@@ -142,48 +142,50 @@ struct Writer {
 impl Writer {
     /// One frame: header and payload in one vectored write, then a flush (which only TLS
     /// needs). The payload is never copied (over HTTP/2 h2 is handed a slice of it).
-    async fn frame(&mut self, opcode: OpCode, payload: Bytes) -> io::Result<()> {
-        self.frame_rsv1(opcode, payload, false).await
-    }
-
-    /// The same, with RSV1 set when `compressed` (a permessage-deflate message).
-    async fn frame_rsv1(
+    fn frame(
         &mut self,
         opcode: OpCode,
         payload: Bytes,
-        compressed: bool,
-    ) -> io::Result<()> {
-        if self.partial {
-            return Err(io::Error::other(
-                "a message to the client was cut off: nothing can follow it",
-            ));
-        }
-        self.partial = true;
-        self.frame_whole(
-            HeaderBytes::with_rsv1(opcode, payload.len(), compressed),
-            payload,
-        )
-        .await?;
-        self.partial = false;
-        Ok(())
+    ) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        self.frame_rsv1(opcode, payload, false)
     }
 
-    async fn frame_whole(&mut self, header: HeaderBytes, payload: Bytes) -> io::Result<()> {
-        let (mut head, mut body) = (header.as_slice(), payload);
-        while !head.is_empty() || !body.is_empty() {
-            let io = &mut self.io;
-            let n = std::future::poll_fn(|cx| {
-                io.poll_write_with(cx, |w, cx| w.poll_write_parts(cx, head, &body))
-            })
-            .await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+    /// The same, with RSV1 set when `compressed` (a permessage-deflate message).
+    ///
+    /// Not an `async fn`, which would keep `payload` twice (the argument, and the local it
+    /// is moved into) in every session's future: the block writes from the one it captured.
+    fn frame_rsv1(
+        &mut self,
+        opcode: OpCode,
+        mut payload: Bytes,
+        compressed: bool,
+    ) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        let header = HeaderBytes::with_rsv1(opcode, payload.len(), compressed);
+        async move {
+            if self.partial {
+                return Err(io::Error::other(
+                    "a message to the client was cut off: nothing can follow it",
+                ));
             }
-            let from_head = n.min(head.len());
-            head = &head[from_head..];
-            body.advance(n - from_head);
+            self.partial = true;
+            let mut head = header.as_slice();
+            while !head.is_empty() || !payload.is_empty() {
+                let io = &mut self.io;
+                let n = std::future::poll_fn(|cx| {
+                    io.poll_write_with(cx, |w, cx| w.poll_write_parts(cx, head, &payload))
+                })
+                .await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                let from_head = n.min(head.len());
+                head = &head[from_head..];
+                payload.advance(n - from_head);
+            }
+            self.io.flush().await?;
+            self.partial = false;
+            Ok(())
         }
-        self.io.flush().await
     }
 
     async fn close(&mut self, close: Option<&Close>) -> io::Result<()> {
@@ -576,7 +578,9 @@ impl HybiTx {
 }
 
 impl ClientTx for HybiTx {
-    async fn send(&mut self, data: Bytes) -> Result<(), SendError> {
+    /// The message is made (encoded, compressed) before the future that writes it, which
+    /// then holds only what it writes: every session's future has room for this one.
+    fn send(&mut self, data: Bytes) -> impl Future<Output = Result<(), SendError>> + Send {
         let (opcode, payload) = match self.encoding {
             Subprotocol::Binary => (OpCode::Binary, data),
             Subprotocol::Base64 => {
@@ -584,21 +588,24 @@ impl ClientTx for HybiTx {
                 (OpCode::Text, Bytes::from(text))
             }
         };
-        match self.deflater.as_mut() {
-            None => self.writer.frame(opcode, payload).await?,
+        let (wire, compressed) = match self.deflater.as_mut() {
+            None => (payload, false),
             Some(deflater) => {
-                let compressed = deflater.compress(&payload).map(Bytes::from);
-                let is_compressed = compressed.is_some();
                 let size = payload.len();
-                let wire = compressed.unwrap_or(payload);
+                let (wire, compressed) = match deflater.compress(&payload) {
+                    Some(smaller) => (Bytes::from(smaller), true),
+                    None => (payload, false),
+                };
                 metrics::get()
                     .compression
                     .message(Direction::ToClient, size, wire.len());
-                self.writer.frame_rsv1(opcode, wire, is_compressed).await?
+                (wire, compressed)
             }
-        }
-        // A ping that came meanwhile is answered right after the message.
-        Ok(self.answer_owed().await?)
+        };
+        // A ping that came meanwhile is answered right after the message, by the relay
+        // (`owed`, which it looks at before reading the target again).
+        let write = self.writer.frame_rsv1(opcode, wire, compressed);
+        async move { Ok(write.await?) }
     }
 
     async fn ping(&mut self) -> Result<(), SendError> {
