@@ -125,8 +125,10 @@ start_proxy() { # NAME PORT
 declare -A PIDS=() TO=()
 NAMES=(direct floor ws-floor ours ours-h2 "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
+declare -A PORTS=()
 for name in floor ws-floor ours "${PEERS[@]}"; do
   port=$(free_port)
+  PORTS[$name]=$port
   start_proxy "$name" "$port"
   if [[ "$name" == socat || "$name" == floor ]]; then
     TO[$name]="--tcp 127.0.0.1:$port"
@@ -138,6 +140,36 @@ done
 TO[ours-h2]=${TO[ours]}
 PIDS[ours-h2]=${PIDS[ours]}
 trap 'kill $ECHO_PID "${PIDS[@]}" 2>/dev/null || true' EXIT
+
+# settle: waits until no proxy (nor the echo target) uses the CPU, before a figure: every
+# process shares core 0, and one still busy with the last figure's leftovers (websockify
+# 0.13 was seen working through a 16 MiB message long after its client gave up) would slow
+# whichever proxy is measured next. One still busy after 30 s is restarted, and said so.
+cpu_ticks() { # PID: its CPU ticks, its children's included (socat forks)
+  awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+settle() {
+  local name busy
+  for _ in $(seq 100); do
+    busy=()
+    for name in floor ws-floor ours "${PEERS[@]}"; do
+      local before after
+      before=$(cpu_ticks "${PIDS[$name]}")
+      sleep 0.05
+      after=$(cpu_ticks "${PIDS[$name]}")
+      (( after - before > 1 )) && busy+=("$name")
+    done
+    (( ${#busy[@]} == 0 )) && return 0
+    sleep 0.25
+  done
+  for name in "${busy[@]}"; do
+    echo "== $name still busy 30 s after its last figure: restarted"
+    kill "${PIDS[$name]}" 2>/dev/null || true
+    wait "${PIDS[$name]}" 2>/dev/null || true
+    start_proxy "$name" "${PORTS[$name]}"
+    [[ "$name" == ours ]] && PIDS[ours-h2]=${PIDS[ours]}
+  done
+}
 
 # figure NAME FIGURE: one repetition of one figure for one proxy. The CPU figure reads the
 # proxy's (and for socat its reaped children's) CPU time, so it needs the pid.
@@ -173,6 +205,7 @@ for round in $(seq "$REPEAT"); do
   order=("${NAMES[@]:shift_by}" "${NAMES[@]:0:shift_by}")
   for fig in mb1 mbN huge latency messages connections base64; do
     for name in "${order[@]}"; do
+      settle
       figure "$name" "$fig"
     done
   done
