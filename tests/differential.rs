@@ -98,10 +98,18 @@ async fn exchange(port: u16, head: &str, frames: &[Vec<u8>]) -> Seen {
             10 => seen
                 .frames
                 .push(format!("pong {}", String::from_utf8_lossy(&frame.payload))),
-            op => seen.frames.push(format!(
-                "data{op} {}",
-                String::from_utf8_lossy(&frame.payload)
-            )),
+            op => {
+                // The target's bytes as one entry until something else comes: how they
+                // are cut into messages follows the target's reads, which timing decides
+                // (two fragments relayed apart may be echoed in one read or two), not
+                // either proxy.
+                let prefix = format!("data{op} ");
+                let text = String::from_utf8_lossy(&frame.payload);
+                match seen.frames.last_mut() {
+                    Some(last) if last.starts_with(&prefix) => last.push_str(&text),
+                    _ => seen.frames.push(format!("{prefix}{text}")),
+                }
+            }
         }
     }
     seen
