@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
@@ -13,27 +12,8 @@ use common::*;
 const ADMIN: &str = "admin-9f8e7d6c5b4a39281706";
 const SESSION_TOKEN: &str = "tok-SECRET-admin-7d1";
 
-/// A request to the operations port: the status, the headers and the body.
-fn ops(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read answer");
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    (status, head.to_string(), body.to_string())
-}
-
 fn list(port: u16) -> Vec<serde_json::Value> {
-    let (status, _, body) = ops(port, "GET", "/sessions", Some(ADMIN));
+    let (status, _, body) = ops_request(port, "GET", "/sessions", Some(ADMIN));
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["sessions"].as_array().unwrap().clone()
@@ -119,7 +99,7 @@ async fn lists_sessions_and_ends_one_with_1008() {
     assert!(first["duration_seconds"].as_f64().unwrap() >= 0.0);
     assert!(first["idle_seconds"].as_f64().unwrap() >= 0.0);
     // Never a token, in any form the client sent it.
-    let (_, _, raw) = ops(port, "GET", "/sessions", Some(ADMIN));
+    let (_, _, raw) = ops_request(port, "GET", "/sessions", Some(ADMIN));
     assert!(
         !raw.contains(SESSION_TOKEN) && !raw.contains("token"),
         "{raw}"
@@ -127,7 +107,7 @@ async fn lists_sessions_and_ends_one_with_1008() {
 
     // One session alone: the same object.
     let id = first["id"].as_u64().unwrap();
-    let (status, _, one) = ops(port, "GET", &format!("/sessions/{id}"), Some(ADMIN));
+    let (status, _, one) = ops_request(port, "GET", &format!("/sessions/{id}"), Some(ADMIN));
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&one).unwrap()["id"],
@@ -135,7 +115,7 @@ async fn lists_sessions_and_ends_one_with_1008() {
     );
 
     // Ended: 202, then close 1008 with the reason, logged; the other session goes on.
-    let (status, _, body) = ops(
+    let (status, _, body) = ops_request(
         port,
         "DELETE",
         &format!("/sessions/{id}?reason=maintenance%20window"),
@@ -169,7 +149,7 @@ async fn lists_sessions_and_ends_one_with_1008() {
         ("DELETE", "/sessions/nine".to_string(), 404),
         ("POST", "/sessions".to_string(), 405),
     ] {
-        let (status, _, body) = ops(port, method, &path, Some(ADMIN));
+        let (status, _, body) = ops_request(port, method, &path, Some(ADMIN));
         assert_eq!(status, want, "{method} {path}: {body}");
     }
     let metrics = http_get(port, "/metrics").1;
@@ -187,7 +167,7 @@ async fn without_the_token_it_is_401_counted_and_logged() {
         ("GET", Some("admin-wrong-wrong-wrong-00")),
         ("DELETE", None),
     ] {
-        let (status, head, body) = ops(port, method, "/sessions/1", token);
+        let (status, head, body) = ops_request(port, method, "/sessions/1", token);
         assert_eq!(status, 401, "{body}");
         assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
         assert!(!body.contains(ADMIN));
@@ -209,7 +189,7 @@ fn off_without_a_token_and_refused_without_the_ops_port() {
         "127.0.0.1:1",
     ]);
     let port = metrics_port(&proxy);
-    let (status, _, body) = ops(port, "GET", "/sessions", Some(ADMIN));
+    let (status, _, body) = ops_request(port, "GET", "/sessions", Some(ADMIN));
     assert_eq!(status, 404);
     assert!(body.contains("--admin-token"), "{body}");
 

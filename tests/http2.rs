@@ -659,17 +659,8 @@ async fn the_admin_api_lists_and_ends_sessions_on_streams() {
     ]);
     let ops = metrics_port(&proxy);
     let list = move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", ops)).unwrap();
-        write!(
-            s,
-            "GET /sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let body = out.split_once("\r\n\r\n").unwrap().1;
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let (_, _, body) = ops_request(ops, "GET", "/sessions", Some(ADMIN));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         v["sessions"].as_array().unwrap().clone()
     };
     let mut client = h2c(proxy.port).await;
@@ -686,20 +677,12 @@ async fn the_admin_api_lists_and_ends_sessions_on_streams() {
     }
     // The first opened is the first listed (ids in order).
     let id = sessions[0]["id"].as_u64().unwrap();
-    let delete = format!(
-        "DELETE /sessions/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n"
-    );
-    let answer = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", ops)).unwrap();
-        s.write_all(delete.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let path = format!("/sessions/{id}");
+    let (status, _, body) =
+        tokio::task::spawn_blocking(move || ops_request(ops, "DELETE", &path, Some(ADMIN)))
+            .await
+            .unwrap();
+    assert_eq!(status, 202, "{body}");
     let close = a.read_frame().await.expect("a close frame");
     assert_eq!(close.close(), (1008, "Closed by the operator".to_string()));
     b.echo(&random_bytes(100_000)).await;

@@ -652,6 +652,32 @@ pub fn abort(stream: TcpStream) {
     drop(stream);
 }
 
+/// A request to the operations port (`--metrics-listen`), with a bearer `token` if given:
+/// the status, the head and the body.
+pub fn ops_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read answer");
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
 /// The port of a `--metrics-listen 127.0.0.1:0` listener, from the proxy's start-up log.
 pub fn metrics_port(proxy: &Proxy) -> u16 {
     let log = proxy.wait_log("/readyz on ", Duration::from_secs(10));
