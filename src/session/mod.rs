@@ -6,6 +6,7 @@ pub mod activity;
 pub mod record;
 pub mod registry;
 pub mod relay;
+pub mod stop;
 pub mod target;
 
 use std::borrow::Cow;

@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::Notify;
 
 use crate::session::activity::Activity;
 use crate::session::relay::Traffic;
+use crate::session::stop::Stop;
 use crate::session::{Close, close_code};
 
 /// The close an operator's `DELETE` sends when it gives no reason of its own.
@@ -70,19 +70,19 @@ pub struct Entry {
 
 /// An operator's request to end a session, and the close it asked for.
 ///
-/// The relay waits on [`Eviction::notify`] as the signal that stops its target-to-client
-/// direction at the next message boundary (the same `Notify` it uses itself once the
+/// The relay waits on [`Eviction::stop`] as the signal that stops its target-to-client
+/// direction at the next message boundary (the same [`Stop`] it uses itself once the
 /// client's side ended), then closes with [`Eviction::close`]: a message being written is
 /// finished first, or the session ends when its write is given up (`--send-timeout`).
 #[derive(Debug, Default)]
 pub struct Eviction {
-    asked: Notify,
+    asked: Stop,
     close: OnceLock<Close>,
 }
 
 impl Eviction {
-    /// Notified (with a permit, if nobody waits yet) when an operator asks.
-    pub fn notify(&self) -> &Notify {
+    /// Raised when an operator asks.
+    pub fn stop(&self) -> &Stop {
         &self.asked
     }
 
@@ -107,8 +107,7 @@ impl Eviction {
         };
         let first = self.close.set(close).is_ok();
         if first {
-            // A permit, in case the relay is between two waits.
-            self.asked.notify_one();
+            self.asked.ask();
         }
         first
     }
@@ -349,7 +348,7 @@ mod tests {
         assert_eq!(r.end(7, Some("maintenance")), Ended::Asked);
         assert_eq!(r.end(7, None), Ended::AlreadyAsked);
         // Asked before the wait began: the wait completes at once (the permit).
-        listed.entry().eviction.notify().notified().await;
+        listed.entry().eviction.stop().asked().await;
         assert!(listed.entry().eviction.is_asked());
         let close = listed.entry().eviction.close();
         assert_eq!((close.code, close.reason.as_ref()), (1008, "maintenance"));

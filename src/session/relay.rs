@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 use crate::clock::sleep_until;
 use crate::edge::stream::{BULK_READ, TargetReader, TargetStream, TargetWriter};
@@ -25,6 +24,7 @@ use crate::process::shutdown::Shutdown;
 use crate::session::activity::Activity;
 use crate::session::record::Recorder;
 use crate::session::registry::Eviction;
+use crate::session::stop::Stop;
 use crate::session::{ClientRx, ClientTx, Close, Inbound, RecvError, SendError, close_code};
 use crate::telemetry::metrics::Direction;
 
@@ -197,10 +197,10 @@ pub fn relay<'a, R: ClientRx, T: ClientTx>(
         ));
 
         // Tells the target-to-client direction to stop at its next message boundary: the relay
-        // once the client's side ended, or an operator (a listed session's eviction notifies
-        // this same `Notify`, so that waiting for it costs the session nothing more).
-        let own_stop = Notify::new();
-        let stop = ties.eviction.map_or(&own_stop, Eviction::notify);
+        // once the client's side ended, or an operator (a listed session's eviction raises
+        // this same `Stop`, so that waiting for it costs the session nothing more).
+        let own_stop = Stop::new();
+        let stop = ties.eviction.map_or(&own_stop, Eviction::stop);
         let down = downstream(target_r, &mut *tx, options, ties, shutdown, stop);
         let first = Race {
             up: &mut up,
@@ -280,7 +280,7 @@ pin_project_lite::pin_project! {
         up: &'a mut U,
         #[pin]
         down: D,
-        stop: &'a Notify,
+        stop: &'a Stop,
         // The client's side ended first: how, and when finishing the message gives up.
         up_ended: Option<Upstream>,
         #[pin]
@@ -310,7 +310,7 @@ where
             match std::pin::Pin::new(&mut **this.up).poll(cx) {
                 Poll::Ready(end) => {
                     *this.up_ended = Some(end);
-                    this.stop.notify_one();
+                    this.stop.ask();
                     this.finishing.set(Some(tokio::time::sleep(CLOSE_TIMEOUT)));
                 }
                 Poll::Pending => return Poll::Pending,
@@ -401,7 +401,7 @@ async fn downstream<T: ClientTx>(
     options: &RelayOptions,
     ties: Ties<'_>,
     shutdown: &mut Shutdown,
-    stop: &Notify,
+    stop: &Stop,
 ) -> Downstream {
     let Ties {
         traffic, activity, ..
@@ -425,7 +425,7 @@ async fn downstream<T: ClientTx>(
         let read = tokio::select! {
             biased;
             _ = &mut shutdown => return Downstream::Shutdown,
-            () = stop.notified() => return Downstream::Stopped,
+            () = stop.asked() => return Downstream::Stopped,
             // (A branch without a deadline is not polled at all.)
             _ = sleep_until(clock), if clock.is_some() => {
                 // The client's data may have come while we slept: only a real silence ends it.

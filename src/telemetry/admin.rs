@@ -262,7 +262,7 @@ mod tests {
             "t",
         );
         assert_eq!(end.status, StatusCode::ACCEPTED);
-        listed.entry().eviction.notify().notified().await;
+        listed.entry().eviction.stop().asked().await;
         assert_eq!(listed.entry().eviction.close().reason, "back in 5 minutes");
     }
 
