@@ -16,7 +16,9 @@
 # WebSocket proxy. And `ours-h2`: our proxy again, its sessions as HTTP/2 streams (RFC 8441,
 # h2c): one stream per connection for the one-session figures, every session on one connection
 # for 64 at once and for msgs/s, 100 per connection for conns/s and idle; the table says how
-# each compares to the same proxy over HTTP/1.1.
+# each compares to the same proxy over HTTP/1.1. And `ours-bp`: our proxy with `--busy-poll
+# 50`, which polls for a client's answer instead of sleeping; the latency figure reports
+# every proxy's CPU per round trip, so that what the polling costs stands beside what it buys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +32,7 @@ RESULTS="$OUT_DIR/results.jsonl"
 if (( SHORT )); then
   SECONDS_PER=0.5; REPEAT=1; IDLE_SESSIONS=500; CONNS_BIG=8
 else
-  SECONDS_PER=5; REPEAT=3; IDLE_SESSIONS=10000; CONNS_BIG=64
+  SECONDS_PER=5; REPEAT=${REPEAT:-5}; IDLE_SESSIONS=10000; CONNS_BIG=64
 fi
 
 if (( SHORT )); then
@@ -108,6 +110,7 @@ start_proxy() { # NAME PORT
     floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ws-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ours) "${PIN_PROXY[@]}" "$BIN/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
+    ours-bp) "${PIN_PROXY[@]}" "$BIN/websockify" --busy-poll 50 "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
     socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,backlog=4096,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
     websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
     websocat) "${PIN_PROXY[@]}" "$OUT_DIR/bin/websocat" --binary "ws-l:127.0.0.1:$port" "tcp:127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
@@ -123,10 +126,10 @@ start_proxy() { # NAME PORT
 # proxy in turn, starting one further along the list each round, and the table takes each
 # figure's median over the rounds.
 declare -A PIDS=() TO=()
-NAMES=(direct floor ws-floor ours ours-h2 "${PEERS[@]}")
+NAMES=(direct floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
 declare -A PORTS=()
-for name in floor ws-floor ours "${PEERS[@]}"; do
+for name in floor ws-floor ours ours-bp "${PEERS[@]}"; do
   port=$(free_port)
   PORTS[$name]=$port
   start_proxy "$name" "$port"
@@ -152,7 +155,7 @@ settle() {
   local name busy
   for _ in $(seq 100); do
     busy=()
-    for name in floor ws-floor ours "${PEERS[@]}"; do
+    for name in floor ws-floor ours ours-bp "${PEERS[@]}"; do
       local before after
       before=$(cpu_ticks "${PIDS[$name]}")
       sleep 0.05
@@ -189,7 +192,7 @@ figure() {
     mb1) load throughput "${to[@]}" --conns 1 ${pid:+--pid "$pid"} ;;
     mbN) load throughput "${to[@]}" --conns "$CONNS_BIG" ;;
     huge) load throughput "${to[@]}" --conns 1 --size $((16 << 20)) ;;
-    latency) load latency "${to[@]}" ;;
+    latency) load latency "${to[@]}" ${pid:+--pid "$pid"} ;;
     messages) load messages "${to[@]}" --conns 50 ;;
     connections) load connections "${to[@]}" ;;
     # Only ours speaks `base64` among the peers: websockify 0.13 refuses it (400, it
@@ -213,7 +216,7 @@ done
 
 # Memory per idle session, once per proxy, with the others idle; ours over HTTP/2 with 100
 # sessions per connection.
-for name in floor ws-floor ours ours-h2 "${PEERS[@]}"; do
+for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
   sessions=$IDLE_SESSIONS
   [[ "$name" == socat || "$name" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
   extra=()

@@ -68,6 +68,8 @@ def figure_row(label):
     cells.append(ratio_cell("latency", "p50_us"))
     lat = get(label, "latency")
     cells.append(fmt(lat["p99_us"]) if lat else "—")
+    cells.append(fmt(lat["cpu_us_per_round_trip"])
+                 if lat and lat.get("cpu_us_per_round_trip") is not None else "—")
     cells.append(ratio_cell("messages", "per_s"))
     cells.append(ratio_cell("connections", "per_s"))
     small = get(label, "throughput", conns=1, size=65536, base64=False)
@@ -98,8 +100,10 @@ out.append(f"{'Smoke run (tiny durations, debug build, not a measurement)' if sh
 out.append(f"Ratios are to direct TCP in the same run (for the 16 MiB and base64 columns: to the same "
            f"proxy's 64 KiB binary throughput). Throughput in MB/s echoed, latency in µs, idle in KiB "
            f"per session at that many sessions (PSS of the proxy's process tree), CPU in proxy "
-           f"seconds per GB echoed (children included).\n")
-header = ["", "MB/s, 1 conn", f"MB/s, {big} conns", "p50 µs", "p99 µs", "msgs/s, 50 conns",
+           f"seconds per GB echoed (children included), and in proxy µs per round trip in the "
+           f"latency figure.\n")
+header = ["", "MB/s, 1 conn", f"MB/s, {big} conns", "p50 µs", "p99 µs", "CPU µs/round trip",
+          "msgs/s, 50 conns",
           "conns/s", "16 MiB msgs", "base64", "idle KiB/session", "CPU s/GB"]
 out.append("| " + " | ".join(header) + " |")
 out.append("|" + " --- |" * len(header))
@@ -125,6 +129,21 @@ if idle_h2:
 if h2_pairs:
     out.append("\nOurs over HTTP/2 (`ours-h2`) against ours over HTTP/1.1 in this run: "
                + "; ".join(h2_pairs) + ".")
+# Ours polling for the client's answer (`--busy-poll 50`) against ours sleeping (issue 25:
+# the round trip an interactive user feels), with what the polling costs in CPU.
+bp_pairs = []
+for name, figure, key, match in [
+        ("p50 µs", "latency", "p50_us", {}),
+        ("p99 µs", "latency", "p99_us", {}),
+        ("CPU µs per round trip", "latency", "cpu_us_per_round_trip", {}),
+        ("msgs/s, 50 connections", "messages", "per_s", {}),
+        ("MB/s, 1 connection", "throughput", "mb_per_s", dict(conns=1, size=65536, base64=False))]:
+    a, b = get("ours-bp", figure, **match), get("ours", figure, **match)
+    if a and b and a.get(key) is not None and b.get(key):
+        bp_pairs.append(f"{name} {fmt(a[key])} vs {fmt(b[key])} ({a[key] / b[key]:.2f}x)")
+if bp_pairs:
+    out.append("\nOurs with `--busy-poll 50` (`ours-bp`) against ours with the default (no polling) "
+               "in this run: " + "; ".join(bp_pairs) + ".")
 if skipped:
     out.append("\nSkipped: " + "; ".join(skipped) + ".")
 print("\n".join(out))

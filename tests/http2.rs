@@ -312,6 +312,37 @@ async fn two_hundred_streams_on_one_connection_are_two_hundred_sessions() {
     drop(page);
 }
 
+/// `--busy-poll`: a connection's streams run on the thread its connection was handed to,
+/// each byte-exact, one at a time and all at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_relay_exactly_with_busy_poll() {
+    let echo = echo_target().await;
+    let proxy = Proxy::start(&[
+        "--busy-poll",
+        "100",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let client = h2c(proxy.port).await;
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..20usize {
+        let mut client = client.clone();
+        let port = proxy.port;
+        all.spawn(async move {
+            let (parts, ws, _) = open(&mut client, connect_request(port, "/", None)).await;
+            assert_eq!(parts.status, StatusCode::OK, "stream {i}");
+            let mut ws = ws.unwrap();
+            for round in 0..100 {
+                ws.echo(&[i as u8, round]).await;
+            }
+            ws.echo(&random_bytes(200_000 + i)).await;
+        });
+    }
+    while let Some(done) = all.join_next().await {
+        done.unwrap();
+    }
+}
+
 /// A stream refused by the gate gets its answer on its stream, the same status and reason
 /// as over HTTP/1.1, and the connection's other streams go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

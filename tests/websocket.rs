@@ -750,3 +750,111 @@ async fn on_one_cpu_the_single_thread_runtime_relays_everything() {
             .unwrap();
     }
 }
+
+/// The proxy's user and system CPU so far, in clock ticks (10 ms).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's closing parenthesis: state is field 3, utime and stime 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// `--busy-poll`: sessions relay byte-exact in both directions from threads of their own
+/// (one per CPU), a session drains with 1001 at SIGTERM, and the polling stops when its
+/// time is up: a proxy whose sessions wait on their clients uses no CPU.
+#[tokio::test]
+async fn busy_poll_relays_exactly_and_polls_only_for_its_time() {
+    let echo = echo_target().await;
+    let mut proxy = Proxy::start(&[
+        "--busy-poll",
+        "200",
+        "--shutdown-grace",
+        "1",
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let pid = proxy.child.id();
+
+    // Connections go to one runtime per CPU; with one CPU, everything runs on one thread.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let threads = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .map(|c| c.trim().to_string())
+            .filter(|c| c.starts_with("websockify-") && c != "websockify-log")
+            .collect()
+    };
+    // (A thread names itself once it runs.)
+    let want = if cpus > 1 { cpus } else { 0 };
+    for _ in 0..50 {
+        if threads().len() == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(threads().len(), want, "{:?}", threads());
+
+    // Eight sessions at once: round trips one at a time, then a burst in uneven pieces.
+    let mut sessions = Vec::new();
+    for n in 0..8u8 {
+        let url = proxy.url();
+        sessions.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+            for i in 0..200u32 {
+                let message = [&[n][..], &i.to_be_bytes()].concat();
+                assert_eq!(echo_through(&mut ws, &message, 64).await, message);
+            }
+            let burst = random_bytes(300_000 + usize::from(n) * 1_000);
+            assert_eq!(
+                echo_through(&mut ws, &burst, 7_000 + usize::from(n)).await,
+                burst
+            );
+            ws
+        }));
+    }
+    let mut open = Vec::new();
+    for s in sessions {
+        open.push(s.await.unwrap());
+    }
+
+    // Every session now waits on its client, whose turn it is: after 200 µs the proxy
+    // sleeps until something comes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent <= 3,
+        "{spent} ticks of CPU in 1 s with every session waiting"
+    );
+
+    // SIGTERM: the sessions get 1001 after the grace, from the threads that run them.
+    proxy.signal("TERM");
+    for mut ws in open {
+        let close = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    other => panic!("no close: {other:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(close, Some(1001));
+    }
+    assert!(proxy.wait_exit(Duration::from_secs(10)).success());
+    let log = proxy.log();
+    assert_eq!(
+        log.matches("session ended: server shutting down").count(),
+        8,
+        "{log}"
+    );
+}

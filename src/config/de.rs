@@ -78,6 +78,12 @@ pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     ))
 }
 
+pub fn microseconds<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(WholeNumber(
+        "a whole number of microseconds, e.g. 50 (0 turns it off)",
+    ))
+}
+
 /// A whole number, as a number or a string of digits; 0 means "no limit" or "automatic".
 pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     d.deserialize_any(WholeNumber("a whole number, e.g. 1000 (0: no limit)"))

@@ -429,6 +429,31 @@ fn secrets_are_redacted() {
 }
 
 #[test]
+fn busy_poll_is_microseconds_up_to_a_millisecond() {
+    let loaded = load(&cli(&["--busy-poll", "50", "6080", "h:1"]), &env(&[])).unwrap();
+    assert_eq!(
+        loaded.validate().unwrap().busy_poll,
+        Some(Duration::from_micros(50))
+    );
+    let off = load(&cli(&["6080", "h:1"]), &env(&[])).unwrap();
+    assert_eq!(off.validate().unwrap().busy_poll, None);
+    let loaded = load(
+        &cli(&["6080", "h:1"]),
+        &env(&[("WEBSOCKIFY_BUSY_POLL", "5000")]),
+    )
+    .unwrap();
+    let Err(ConfigError::Invalid(msg)) = loaded.validate() else {
+        panic!("5000 µs accepted");
+    };
+    assert!(
+        msg.contains("WEBSOCKIFY_BUSY_POLL") && msg.contains("at most 1000"),
+        "{msg}"
+    );
+    let err = Cli::try_parse_from(["websockify", "--busy-poll", "50us"]).unwrap_err();
+    assert!(err.to_string().contains("microseconds, e.g. 50"), "{err}");
+}
+
+#[test]
 fn ssl_version_from_the_environment_is_checked() {
     let msg = invalid(load(
         &cli(&[]),
@@ -462,7 +487,7 @@ fn sample(key: &str) -> &'static str {
         .map(|name| name.as_str())
         .unwrap_or_default();
     match value_name {
-        "TIMEOUT" | "IDLE_TIMEOUT" | "INTERVAL" | "SECONDS" | "N" | "1-9" => "5",
+        "TIMEOUT" | "IDLE_TIMEOUT" | "INTERVAL" | "SECONDS" | "N" | "1-9" | "MICROSECONDS" => "5",
         "FILE" | "DIR" | "CERT" | "KEY" => "/some/path",
         "CLASS" | "ARG" | "KEY_PASSWORD" | "SSL_CIPHERS" | "SERVER" | "TOKEN" => "x",
         "SSL_VERSION" => "tlsv1_3",

@@ -18,6 +18,9 @@ pub const DEFAULT_CERT: &str = "self.pem";
 /// token cannot be guessed over the network.
 const MIN_ADMIN_TOKEN: usize = 16;
 
+/// The longest `--busy-poll`, in microseconds.
+const MAX_BUSY_POLL_MICROS: u64 = 1000;
+
 /// Where the proxy accepts connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
@@ -50,6 +53,9 @@ pub struct Config {
     pub http2: Option<Http2>,
     /// `--compression`: permessage-deflate when a client offers it, so.
     pub compression: Option<crate::ws::deflate::Policy>,
+    /// `--busy-poll`: after a message to a client, poll for its answer this long before
+    /// sleeping.
+    pub busy_poll: Option<Duration>,
     /// `--web DIR`: serve files from DIR for plain HTTP requests on the proxy port.
     pub web: Option<Web>,
     /// TLS toward clients (used when the certificate file exists).
@@ -338,6 +344,7 @@ impl Loaded {
             },
             flash_policy: !s.no_flash_policy,
             compression: self.compression()?,
+            busy_poll: self.busy_poll()?,
             http2: match s.http2 {
                 Switch::On => Some(Http2 {
                     max_streams: u32::try_from(s.http2_max_streams.max(1)).unwrap_or(u32::MAX),
@@ -440,6 +447,19 @@ impl Loaded {
             ));
         }
         Ok(Some(Secret::new(token.to_string())))
+    }
+
+    /// `--busy-poll`: beyond a millisecond, a wait is better slept (a wake-up costs tens of
+    /// microseconds), and a typo of seconds for microseconds would poll all the time.
+    fn busy_poll(&self) -> Result<Option<Duration>, ConfigError> {
+        let micros = self.settings.busy_poll;
+        if micros > MAX_BUSY_POLL_MICROS {
+            return Err(ConfigError::Invalid(format!(
+                "{} is {micros}: expected at most {MAX_BUSY_POLL_MICROS} microseconds (0 turns it off)",
+                self.source_of("busy_poll"),
+            )));
+        }
+        Ok((micros > 0).then(|| Duration::from_micros(micros)))
     }
 
     /// `--compression` and its companions; a companion without it is refused, as it would

@@ -109,6 +109,18 @@ impl ClientStream {
         }
     }
 
+    /// A connection just accepted, taken off this runtime's I/O driver so that another
+    /// runtime can take it ([`Detached::attach`]); a TLS or HTTP/2 one cannot be moved.
+    pub fn detach(self) -> io::Result<Detached> {
+        match self.io {
+            ClientIo::Tcp(s) if self.replay.is_empty() => s.into_std().map(Detached::Tcp),
+            ClientIo::Unix(s) if self.replay.is_empty() => s.into_std().map(Detached::Unix),
+            _ => Err(io::Error::other(
+                "only a connection just accepted can be moved",
+            )),
+        }
+    }
+
     /// Puts `bytes` in front of what is read next.
     pub fn unread(&mut self, bytes: Bytes) {
         if self.replay.is_empty() {
@@ -118,6 +130,24 @@ impl ClientStream {
             joined.extend_from_slice(&self.replay);
             self.replay = joined.freeze();
         }
+    }
+}
+
+/// An accepted connection on its way to the runtime that will serve it: registered with no
+/// I/O driver (see `server::workers`).
+#[derive(Debug)]
+pub enum Detached {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Detached {
+    /// Registers the connection with the I/O driver of the runtime this is called on.
+    pub fn attach(self) -> io::Result<ClientStream> {
+        Ok(ClientStream::new(match self {
+            Detached::Tcp(s) => ClientIo::Tcp(TcpStream::from_std(s)?),
+            Detached::Unix(s) => ClientIo::Unix(UnixStream::from_std(s)?),
+        }))
     }
 }
 

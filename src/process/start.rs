@@ -67,7 +67,10 @@ pub fn run() -> ExitCode {
     // everything: no cross-thread queues or wake-ups. Measured on the bench: messages/s +20%,
     // connections/s +16%, latency -4% against one worker of the multi-thread scheduler.
     let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_core {
+    // With a runtime per CPU for the connections (`--busy-poll`), this one only accepts
+    // them and runs the rest (signals, the operations port): one thread is enough.
+    let per_cpu = crate::server::workers::per_cpu(&config).is_some();
+    let mut builder = if one_core || per_cpu {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()

@@ -390,7 +390,8 @@ impl Handler {
     /// A new session's clocks (heartbeat, idle) and the bounds its halves keep.
     pub(super) fn bounds(&self) -> (Arc<Activity>, Bounds) {
         let config = &self.shared.config;
-        let mut activity = Activity::new(config.heartbeat, config.limits.session_idle_timeout);
+        let mut activity = Activity::new(config.heartbeat, config.limits.session_idle_timeout)
+            .busy_poll(config.busy_poll);
         if self.shared.sessions.is_on() {
             activity = activity.kept_always();
         }

@@ -11,10 +11,12 @@
 //! - `handler`: one connection from its first bytes to the session's log line.
 //! - `sniff`: TLS, Flash or HTTP, from the first bytes.
 //! - `tracker`: live connection and session counts the lifecycle rules watch.
+//! - `workers`: which runtime a connection runs on (one per CPU with `--busy-poll`).
 
 mod h2;
 pub mod handler;
 pub mod tracker;
+pub mod workers;
 
 use std::fmt;
 use std::sync::Arc;
@@ -275,6 +277,10 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         ids: Default::default(),
         sessions,
     });
+    // Kept until the sessions drained, below: its threads run them.
+    let connections =
+        workers::Connections::start(&config).context("starting the connection threads")?;
+
     tracing::info!("proxying from {where_} to {}", shared.gate.targets());
 
     // In a block of its own: the lifecycle future borrows the wrapper, which is stopped later.
@@ -314,7 +320,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
                                 .and_then(|_| stream.local_addr()),
                             _place: Arc::new(connection),
                         };
-                        tokio::spawn(handler.run(stream));
+                        connections.spawn(handler, stream);
                     }
                     Err(e) => accept_failed(e).await,
                 },

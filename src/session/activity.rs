@@ -2,6 +2,9 @@
 //! `--session-idle-timeout`. Data counts when it is read from either side and whenever the
 //! client takes bytes of a message to it, so a client that is sent a long message slowly is
 //! busy, and one whose receive window stays shut is idle, however much is waiting for it.
+//!
+//! Also the clock of `--busy-poll`: whether it is the client's turn to answer a message we
+//! sent it, and for how much longer the relay polls for that answer rather than sleep.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,6 +26,12 @@ pub struct Activity {
     pub heartbeat: Option<Duration>,
     /// `--session-idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `--busy-poll` in microseconds, 0 for none (a `u32` beside `kept`, where an
+    /// `Option<Duration>` would take the allocation to the next size class).
+    busy_poll: u32,
+    /// Nanoseconds since `started` until which the relay polls for the client's answer; 0
+    /// when it is not the client's turn.
+    client_turn_until: AtomicU64,
 }
 
 impl Activity {
@@ -34,7 +43,46 @@ impl Activity {
             kept: heartbeat.is_some() || idle_timeout.is_some(),
             heartbeat,
             idle_timeout,
+            busy_poll: 0,
+            client_turn_until: AtomicU64::new(0),
         }
+    }
+
+    /// `--busy-poll`: after each message to the client, its answer is polled for during
+    /// `busy_poll` (whole microseconds, at most `u32::MAX`) before the relay sleeps.
+    pub fn busy_poll(mut self, busy_poll: Option<Duration>) -> Activity {
+        self.busy_poll = busy_poll.map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// A message was sent to the client: its answer is awaited (with `--busy-poll`).
+    pub fn sent_to_client(&self) {
+        if self.busy_poll > 0 {
+            let until = self.nanos() + u64::from(self.busy_poll) * 1_000;
+            self.client_turn_until.store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// The client's answer came (or something else from it): waiting for it is over, and
+    /// what follows waits on the target, which may share our CPU.
+    pub fn heard_from_client(&self) {
+        if self.busy_poll > 0 {
+            self.client_turn_until.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The relay should poll for the client's answer rather than sleep: it is the client's
+    /// turn, and `--busy-poll` has not run out since our message.
+    pub fn polls_for_client(&self) -> bool {
+        if self.busy_poll == 0 {
+            return false;
+        }
+        let until = self.client_turn_until.load(Ordering::Relaxed);
+        until != 0 && self.nanos() < until
+    }
+
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Keeps the times whatever the clocks: a listed session shows when data last passed
@@ -104,5 +152,32 @@ impl Activity {
 impl Watch for Activity {
     fn progressed(&self) {
         self.data();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_busy_poll_it_is_never_the_clients_turn() {
+        let activity = Activity::new(None, None);
+        activity.sent_to_client();
+        assert!(!activity.polls_for_client());
+    }
+
+    #[test]
+    fn the_clients_turn_lasts_the_busy_poll_or_until_it_answers() {
+        let activity = Activity::new(None, None).busy_poll(Some(Duration::from_secs(60)));
+        assert!(!activity.polls_for_client(), "nothing was sent yet");
+        activity.sent_to_client();
+        assert!(activity.polls_for_client());
+        activity.heard_from_client();
+        assert!(!activity.polls_for_client());
+
+        let short = Activity::new(None, None).busy_poll(Some(Duration::from_micros(1)));
+        short.sent_to_client();
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(!short.polls_for_client(), "the poll ran out");
     }
 }

@@ -203,6 +203,7 @@ pub fn relay<'a, R: ClientRx, T: ClientTx>(
         let stop = ties.eviction.map_or(&own_stop, Eviction::stop);
         let down = downstream(target_r, &mut *tx, options, ties, shutdown, stop);
         let first = Race {
+            activity: ties.activity,
             up: &mut up,
             down,
             stop,
@@ -277,6 +278,8 @@ pin_project_lite::pin_project! {
     /// direction (the largest part of a session) shares its space with the closing steps
     /// that follow.
     struct Race<'a, U, D> {
+        // Its `--busy-poll` clock.
+        activity: &'a Activity,
         up: &'a mut U,
         #[pin]
         down: D,
@@ -313,7 +316,12 @@ where
                     this.stop.ask();
                     this.finishing.set(Some(tokio::time::sleep(CLOSE_TIMEOUT)));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if this.activity.polls_for_client() {
+                        poll_again_after_io(cx);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
         let finished = this.down.poll(cx).is_ready()
@@ -331,6 +339,15 @@ where
             (true, None) => Poll::Pending,
         }
     }
+}
+
+/// `--busy-poll`: has the runtime poll this task again as soon as it has looked for I/O
+/// without sleeping, rather than wait to be woken. Through tokio's `yield_now`, which puts the
+/// task behind the I/O driver's next turn (it then waits on nothing) and behind every task
+/// ready to run; a task woken by hand would be run again before any I/O was looked at.
+fn poll_again_after_io(cx: &mut std::task::Context<'_>) {
+    // Its first poll registers the task to be run after the driver's turn, and is Pending.
+    let _ = std::pin::pin!(tokio::task::yield_now()).poll(cx);
 }
 
 /// After our close, reads (and drops) what the client still sends until its close answers
@@ -373,6 +390,7 @@ async fn upstream<R: ClientRx>(
             Err(e) => return Upstream::Error(e),
         };
         activity.data();
+        activity.heard_from_client();
         if log_traffic {
             tracing::info!(target: "websockify::traffic", bytes = data.len(), "client -> target");
         }
@@ -465,6 +483,7 @@ async fn downstream<T: ClientTx>(
                 if let Err(end) = write(tx.send(data), ties, &mut shutdown).await {
                     return end;
                 }
+                activity.sent_to_client();
                 traffic.to_client.fetch_add(n as u64, Ordering::Relaxed);
                 metrics.relayed(Direction::ToClient, n);
             }

@@ -99,6 +99,10 @@ enum Figure {
         size: usize,
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// The proxy's pid: also report its CPU microseconds per round trip (what a proxy
+        /// that polls instead of sleeping pays for its latency).
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// Round trips per second with CONNS connections, one small message in flight each.
     Messages {
@@ -573,10 +577,17 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Figure::Latency { to, size, seconds } => {
+        Figure::Latency {
+            to,
+            size,
+            seconds,
+            pid,
+        } => {
             let mut p50s = Vec::new();
             let mut p99s = Vec::new();
+            let mut cpu = Vec::new();
             for _ in 0..to.repeat {
+                let cpu_before = pid.map(cpu_seconds).transpose()?;
                 let mut conn = Conn::open(&to).await?;
                 let data = vec![0x33u8; size];
                 let mut buf = vec![0u8; 64 * 1024];
@@ -589,6 +600,12 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
                     rtts.push(t.elapsed().as_secs_f64() * 1e6);
                 }
                 conn.close().await;
+                if let (Some(pid), Some(before)) = (pid, cpu_before) {
+                    // Forked relays (socat) are counted once they exit and are reaped.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let used = cpu_seconds(pid)? - before;
+                    cpu.push(used * 1e6 / rtts.len() as f64);
+                }
                 rtts.sort_by(f64::total_cmp);
                 p50s.push(rtts[rtts.len() / 2]);
                 p99s.push(rtts[rtts.len() * 99 / 100]);
@@ -596,7 +613,8 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
             print(
                 "latency",
                 &to,
-                serde_json::json!({"size": size, "p50_us": median(p50s), "p99_us": median(p99s)}),
+                serde_json::json!({"size": size, "p50_us": median(p50s), "p99_us": median(p99s),
+                                   "cpu_us_per_round_trip": (!cpu.is_empty()).then(|| median(cpu))}),
             );
             Ok(())
         }
