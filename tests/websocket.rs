@@ -858,3 +858,38 @@ async fn busy_poll_relays_exactly_and_polls_only_for_its_time() {
         "{log}"
     );
 }
+
+/// `--busy-poll` with `--run-once`: the process exits after its session, and not before the
+/// session's thread has finished what it owed, its recording's last line included.
+#[tokio::test]
+async fn busy_poll_run_once_finishes_its_recording_before_exiting() {
+    let echo = echo_target().await;
+    let dir = std::env::temp_dir().join(format!("websockify-bp-record-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("rec");
+    let mut proxy = Proxy::start(&[
+        "--busy-poll",
+        "100",
+        "--run-once",
+        "--record",
+        base.to_str().unwrap(),
+        "127.0.0.1:0",
+        &format!("127.0.0.1:{echo}"),
+    ]);
+    let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+    for n in 0..50u8 {
+        raw.send_binary(&[n; 5]).await;
+        assert_eq!(raw.read_data(5).await, [n; 5]);
+    }
+    raw.send_close(1000, "").await;
+    raw.read_close().await;
+    assert!(proxy.wait_exit(Duration::from_secs(10)).success());
+    let text = std::fs::read_to_string(dir.join("rec.1")).unwrap();
+    assert!(text.ends_with("'EOF'];\n"), "{text}");
+    // Both directions of a message in the middle of the session, as in the test above.
+    let escaped = "\\x07".repeat(5);
+    assert!(text.contains(&format!("}}{escaped}',")), "{text}");
+    assert!(text.contains(&format!("{{{escaped}',")), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

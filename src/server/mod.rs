@@ -259,6 +259,10 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
     }
     // Ready before the line that tells the world we listen.
+    // Kept until the sessions drained, below: its threads run them.
+    let connections =
+        workers::Connections::start(&config).context("starting the connection threads")?;
+
     readiness.set(true);
     tracing::info!("listening on {where_}");
     let shared = Arc::new(Shared {
@@ -277,10 +281,6 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         ids: Default::default(),
         sessions,
     });
-    // Kept until the sessions drained, below: its threads run them.
-    let connections =
-        workers::Connections::start(&config).context("starting the connection threads")?;
-
     tracing::info!("proxying from {where_} to {}", shared.gate.targets());
 
     // In a block of its own: the lifecycle future borrows the wrapper, which is stopped later.
@@ -339,6 +339,7 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         &mut signals,
     )
     .await;
+    connections.finish().await;
     if let Some(wrapper) = wrapper {
         wrapper.stop().await;
     }

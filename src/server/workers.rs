@@ -44,6 +44,8 @@ pub struct Worker {
     connections: Arc<AtomicUsize>,
     // Dropped (so the thread's runtime stops) when the worker is.
     _stop: tokio::sync::oneshot::Sender<()>,
+    // Sent (or dropped) once the thread's runtime has stopped.
+    stopped: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Connections {
@@ -57,6 +59,20 @@ impl Connections {
             .collect::<std::io::Result<Vec<_>>>()?;
         tracing::debug!("connections run on {cpus} single-threaded runtimes (--busy-poll)");
         Ok(Connections::PerCpu(workers))
+    }
+
+    /// Stops the threads, once the server has no more use for them (its sessions drained),
+    /// and waits for them: a session's `--record` writer or log lines may still be
+    /// finishing, and the process must not exit under them.
+    pub async fn finish(self) {
+        let Connections::PerCpu(workers) = self else {
+            return;
+        };
+        let stopped: Vec<_> = workers.into_iter().map(|w| w.stopped).collect();
+        for stopped in stopped {
+            let bound = BLOCKING_AT_EXIT + std::time::Duration::from_millis(500);
+            let _ = tokio::time::timeout(bound, stopped).await;
+        }
     }
 
     /// Serves `stream` with `handler`.
@@ -94,22 +110,39 @@ impl Connections {
 
 impl Worker {
     fn start(index: usize) -> std::io::Result<Worker> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stop_asked) = tokio::sync::oneshot::channel::<()>();
+        let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
+        // The runtime is made on its thread, and never leaves it: a runtime dropped on the
+        // thread that runs the server's (if this thread could not start) would panic.
         std::thread::Builder::new()
             .name(format!("websockify-{index}"))
             .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(runtime.handle().clone()));
                 // Runs the connections' tasks until the server lets go of its workers.
-                let _ = runtime.block_on(stopped);
+                let _ = runtime.block_on(stop_asked);
                 runtime.shutdown_timeout(BLOCKING_AT_EXIT);
+                let _ = done.send(());
             })?;
+        // At start, before any connection: the thread answers as soon as it runs.
+        let handle = handle
+            .recv()
+            .map_err(|_| std::io::Error::other("a connection thread ended at its start"))??;
         Ok(Worker {
             handle,
             connections: Arc::new(AtomicUsize::new(0)),
             _stop: stop,
+            stopped,
         })
     }
 

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
-/// Raised at most once; it stays raised.
+/// Raised at most once; it stays raised. One task waits on it (the session's relay): a
+/// second waiter would take the first one's place and leave it unwoken.
 #[derive(Debug, Default)]
 pub struct Stop {
     asked: AtomicBool,
