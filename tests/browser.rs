@@ -273,9 +273,7 @@ impl Desktop {
             assert!(Instant::now() < deadline, "Xvnc did not start");
             let n = NEXT.fetch_add(1, Ordering::SeqCst);
             assert!(n < 100, "no free X display number between 40 and 99");
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists()
-                || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            {
+            if !display_free(n) {
                 continue;
             }
             let rfb_port = dead_port();
@@ -360,10 +358,41 @@ impl Desktop {
 
 impl Drop for Desktop {
     fn drop(&mut self) {
-        for child in [&mut self.xev, &mut self.xvnc] {
-            let _ = child.kill();
-            let _ = child.wait();
+        let _ = self.xev.kill();
+        let _ = self.xev.wait();
+        // SIGTERM, so that Xvnc removes its lock file and socket: killed, it leaves them, and
+        // runs on one machine would use up the display numbers.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.xvnc.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end && matches!(self.xvnc.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = self.xvnc.kill();
+        let _ = self.xvnc.wait();
+    }
+}
+
+/// Display `n` is free: no lock file, or a stale one whose process is gone (as an X server
+/// decides; its files are then removed).
+fn display_free(n: u32) -> bool {
+    let lock = format!("/tmp/.X{n}-lock");
+    let socket = format!("/tmp/.X11-unix/X{n}");
+    match std::fs::read_to_string(&lock) {
+        Ok(text) => {
+            let alive = text
+                .trim()
+                .parse::<u32>()
+                .is_ok_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if alive {
+                return false;
+            }
+            let _ = std::fs::remove_file(&lock);
+            let _ = std::fs::remove_file(&socket);
+            true
+        }
+        Err(_) => !Path::new(&socket).exists(),
     }
 }
 
