@@ -114,6 +114,30 @@ impl Ws {
     }
 }
 
+/// `n` WebSockets opened at once on `client`'s connection, each (once its `200` came) given
+/// to `work` with its number; the streams as `work` leaves them.
+async fn on_streams<F, Fut>(client: &SendRequest<Bytes>, port: u16, n: usize, work: F) -> Vec<Ws>
+where
+    F: Fn(usize, Ws) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Ws> + Send + 'static,
+{
+    let mut all = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let mut client = client.clone();
+        let work = work.clone();
+        all.spawn(async move {
+            let (parts, ws, _) = open(&mut client, connect_request(port, "/", None)).await;
+            assert_eq!(parts.status, StatusCode::OK, "stream {i}");
+            work(i, ws.unwrap()).await
+        });
+    }
+    let mut streams = Vec::new();
+    while let Some(ws) = all.join_next().await {
+        streams.push(ws.unwrap());
+    }
+    streams
+}
+
 async fn send_frame(send: &mut h2::SendStream<Bytes>, opcode: u8, payload: &[u8]) {
     let mut frame = Bytes::from(encode_frame(true, opcode, payload, Some(rand_mask())));
     while !frame.is_empty() {
@@ -283,25 +307,14 @@ async fn two_hundred_streams_on_one_connection_are_two_hundred_sessions() {
     let echo = echo_target().await;
     let proxy = Proxy::start(&["127.0.0.1:0", &format!("127.0.0.1:{echo}")]);
     let client = h2c(proxy.port).await;
-    let mut all = tokio::task::JoinSet::new();
-    for i in 0..200usize {
-        let mut client = client.clone();
-        let port = proxy.port;
-        all.spawn(async move {
-            let (parts, ws, _) = open(&mut client, connect_request(port, "/", None)).await;
-            assert_eq!(parts.status, StatusCode::OK, "stream {i}");
-            let mut ws = ws.unwrap();
-            for round in 0..3 {
-                let data = random_bytes(1000 + i * 37 + round);
-                ws.echo(&data).await;
-            }
-            ws
-        });
-    }
-    let mut open_streams = Vec::new();
-    while let Some(ws) = all.join_next().await {
-        open_streams.push(ws.unwrap());
-    }
+    let open_streams = on_streams(&client, proxy.port, 200, |i, mut ws| async move {
+        for round in 0..3 {
+            let data = random_bytes(1000 + i * 37 + round);
+            ws.echo(&data).await;
+        }
+        ws
+    })
+    .await;
     assert_eq!(open_streams.len(), 200);
     let (_, page) = {
         let port = proxy.port;
@@ -324,23 +337,15 @@ async fn streams_relay_exactly_with_busy_poll() {
         &format!("127.0.0.1:{echo}"),
     ]);
     let client = h2c(proxy.port).await;
-    let mut all = tokio::task::JoinSet::new();
-    for i in 0..20usize {
-        let mut client = client.clone();
-        let port = proxy.port;
-        all.spawn(async move {
-            let (parts, ws, _) = open(&mut client, connect_request(port, "/", None)).await;
-            assert_eq!(parts.status, StatusCode::OK, "stream {i}");
-            let mut ws = ws.unwrap();
-            for round in 0..100 {
-                ws.echo(&[i as u8, round]).await;
-            }
-            ws.echo(&random_bytes(200_000 + i)).await;
-        });
-    }
-    while let Some(done) = all.join_next().await {
-        done.unwrap();
-    }
+    let streams = on_streams(&client, proxy.port, 20, |i, mut ws| async move {
+        for round in 0..100 {
+            ws.echo(&[i as u8, round]).await;
+        }
+        ws.echo(&random_bytes(200_000 + i)).await;
+        ws
+    })
+    .await;
+    assert_eq!(streams.len(), 20);
 }
 
 /// A stream refused by the gate gets its answer on its stream, the same status and reason

@@ -258,11 +258,10 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         }
         None => tracing::info!("no TLS ({} not found)", config.tls.cert.display()),
     }
-    // Ready before the line that tells the world we listen.
     // Kept until the sessions drained, below: its threads run them.
     let connections =
         workers::Connections::start(&config).context("starting the connection threads")?;
-
+    // Ready before the line that tells the world we listen.
     readiness.set(true);
     tracing::info!("listening on {where_}");
     let shared = Arc::new(Shared {
