@@ -859,10 +859,10 @@ async fn busy_poll_relays_exactly_and_polls_only_for_its_time() {
     );
 }
 
-/// `--busy-poll` with `--run-once`: the process exits after its session, and not before the
-/// session's thread has finished what it owed, its recording's last line included.
+/// `--busy-poll` with `--run-once`: the session runs on a worker thread, its recording is
+/// written there whole, and the process stops its threads and exits after the session.
 #[tokio::test]
-async fn busy_poll_run_once_finishes_its_recording_before_exiting() {
+async fn busy_poll_run_once_records_and_exits() {
     let echo = echo_target().await;
     let dir = std::env::temp_dir().join(format!("websockify-bp-record-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

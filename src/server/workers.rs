@@ -62,8 +62,9 @@ impl Connections {
     }
 
     /// Stops the threads, once the server has no more use for them (its sessions drained),
-    /// and waits for them: a session's `--record` writer or log lines may still be
-    /// finishing, and the process must not exit under them.
+    /// and waits (bounded) for each runtime's shutdown, which lets blocking work in flight
+    /// (a file write) finish. Tasks still running are dropped then, as the main runtime's
+    /// are at exit: a `--record` writer that is behind loses its end in both.
     pub async fn finish(self) {
         let Connections::PerCpu(workers) = self else {
             return;
