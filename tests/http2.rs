@@ -925,6 +925,31 @@ mod raw {
         }
         code
     }
+
+    pub const WINDOW_UPDATE: u8 = 8;
+    pub const FRAME_SIZE_ERROR: u32 = 0x6;
+
+    /// The next frame the proxy sends: its type, stream and payload.
+    pub async fn read_frame(s: &mut TcpStream) -> (u8, u32, Vec<u8>) {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.unwrap();
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let stream = u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff;
+        let mut payload = vec![0; len];
+        s.read_exact(&mut payload).await.unwrap();
+        (head[3], stream, payload)
+    }
+
+    /// The settings in a SETTINGS frame's payload, as (identifier, value).
+    pub fn settings(payload: &[u8]) -> Vec<(u16, u32)> {
+        payload
+            .chunks_exact(6)
+            .map(|s| {
+                let id = u16::from_be_bytes([s[0], s[1]]);
+                (id, u32::from_be_bytes(s[2..6].try_into().unwrap()))
+            })
+            .collect()
+    }
 }
 
 /// A counter of the proxy's metrics port: the sum of its series whose labels contain `with`.
@@ -1189,4 +1214,104 @@ async fn a_request_that_never_completes_is_closed_at_the_handshake_timeout() {
         "{took:?}"
     );
     assert_eq!(failures("head_timeout") - before, 3.0);
+}
+
+/// The proxy takes DATA frames up to 64 KiB (its `SETTINGS_MAX_FRAME_SIZE`): a 64 KiB frame
+/// carrying one WebSocket message comes back byte-exact, and a frame one byte larger ends the
+/// connection with FRAME_SIZE_ERROR before its payload is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_frames_up_to_64_kib_are_taken_and_larger_ones_refused() {
+    let (proxy, _metrics) = abuse_proxy(&[]).await;
+    let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    // Our windows: 1 MiB for the stream and the connection, so the echo needs no update.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(raw::frame(raw::SETTINGS, 0, 0, &[0, 4, 0, 0x10, 0, 0]));
+    hello.extend(raw::frame(
+        raw::WINDOW_UPDATE,
+        0,
+        0,
+        &(1u32 << 20).to_be_bytes(),
+    ));
+    s.write_all(&hello).await.unwrap();
+    // The proxy's SETTINGS and its connection window before anything is sent.
+    let (mut max_frame, mut window) = (None, false);
+    while max_frame.is_none() || !window {
+        match raw::read_frame(&mut s).await {
+            (raw::SETTINGS, 0, payload) if !payload.is_empty() => {
+                let settings = raw::settings(&payload);
+                assert!(
+                    settings.contains(&(8, 1)),
+                    "ENABLE_CONNECT_PROTOCOL: {settings:?}"
+                );
+                max_frame = settings.iter().find(|(id, _)| *id == 5).map(|(_, v)| *v);
+                assert!(
+                    max_frame.is_some(),
+                    "no SETTINGS_MAX_FRAME_SIZE: {settings:?}"
+                );
+                // Acknowledged, so that its windows hold for what we send next.
+                let ack = raw::frame(raw::SETTINGS, 1, 0, &[]);
+                s.write_all(&ack).await.unwrap();
+            }
+            (raw::WINDOW_UPDATE, 0, _) => window = true,
+            _ => {}
+        }
+    }
+    assert_eq!(max_frame, Some(65536));
+    let open = raw::frame(raw::HEADERS, raw::END_HEADERS, 1, &raw::connect_block());
+    s.write_all(&open).await.unwrap();
+    loop {
+        let (kind, stream, _) = raw::read_frame(&mut s).await;
+        assert_ne!(
+            (kind, stream),
+            (raw::RST_STREAM, 1),
+            "the stream was refused"
+        );
+        if (kind, stream) == (raw::HEADERS, 1) {
+            break;
+        }
+    }
+    // One DATA frame of exactly 64 KiB: a binary message's 8-byte header and 65,528 bytes.
+    let payload: Vec<u8> = (0..65_528u32).map(|i| (i % 251) as u8).collect();
+    let mask = [0x1f, 0x2e, 0x3d, 0x4c];
+    let mut message = vec![0x82, 0x80 | 126];
+    message.extend_from_slice(&65_528u16.to_be_bytes());
+    message.extend_from_slice(&mask);
+    message.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    assert_eq!(message.len(), 65_536);
+    s.write_all(&raw::frame(raw::DATA, 0, 1, &message))
+        .await
+        .unwrap();
+    // The echo, in DATA frames as large as our SETTINGS allow (HTTP/2's default, 16 KiB),
+    // as binary messages of what each read from the target gave.
+    let (mut wire, mut echoed) = (Vec::new(), Vec::new());
+    while echoed.len() < payload.len() {
+        let (kind, stream, data) = raw::read_frame(&mut s).await;
+        assert_ne!(
+            (kind, stream),
+            (raw::RST_STREAM, 1),
+            "the stream was reset: {data:?}"
+        );
+        assert_ne!(kind, raw::GOAWAY, "the connection was ended");
+        if (kind, stream) != (raw::DATA, 1) {
+            continue;
+        }
+        assert!(
+            data.len() <= 16_384,
+            "a {}-byte frame to a client allowing 16 KiB",
+            data.len()
+        );
+        wire.extend_from_slice(&data);
+        while let Some((frame, len)) = decode_frame(&wire) {
+            assert_eq!(frame.opcode, 2);
+            echoed.extend_from_slice(&frame.payload);
+            wire.drain(..len);
+        }
+    }
+    assert!(echoed == payload, "the 64 KiB message came back changed");
+    // One byte over: the connection ends, whatever the frame's payload.
+    let mut over = raw::frame(raw::DATA, 0, 1, &[]);
+    over[..3].copy_from_slice(&65_537u32.to_be_bytes()[1..]);
+    s.write_all(&over).await.unwrap();
+    let _ = s.write_all(&[0; 1024]).await;
+    assert_eq!(raw::goaway(&mut s).await, Some(raw::FRAME_SIZE_ERROR));
 }
