@@ -893,3 +893,44 @@ async fn busy_poll_run_once_records_and_exits() {
     assert!(text.contains(&format!("{{{escaped}',")), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// At exit the process waits for its recordings' writers: a `--run-once` session that ends
+/// while its writer is still escaping megabytes leaves a whole file (`'EOF'];` last), in the
+/// default layout and with a runtime per CPU (`--busy-poll`). Without the wait the default
+/// layout's file ended mid-line (checked); the per-CPU layout's happened to be whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_waits_for_the_recording_to_be_written() {
+    let echo = echo_target().await;
+    for extra in [&[][..], &["--busy-poll", "50"][..]] {
+        let dir = std::env::temp_dir().join(format!(
+            "websockify-exit-record-{}-{}",
+            std::process::id(),
+            extra.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = dir.join("rec");
+        let mut args = extra.to_vec();
+        let target = format!("127.0.0.1:{echo}");
+        args.extend_from_slice(&["--run-once", "--record", base.to_str().unwrap()]);
+        args.extend_from_slice(&["127.0.0.1:0", &target]);
+        let mut proxy = Proxy::start(&args);
+        let (mut raw, _) = Raw::upgrade(proxy.port, &[]).await;
+        // 8 MiB each way in one message, of bytes the file escapes as four characters
+        // each: more than the writer escapes and writes by the time the session has ended.
+        let message = vec![0x80u8; 8 << 20];
+        raw.send_binary(&message).await;
+        assert_eq!(raw.read_data(message.len()).await, message);
+        raw.send_close(1000, "").await;
+        raw.read_close().await;
+        drop(raw);
+        assert!(proxy.wait_exit(Duration::from_secs(20)).success());
+        let text = std::fs::read_to_string(dir.join("rec.1")).unwrap();
+        assert!(
+            text.ends_with("'EOF'];\n"),
+            "{extra:?}: the file ends {:?}",
+            &text[text.len().saturating_sub(100)..]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

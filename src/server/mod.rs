@@ -338,6 +338,14 @@ pub async fn serve(config: Config, listener: Listener) -> anyhow::Result<StopRea
         &mut signals,
     )
     .await;
+    // The sessions have ended; their recordings' writers may be behind (a slow disk).
+    let unfinished = crate::session::record::all_written(crate::session::record::AT_EXIT).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            "exiting with {unfinished} recording(s) not finished after {} s: the disk did not keep up",
+            crate::session::record::AT_EXIT.as_secs()
+        );
+    }
     connections.finish().await;
     if let Some(wrapper) = wrapper {
         wrapper.stop().await;

@@ -64,7 +64,8 @@ impl Connections {
     /// Stops the threads, once the server has no more use for them (its sessions drained),
     /// and waits (bounded) for each runtime's shutdown, which lets blocking work in flight
     /// (a file write) finish. Tasks still running are dropped then, as the main runtime's
-    /// are at exit: a `--record` writer that is behind loses its end in both.
+    /// are at exit; the server has already waited for the recordings' writers
+    /// (`session::record::all_written`).
     pub async fn finish(self) {
         let Connections::PerCpu(workers) = self else {
             return;

@@ -22,6 +22,10 @@
 //! comment (which the players skip), and the session goes on. The recording is then
 //! truncated: counted once per session in `websockify_recordings_truncated_total`, and logged
 //! once, with the bytes lost, when its file is finished.
+//!
+//! At exit the server waits, up to [`AT_EXIT`], for every writer to end its file
+//! ([`all_written`]): a writer behind its session would otherwise be dropped with the runtime
+//! and leave a file without its `'EOF'];`, which the players refuse.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,6 +46,56 @@ const MAX_QUEUED: usize = 8 * 1024 * 1024;
 /// What a queued chunk costs besides its data: its place in the channel and its line's
 /// framing. Without it a flood of empty messages would queue without bound.
 const CHUNK_COST: usize = 64;
+
+/// How long the exit waits for recordings still being written: enough for the 8 MiB a
+/// session may have queued on a disk that works, not forever behind one that hangs.
+pub const AT_EXIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The writers still running in the process, whichever runtime runs them.
+static WRITING: Writing = Writing {
+    running: AtomicUsize::new(0),
+    ended: tokio::sync::Notify::const_new(),
+};
+
+struct Writing {
+    running: AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+/// A running writer's place in [`WRITING`], given back when the writer ends or is dropped.
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        WRITING.running.fetch_add(1, Ordering::AcqRel);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if WRITING.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            WRITING.ended.notify_waiters();
+        }
+    }
+}
+
+/// Waits until every recording's writer has finished its file, or `limit` has passed; how
+/// many were still writing then (0: all finished).
+pub async fn all_written(limit: std::time::Duration) -> usize {
+    let wait = async {
+        loop {
+            // Registered before the count is read, so the last writer's end is not missed.
+            let ended = WRITING.ended.notified();
+            if WRITING.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    };
+    let _ = tokio::time::timeout(limit, wait).await;
+    WRITING.running.load(Ordering::Acquire)
+}
 
 /// Which way a chunk went, as websockify marks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +172,12 @@ impl Recorder {
     fn start<W: AsyncWrite + Unpin + Send + 'static>(out: W, path: PathBuf) -> Recorder {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
-        tokio::spawn(write(out, rx, shared.clone(), path));
+        let shared_writer = shared.clone();
+        let running = Running::start();
+        tokio::spawn(async move {
+            write(out, rx, shared_writer, path).await;
+            drop(running);
+        });
         Recorder {
             tx,
             shared,
@@ -408,6 +467,35 @@ mod tests {
         assert_eq!(recorded as u64 + lost, sent as u64);
         assert_eq!(shared.queued.load(Ordering::Acquire), 0);
         assert!(truncated_so_far() > counted);
+    }
+
+    /// The exit's wait: a writer behind a slow disk is waited for, and a limit that passes
+    /// first is reported with the writers still running.
+    #[tokio::test]
+    async fn the_exit_waits_for_a_writer_behind() {
+        use tokio::io::AsyncReadExt;
+        let (sink, mut disk) = tokio::io::duplex(16 * 1024);
+        let rec = Recorder::start(sink, PathBuf::from("behind"));
+        // 256 KiB escaped as `\x01`: a MiB through a disk of 16 KiB each 5 ms.
+        for _ in 0..16 {
+            rec.sent_to_client(&Bytes::from(vec![1u8; 16 * 1024]));
+        }
+        drop(rec);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = disk.read(&mut buf).await {
+                all.extend_from_slice(&buf[..n]);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            all
+        });
+        let short = all_written(std::time::Duration::from_millis(20)).await;
+        assert!(short >= 1, "{short} writers running after 20 ms");
+        assert_eq!(all_written(std::time::Duration::from_secs(20)).await, 0);
+        let text = String::from_utf8(reader.await.unwrap()).unwrap();
+        assert!(text.ends_with("'EOF'];\n"));
+        assert_eq!(text.matches("\\x01").count(), 256 * 1024);
     }
 
     #[tokio::test]
