@@ -214,9 +214,26 @@ for round in $(seq "$REPEAT"); do
   done
 done
 
+# quiet PORT: waits (up to 20 s) until nothing is connected to PORT. The idle figure opens
+# as many sessions as ours allows by default (its limit follows the same descriptor limit),
+# so a session of an earlier figure still closing would get the last one a 503.
+quiet() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  for _ in $(seq 200); do
+    # /proc/net/tcp: local address (ip:port in hex) second, state (01: established) fourth.
+    awk -v p=":$hex" '$4 == "01" && substr($2, length($2) - 4) == p { n++ } END { exit n > 0 }' \
+      /proc/net/tcp /proc/net/tcp6 && return 0
+    sleep 0.1
+  done
+  echo "== port $1 still has connections after 20 s" >&2
+}
+
 # Memory per idle session, once per proxy, with the others idle; ours over HTTP/2 with 100
 # sessions per connection.
 for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
+  port=${PORTS[$name]:-${PORTS[ours]}}
+  quiet "$port"
   sessions=$IDLE_SESSIONS
   [[ "$name" == socat || "$name" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
   extra=()
