@@ -221,12 +221,16 @@ quiet() {
   local hex
   hex=$(printf '%04X' "$1")
   for _ in $(seq 200); do
-    # /proc/net/tcp: local address (ip:port in hex) second, state (01: established) fourth.
-    awk -v p=":$hex" '$4 == "01" && substr($2, length($2) - 4) == p { n++ } END { exit n > 0 }' \
-      /proc/net/tcp /proc/net/tcp6 && return 0
+    # /proc/net/tcp: local address (ip:port in hex) second, state fourth; every state but
+    # listening (0A) and TIME_WAIT (06), so sessions whose client has gone and that the
+    # proxy has not closed yet (CLOSE_WAIT) count too.
+    awk -v p=":$hex" '$4 != "0A" && $4 != "06" && substr($2, length($2) - 4) == p { n++ }
+      END { exit n > 0 }' /proc/net/tcp /proc/net/tcp6 && return 0
     sleep 0.1
   done
-  echo "== port $1 still has connections after 20 s" >&2
+  echo "== port $1 still has connections after 20 s (state: count):" >&2
+  awk -v p=":$hex" '$4 != "0A" && substr($2, length($2) - 4) == p { print $4 }' \
+    /proc/net/tcp /proc/net/tcp6 | sort | uniq -c >&2
 }
 
 # Memory per idle session, once per proxy, with the others idle; ours over HTTP/2 with 100
