@@ -368,6 +368,21 @@ mod tests {
         (logs, tracing::subscriber::set_default(subscriber))
     }
 
+    /// A disk that takes at most 16 KiB each `ms` milliseconds from `disk`: all it read,
+    /// once the writer has closed its end.
+    fn slow_disk(mut disk: tokio::io::DuplexStream, ms: u64) -> tokio::task::JoinHandle<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = disk.read(&mut buf).await {
+                all.extend_from_slice(&buf[..n]);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            all
+        })
+    }
+
     fn truncated_so_far() -> u64 {
         crate::telemetry::metrics::get()
             .liveness
@@ -430,21 +445,11 @@ mod tests {
     /// recorded or counted as lost, and the file is whole.
     #[tokio::test]
     async fn a_slow_disk_never_holds_more_than_the_bound() {
-        use tokio::io::AsyncReadExt;
-        let (sink, mut disk) = tokio::io::duplex(16 * 1024);
+        let (sink, disk) = tokio::io::duplex(16 * 1024);
         let counted = truncated_so_far();
         let rec = Recorder::start(sink, PathBuf::from("slow"));
         let shared = rec.shared.clone();
-        // The disk: at most 16 KiB a millisecond.
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n @ 1..) = disk.read(&mut buf).await {
-                all.extend_from_slice(&buf[..n]);
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            all
-        });
+        let reader = slow_disk(disk, 1);
         let read = Bytes::from(vec![b'z'; 64 * 1024]);
         let mut sent = 0;
         for _ in 0..50 {
@@ -473,23 +478,14 @@ mod tests {
     /// first is reported with the writers still running.
     #[tokio::test]
     async fn the_exit_waits_for_a_writer_behind() {
-        use tokio::io::AsyncReadExt;
-        let (sink, mut disk) = tokio::io::duplex(16 * 1024);
+        let (sink, disk) = tokio::io::duplex(16 * 1024);
         let rec = Recorder::start(sink, PathBuf::from("behind"));
         // 256 KiB escaped as `\x01`: a MiB through a disk of 16 KiB each 5 ms.
         for _ in 0..16 {
             rec.sent_to_client(&Bytes::from(vec![1u8; 16 * 1024]));
         }
         drop(rec);
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n @ 1..) = disk.read(&mut buf).await {
-                all.extend_from_slice(&buf[..n]);
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            all
-        });
+        let reader = slow_disk(disk, 5);
         let short = all_written(std::time::Duration::from_millis(20)).await;
         assert!(short >= 1, "{short} writers running after 20 ms");
         assert_eq!(all_written(std::time::Duration::from_secs(20)).await, 0);
