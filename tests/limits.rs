@@ -40,16 +40,31 @@ async fn echo_once(raw: &mut Raw, data: &[u8]) {
 
 #[tokio::test]
 async fn over_max_connections_a_request_gets_503_with_retry_after() {
-    let proxy = echo_proxy_with(&["--max-connections", "2"]).await;
+    let proxy =
+        echo_proxy_with(&["--max-connections", "2", "--metrics-listen", "127.0.0.1:0"]).await;
     proxy.wait_log(
         "serving at most 2 connections at once",
         Duration::from_secs(5),
     );
+    let ops = common::metrics_port(&proxy);
+    // The places held and the limit, as an operator's alert reads them.
+    let places = move || async move {
+        let page = tokio::task::spawn_blocking(move || common::http_get(ops, "/metrics").1)
+            .await
+            .unwrap();
+        let read = |series| common::sample(&page, series);
+        (
+            read("websockify_requests_admitted"),
+            read("websockify_max_connections"),
+        )
+    };
+    assert_eq!(places().await, (Some(0.0), Some(2.0)));
     let (mut a, answer) = Raw::upgrade(proxy.port, &[]).await;
     assert_eq!(answer.status, 101);
     let (mut b, _) = Raw::upgrade(proxy.port, &[]).await;
     echo_once(&mut a, b"first").await;
     echo_once(&mut b, b"second").await;
+    assert_eq!(places().await, (Some(2.0), Some(2.0)));
 
     let mut c = Raw::connect(proxy.port).await;
     let answer = c.request(&common::upgrade_request(&[])).await;
@@ -82,6 +97,14 @@ async fn over_max_connections_a_request_gets_503_with_retry_after() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     echo_once(&mut b, b"b too").await;
+
+    // Every place comes back once the sessions end.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while places().await.0 != Some(0.0) {
+        assert!(Instant::now() < deadline, "{:?}", places().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -23,16 +23,6 @@ fn dir(name: &str) -> PathBuf {
 }
 
 /// The value of the series written exactly as `series` on the `/metrics` page.
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 fn scrape(port: u16) -> String {
     let (status, page) = http_get(port, "/metrics");
     assert_eq!(status, 200);

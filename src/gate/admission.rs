@@ -32,6 +32,8 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::telemetry::metrics;
+
 /// Connections beyond `--max-connections` that may be open at once, reading their first
 /// bytes, TLS and request head: enough that requests over the limit are read and answered
 /// 503 rather than left unanswered, few enough that a flood costs a bounded number of
@@ -136,6 +138,9 @@ pub struct Permit {
 
 impl Admission {
     pub fn new(max_total: usize, max_per_ip: Option<usize>) -> Admission {
+        metrics::get()
+            .max_connections
+            .set(i64::try_from(max_total).unwrap_or(i64::MAX));
         Admission {
             max_total,
             max_per_ip,
@@ -203,6 +208,7 @@ impl Admission {
             *n += 1;
         }
         counts.total += 1;
+        admitted(counts.total);
         Ok(Permit {
             counts: self.counts.clone(),
             ip: ip.filter(|_| self.max_per_ip.is_some()),
@@ -245,6 +251,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
+        admitted(counts.total);
         if let Some(ip) = self.ip
             && let Some(n) = counts.per_ip.get_mut(&ip)
         {
@@ -254,6 +261,14 @@ impl Drop for Permit {
             }
         }
     }
+}
+
+/// Publishes the places held, read under the counts' lock so that the gauge never shows a
+/// stale count after the last change.
+fn admitted(total: usize) {
+    metrics::get()
+        .requests_admitted
+        .set(i64::try_from(total).unwrap_or(i64::MAX));
 }
 
 /// The counts stay consistent even if a holder panicked (every update is a single step), so

@@ -168,6 +168,10 @@ pub struct Metrics {
     sessions_started: IntCounterVec,
     sessions_ended: IntCounterVec,
     pub sessions_active: IntGauge,
+    /// Places of `--max-connections` held now (sessions and web requests being served).
+    pub requests_admitted: IntGauge,
+    /// `--max-connections` in force.
+    pub max_connections: IntGauge,
     pub session_duration: Histogram,
     relayed_bytes: [IntCounter; 2],
     relayed_messages: [IntCounter; 2],
@@ -288,6 +292,18 @@ impl Metrics {
                 &r,
                 "websockify_sessions_active",
                 "WebSocket sessions in progress.",
+            )?,
+            requests_admitted: gauge(
+                &r,
+                "websockify_requests_admitted",
+                "Places of --max-connections held now: WebSocket sessions (from the admission \
+                 decision to their end) and web requests being answered.",
+            )?,
+            max_connections: gauge(
+                &r,
+                "websockify_max_connections",
+                "The --max-connections limit in force (derived from the descriptor limit \
+                 unless set).",
             )?,
             session_duration: register(
                 &r,

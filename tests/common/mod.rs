@@ -689,6 +689,17 @@ pub fn metrics_port(proxy: &Proxy) -> u16 {
         .unwrap_or_else(|| panic!("no metrics port in\n{log}"))
 }
 
+/// The value of `series` (its name and labels, exactly as printed) in a Prometheus text page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Waits until the process at the other end of `stream` has read every byte written on it so
 /// far, or panics after ten seconds with what the kernel showed. Lets a test prove that bytes
 /// it wrote apart were also *read* apart (a split across TCP segments that the peer saw as
