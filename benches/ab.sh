@@ -19,14 +19,15 @@
 #
 # FIGURES (default "latency messages connections") picks the figures and their order, from
 # latency, messages (50 connections), connections, throughput (one connection, 64 KiB
-# messages) and throughput64 (64 connections). Each line is one proxy in one round: per
-# figure its rate and the proxy's CPU (user/system ticks of 10 ms while the figure ran, and
-# per unit of work: µs per message or connection, s per GB echoed).
+# messages), throughput64 (64 connections) and huge (one connection, 16 MiB messages). Each
+# line is one proxy in one round: per figure its rate and the proxy's CPU (user/system ticks
+# of 10 ms while the figure ran, and per unit of work: µs per message or connection, s per GB
+# echoed).
 #
 #   FIGURES="connections throughput" benches/ab.sh 4 3 "before=..." "after=..."
 set -euo pipefail
 cd "$(dirname "$0")/.."
-(( $# >= 3 )) || { sed -n '2,24p' "$0"; exit 2; }
+(( $# >= 3 )) || { sed -n '2,25p' "$0"; exit 2; }
 ROUNDS=$1 SECS=$2
 shift 2
 cargo build --release --locked -q -p wsload
@@ -62,8 +63,9 @@ for _ in $(seq "$ROUNDS"); do
         messages) args=(--conns 50) ;;
         throughput) args=(--conns 1) ;;
         throughput64) args=(--conns 64) ;;
+        huge) args=(--conns 1 --size $((16 << 20))) ;;
         latency | connections) ;;
-        *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput, throughput64)" >&2; exit 2 ;;
+        *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput, throughput64, huge)" >&2; exit 2 ;;
       esac
       if (( h2 )); then
         case $figure in
@@ -74,7 +76,9 @@ for _ in $(seq "$ROUNDS"); do
         esac
       fi
       read -r u0 s0 < <(ticks "$P")
-      out=$(taskset -c 1 "$W" "${figure%64}" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
+      run=${figure%64}
+      [[ $figure == huge ]] && run=throughput
+      out=$(taskset -c 1 "$W" "$run" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
       read -r u1 s1 < <(ticks "$P")
       line+=" | "$(python3 - "$figure" "$out" $((u1 - u0)) $((s1 - s0)) "$SECS" <<'PY'
 import json, sys
@@ -84,7 +88,7 @@ cpu_s = (user + system) / 100
 ticks = f"cpu {user:3}/{system:3}"
 if figure == "latency":
     print(f"p50 {out['p50_us']:6.1f} p99 {out['p99_us']:6.1f} {ticks}")
-elif figure.startswith("throughput"):
+elif figure.startswith("throughput") or figure == "huge":
     mb = out["mb_per_s"]
     print(f"MB/s {mb:6.0f} {ticks} {cpu_s / (mb * secs / 1000):5.2f} s/GB")
 else:
