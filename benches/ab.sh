@@ -90,10 +90,12 @@ if figure == "latency":
     print(f"p50 {out['p50_us']:6.1f} p99 {out['p99_us']:6.1f} {ticks}")
 elif figure.startswith("throughput") or figure == "huge":
     mb = out["mb_per_s"]
-    print(f"MB/s {mb:6.0f} {ticks} {cpu_s / (mb * secs / 1000):5.2f} s/GB")
+    per_gb = f"{cpu_s / (mb * secs / 1000):5.2f}" if mb > 0 else "    —"
+    print(f"MB/s {mb:6.0f} {ticks} {per_gb} s/GB")
 else:
     rate = out["per_s"]
-    print(f"{figure}/s {rate:8.0f} {ticks} {cpu_s * 1e6 / (rate * secs):6.1f} us each")
+    each = f"{cpu_s * 1e6 / (rate * secs):6.1f}" if rate > 0 else "     —"
+    print(f"{figure}/s {rate:8.0f} {ticks} {each} us each")
 PY
 )
     done

@@ -109,13 +109,14 @@ start_proxy() { # NAME PORT
   case "$name" in
     floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ws-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
-    # Ours keeps its log (info: a line per session and per refusal, with the reason) and
-    # answers /metrics on a port of its own, read before the idle figure (`quiet`).
+    # Ours answers /metrics on a port of its own, read before the idle figure (`quiet`). Its
+    # log (a line per session) goes nowhere, as in the runs of record: written to a file it
+    # would cost ours the page cache's copies of some 100 MB in a full run.
     ours) "${PIN_PROXY[@]}" "$BIN/websockify" --metrics-listen "127.0.0.1:${METRICS[ours]}" \
-      "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>>"$OUT_DIR/ours.log" & ;;
+      "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
     ours-bp) "${PIN_PROXY[@]}" "$BIN/websockify" --busy-poll 50 \
       --metrics-listen "127.0.0.1:${METRICS[ours-bp]}" \
-      "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>>"$OUT_DIR/ours-bp.log" & ;;
+      "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" 2>/dev/null & ;;
     socat) "${PIN_PROXY[@]}" socat "TCP-LISTEN:$port,fork,reuseaddr,backlog=4096,bind=127.0.0.1" "TCP:127.0.0.1:$TARGET_PORT" & ;;
     websockify) "${PIN_PROXY[@]}" "$OUT_DIR/venv/bin/websockify" "127.0.0.1:$port" "127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
     websocat) "${PIN_PROXY[@]}" "$OUT_DIR/bin/websocat" --binary "ws-l:127.0.0.1:$port" "tcp:127.0.0.1:$TARGET_PORT" >/dev/null 2>&1 & ;;
@@ -133,11 +134,11 @@ start_proxy() { # NAME PORT
 declare -A PIDS=() TO=()
 NAMES=(direct floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
-declare -A PORTS=() METRICS=([ours]=$(free_port) [ours-bp]=$(free_port))
-rm -f "$OUT_DIR/ours.log" "$OUT_DIR/ours-bp.log"
+declare -A PORTS=() METRICS=()
 for name in floor ws-floor ours ours-bp "${PEERS[@]}"; do
   port=$(free_port)
   PORTS[$name]=$port
+  [[ "$name" == ours* ]] && METRICS[$name]=$(free_port)
   start_proxy "$name" "$port"
   if [[ "$name" == socat || "$name" == floor ]]; then
     TO[$name]="--tcp 127.0.0.1:$port"
@@ -221,30 +222,32 @@ for round in $(seq "$REPEAT"); do
 done
 
 # quiet PORT [METRICS_PORT]: waits (up to 20 s) until nothing is connected to PORT and, for
-# ours, no place of its connection limit is held (websockify_requests_admitted). The idle
-# figure opens as many sessions as ours allows by default (its limit follows the same
+# ours, no place of its connection limit is held (websockify_connection_places_held). The
+# idle figure opens as many sessions as ours allows by default (its limit follows the same
 # descriptor limit), so a session of an earlier figure still closing would get the last one
 # a 503.
-admitted() { # METRICS_PORT: ours' places held, or "?"
+held() { # METRICS_PORT: ours' places held, or "?" if /metrics did not answer
   python3 - "$1" <<'PY' 2>/dev/null || echo "?"
 import sys, urllib.request
-page = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=2).read().decode()
-print(next(l.split()[1] for l in page.splitlines() if l.startswith("websockify_requests_admitted ")))
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+page = opener.open(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=1).read().decode()
+print(next(l.split()[1] for l in page.splitlines()
+           if l.startswith("websockify_connection_places_held ")))
 PY
 }
 quiet() {
-  local hex held=0
+  local hex places=0 end=$((SECONDS + 20))
   hex=$(printf '%04X' "$1")
-  for _ in $(seq 200); do
-    [[ -n "${2:-}" ]] && held=$(admitted "$2")
+  while (( SECONDS < end )); do
+    [[ -n "${2:-}" ]] && places=$(held "$2")
     # /proc/net/tcp: local address (ip:port in hex) second, state fourth; every state but
     # listening (0A) and TIME_WAIT (06), so sessions whose client has gone and that the
     # proxy has not closed yet (CLOSE_WAIT) count too.
     awk -v p=":$hex" '$4 != "0A" && $4 != "06" && substr($2, length($2) - 4) == p { n++ }
-      END { exit n > 0 }' /proc/net/tcp /proc/net/tcp6 && [[ "$held" == 0 ]] && return 0
+      END { exit n > 0 }' /proc/net/tcp /proc/net/tcp6 && [[ "$places" == 0 ]] && return 0
     sleep 0.1
   done
-  echo "== port $1 still busy after 20 s: $held places held; connections (state: count):" >&2
+  echo "== port $1 still busy after 20 s: ${places} places held; connections (state: count):" >&2
   awk -v p=":$hex" '$4 != "0A" && substr($2, length($2) - 4) == p { print $4 }' \
     /proc/net/tcp /proc/net/tcp6 | sort | uniq -c >&2
 }
@@ -261,8 +264,8 @@ for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
   # shellcheck disable=SC2206
   "${PIN_LOAD[@]}" "$WSLOAD" idle ${TO[$name]} "${extra[@]}" --label "$name" \
     --pid "${PIDS[$name]}" --sessions "$sessions" >> "$RESULTS" || {
-    echo "== $name's idle figure failed; ours' last refusals:" >&2
-    grep -h "over the limit" "$OUT_DIR"/ours*.log 2>/dev/null | tail -3 >&2
+    metrics=${METRICS[$name]:-${METRICS[${name%-h2}]:-}}
+    echo "== $name's idle figure failed${metrics:+ with $(held "$metrics") places held}" >&2
     exit 1
   }
 done

@@ -125,7 +125,7 @@ for name, figure, key, match in [
 idle_h2 = get("ours-h2", "idle")
 if idle_h2:
     h2_pairs.append(f"idle {idle_h2['kib_per_session']:.1f} KiB per session at "
-                    f"{idle_h2['sessions']:,} over {idle_h2['sessions'] // 100:,} connections")
+                    f"{idle_h2['sessions']:,} over {-(-idle_h2['sessions'] // 100):,} connections")
 if h2_pairs:
     out.append("\nOurs over HTTP/2 (`ours-h2`) against ours over HTTP/1.1 in this run: "
                + "; ".join(h2_pairs) + ".")

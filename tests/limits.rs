@@ -54,7 +54,7 @@ async fn over_max_connections_a_request_gets_503_with_retry_after() {
             .unwrap();
         let read = |series| common::sample(&page, series);
         (
-            read("websockify_requests_admitted"),
+            read("websockify_connection_places_held"),
             read("websockify_max_connections"),
         )
     };

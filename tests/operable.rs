@@ -22,7 +22,7 @@ fn dir(name: &str) -> PathBuf {
     d
 }
 
-/// The value of the series written exactly as `series` on the `/metrics` page.
+/// The `/metrics` page of the operations port `port`.
 fn scrape(port: u16) -> String {
     let (status, page) = http_get(port, "/metrics");
     assert_eq!(status, 200);

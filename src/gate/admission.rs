@@ -267,7 +267,7 @@ impl Drop for Permit {
 /// stale count after the last change.
 fn admitted(total: usize) {
     metrics::get()
-        .requests_admitted
+        .connection_places_held
         .set(i64::try_from(total).unwrap_or(i64::MAX));
 }
 

@@ -169,7 +169,7 @@ pub struct Metrics {
     sessions_ended: IntCounterVec,
     pub sessions_active: IntGauge,
     /// Places of `--max-connections` held now (sessions and web requests being served).
-    pub requests_admitted: IntGauge,
+    pub connection_places_held: IntGauge,
     /// `--max-connections` in force.
     pub max_connections: IntGauge,
     pub session_duration: Histogram,
@@ -293,9 +293,9 @@ impl Metrics {
                 "websockify_sessions_active",
                 "WebSocket sessions in progress.",
             )?,
-            requests_admitted: gauge(
+            connection_places_held: gauge(
                 &r,
-                "websockify_requests_admitted",
+                "websockify_connection_places_held",
                 "Places of --max-connections held now: WebSocket sessions (from the admission \
                  decision to their end) and web requests being answered.",
             )?,
