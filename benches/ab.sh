@@ -58,12 +58,12 @@ for _ in $(seq "$ROUNDS"); do
     [[ $name == *-h2 ]] && h2=1
     line=$(printf '%-10s' "$name")
     for figure in ${FIGURES:-latency messages connections}; do
-      args=()
+      args=() run=$figure
       case $figure in
         messages) args=(--conns 50) ;;
         throughput) args=(--conns 1) ;;
-        throughput64) args=(--conns 64) ;;
-        huge) args=(--conns 1 --size $((16 << 20))) ;;
+        throughput64) run=throughput args=(--conns 64) ;;
+        huge) run=throughput args=(--conns 1 --size $((16 << 20))) ;;
         latency | connections) ;;
         *) echo "ab.sh: unknown figure '$figure' (latency, messages, connections, throughput, throughput64, huge)" >&2; exit 2 ;;
       esac
@@ -76,8 +76,6 @@ for _ in $(seq "$ROUNDS"); do
         esac
       fi
       read -r u0 s0 < <(ticks "$P")
-      run=${figure%64}
-      [[ $figure == huge ]] && run=throughput
       out=$(taskset -c 1 "$W" "$run" "${to[@]}" "${args[@]}" --seconds "$SECS" --repeat 1)
       read -r u1 s1 < <(ticks "$P")
       line+=" | "$(python3 - "$figure" "$out" $((u1 - u0)) $((s1 - s0)) "$SECS" <<'PY'

@@ -256,7 +256,8 @@ quiet() {
 # sessions per connection.
 for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
   port=${PORTS[$name]:-${PORTS[ours]}}
-  quiet "$port" "${METRICS[$name]:-${METRICS[${name%-h2}]:-}}"
+  metrics=${METRICS[${name%-h2}]:-} # ours-h2 is ours' process
+  quiet "$port" "$metrics"
   sessions=$IDLE_SESSIONS
   [[ "$name" == socat || "$name" == websockify ]] && sessions=$FORKING_IDLE_SESSIONS
   extra=()
@@ -264,7 +265,6 @@ for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
   # shellcheck disable=SC2206
   "${PIN_LOAD[@]}" "$WSLOAD" idle ${TO[$name]} "${extra[@]}" --label "$name" \
     --pid "${PIDS[$name]}" --sessions "$sessions" >> "$RESULTS" || {
-    metrics=${METRICS[$name]:-${METRICS[${name%-h2}]:-}}
     echo "== $name's idle figure failed${metrics:+ with $(held "$metrics") places held}" >&2
     exit 1
   }

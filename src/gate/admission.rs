@@ -208,7 +208,7 @@ impl Admission {
             *n += 1;
         }
         counts.total += 1;
-        admitted(counts.total);
+        publish_places_held(counts.total);
         Ok(Permit {
             counts: self.counts.clone(),
             ip: ip.filter(|_| self.max_per_ip.is_some()),
@@ -251,7 +251,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
-        admitted(counts.total);
+        publish_places_held(counts.total);
         if let Some(ip) = self.ip
             && let Some(n) = counts.per_ip.get_mut(&ip)
         {
@@ -265,7 +265,7 @@ impl Drop for Permit {
 
 /// Publishes the places held, read under the counts' lock so that the gauge never shows a
 /// stale count after the last change.
-fn admitted(total: usize) {
+fn publish_places_held(total: usize) {
     metrics::get()
         .connection_places_held
         .set(i64::try_from(total).unwrap_or(i64::MAX));

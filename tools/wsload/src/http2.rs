@@ -18,7 +18,8 @@ use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// The most one write of a stream takes at once (see `poll_write`).
+/// How much one write of a stream takes at once (see `poll_write`): more than h2 ever
+/// offers as room (its send buffer is 400 KiB), so in effect the bound of a write.
 const ACCEPT: usize = 4 << 20;
 
 /// The connection new streams go on, and how many it carries.
