@@ -10,6 +10,7 @@
 //! - `deadline`: `--send-timeout`, a writer that gives up on a peer that takes nothing.
 //! - `http`: the request head, read with bounded size and time, and plain answers.
 //! - `h2`: HTTP/2's connection settings, and a stream as the byte stream a session runs on.
+//! - `turn`: what an HTTP/2 connection's task reads before the sessions it feeds run.
 //! - `forwarded`: `--trusted-proxies`: the client and scheme from forwarded headers.
 
 pub mod bounded;
@@ -22,3 +23,4 @@ pub mod proxy_protocol;
 pub mod sniff;
 pub mod stream;
 pub mod tls;
+pub mod turn;

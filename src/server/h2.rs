@@ -35,6 +35,7 @@ use crate::edge::deadline::Deadline;
 use crate::edge::h2::{Chunk, H2Writer};
 use crate::edge::http::{MAX_HEAD_BYTES, Refusal, TEXT_PLAIN};
 use crate::edge::stream::{ClientIo, ClientStream};
+use crate::edge::turn::ReadTurn;
 use crate::gate::admission::Permit;
 use crate::request::{Channel, Facts, Transport};
 use crate::session::activity::Activity;
@@ -75,7 +76,8 @@ pub(super) async fn serve(
     let handshake_timeout = limits.handshake_timeout;
     let max_head = u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX);
     let builder = crate::edge::h2::server(settings.max_streams, max_head);
-    let handshake = builder.handshake::<_, Chunk>(Deadline::new(stream, limits.send_timeout));
+    let handshake =
+        builder.handshake::<_, Chunk>(Deadline::new(ReadTurn::new(stream), limits.send_timeout));
     // The preface and the client's SETTINGS, within the time a request head has.
     let handshake = match handshake_timeout {
         Some(limit) => tokio::time::timeout(limit, handshake).await,
