@@ -18,7 +18,8 @@
 //! - `edge`, the network edge, from socket to request: `listen` (TCP, unix, inetd),
 //!   `proxy_protocol` (`--proxy-protocol` in, `--target-proxy-protocol` out), `sniff` (TLS,
 //!   Flash, HTTP/2 or HTTP/1 from the first bytes), `h2` (HTTP/2's settings, and a stream as
-//!   the byte stream a session runs on), `tls` (rustls, reloadable), `bounded` (reading what
+//!   the byte stream a session runs on), `turn` (what an HTTP/2 connection's task reads
+//!   before the sessions it feeds run), `tls` (rustls, reloadable), `bounded` (reading what
 //!   a peer sends first, bounded in size and time), `http` (the request head, refusals and
 //!   plain answers), `forwarded` (`--trusted-proxies`), `stream` (one type over TCP, unix and
 //!   TLS sockets, and the relay's halves of them).
