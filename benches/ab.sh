@@ -7,10 +7,10 @@
 #
 # COMMAND is the proxy's command line with PORT (where it listens) and TARGET (the echo
 # target's host:port) to be filled in; NAME `direct` measures the echo target itself, and a
-# NAME starting with `floor` or `socat` is spoken to in raw TCP, and a NAME ending in `-h2`
-# over HTTP/2 (h2c, extended CONNECT) with every connection of a figure a stream of one
-# connection, as compare.sh's `ours-h2`. For example, the build
-# before a change against the one after and websocat:
+# NAME starting with `floor`, `tokio-floor` or `socat` is spoken to in raw TCP, and a NAME
+# ending in `-h2` over HTTP/2 (h2c, extended CONNECT) with every connection of a figure a
+# stream of one connection, as compare.sh's `ours-h2`. For example, the build before a
+# change against the one after and websocat:
 #
 #   cp target/release/websockify /tmp/before   # ... change, cargo build --release ...
 #   benches/ab.sh 3 3 "before=/tmp/before 127.0.0.1:PORT TARGET" \
@@ -53,7 +53,8 @@ for _ in $(seq "$ROUNDS"); do
       for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     fi
     to=(--url "ws://127.0.0.1:$port/")
-    [[ $name == direct || $name == floor* || $name == socat* ]] && to=(--tcp "127.0.0.1:$port")
+    [[ $name == direct || $name == floor* || $name == tokio-floor* || $name == socat* ]] &&
+      to=(--tcp "127.0.0.1:$port")
     h2=0
     [[ $name == *-h2 ]] && h2=1
     line=$(printf '%-10s' "$name")

@@ -13,12 +13,17 @@
 # like the proxies; what it reaches bounds what any proxy can reach on this machine. And
 # `ws-floor`: `wsload relay --ws`, the same relay with the least of RFC 6455 a WebSocket
 # bridge must do on top (handshake, unmasking, framing, closing handshake): the bound for a
-# WebSocket proxy. And `ours-h2`: our proxy again, its sessions as HTTP/2 streams (RFC 8441,
-# h2c): one stream per connection for the one-session figures, every session on one connection
-# for 64 at once and for msgs/s, 100 per connection for conns/s and idle; the table says how
-# each compares to the same proxy over HTTP/1.1. And `ours-bp`: our proxy with `--busy-poll
-# 50`, which polls for a client's answer instead of sleeping; the latency figure reports
-# every proxy's CPU per round trip, so that what the polling costs stands beside what it buys.
+# WebSocket proxy. And `ws-floor-h2`: `wsload relay --ws --h2`, the WebSocket floor over
+# HTTP/2 on the `h2` crate, with ours' windows and frame sizes, measured as `ours-h2` is:
+# what HTTP/2 costs a bridge. And `tokio-floor`: `wsload relay --tokio`, the raw relay as a
+# tokio server writes it (a task per connection, `copy_bidirectional`): not a bound of what
+# a bridge must do, but what the runtime ours runs on costs beside the epoll floor. And
+# `ours-h2`: our proxy again, its sessions as HTTP/2 streams (RFC 8441, h2c): one stream per
+# connection for the one-session figures, every session on one connection for 64 at once
+# and for msgs/s, 100 per connection for conns/s and idle; the table says how each compares
+# to the same proxy over HTTP/1.1. And `ours-bp`: our proxy with `--busy-poll 50`, which
+# polls for a client's answer instead of sleeping; the latency figure reports every proxy's
+# CPU per round trip, so that what the polling costs stands beside what it buys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -109,6 +114,8 @@ start_proxy() { # NAME PORT
   case "$name" in
     floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ws-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
+    ws-floor-h2) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --h2 --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
+    tokio-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --tokio --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     # Ours answers /metrics on a port of its own, read before the idle figure (`quiet`). Its
     # log (a line per session) goes nowhere, as in the runs of record: written to a file it
     # would cost ours the page cache's copies of some 100 MB in a full run.
@@ -132,15 +139,15 @@ start_proxy() { # NAME PORT
 # proxy in turn, starting one further along the list each round, and the table takes each
 # figure's median over the rounds.
 declare -A PIDS=() TO=()
-NAMES=(direct floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}")
+NAMES=(direct floor ws-floor ws-floor-h2 tokio-floor ours ours-h2 ours-bp "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
 declare -A PORTS=() METRICS=()
-for name in floor ws-floor ours ours-bp "${PEERS[@]}"; do
+for name in floor ws-floor ws-floor-h2 tokio-floor ours ours-bp "${PEERS[@]}"; do
   port=$(free_port)
   PORTS[$name]=$port
   [[ "$name" == ours* ]] && METRICS[$name]=$(free_port)
   start_proxy "$name" "$port"
-  if [[ "$name" == socat || "$name" == floor ]]; then
+  if [[ "$name" == socat || "$name" == floor || "$name" == tokio-floor ]]; then
     TO[$name]="--tcp 127.0.0.1:$port"
   else
     TO[$name]="--url ws://127.0.0.1:$port/"
@@ -162,7 +169,7 @@ settle() {
   local name busy
   for _ in $(seq 100); do
     busy=()
-    for name in floor ws-floor ours ours-bp "${PEERS[@]}"; do
+    for name in floor ws-floor ws-floor-h2 tokio-floor ours ours-bp "${PEERS[@]}"; do
       local before after
       before=$(cpu_ticks "${PIDS[$name]}")
       sleep 0.05
@@ -187,7 +194,7 @@ figure() {
   local name=$1 fig=$2 pid=${PIDS[$1]:-}
   # shellcheck disable=SC2206
   local to=(${TO[$name]} --label "$name" --seconds "$SECONDS_PER" --repeat 1)
-  if [[ "$name" == ours-h2 ]]; then
+  if [[ "$name" == *-h2 ]]; then
     case "$fig" in
       mbN) to+=(--h2 "$CONNS_BIG") ;;
       messages) to+=(--h2 50) ;;
@@ -253,7 +260,8 @@ quiet() {
 }
 
 # Memory per idle session, once per proxy, with the others idle; ours over HTTP/2 with 100
-# sessions per connection.
+# sessions per connection. Not the tokio floor's: it measures the runtime's cost per message
+# and connection, and copy_bidirectional's two 64 KiB buffers per session say nothing of it.
 for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
   port=${PORTS[$name]:-${PORTS[ours]}}
   metrics=${METRICS[${name%-h2}]:-} # ours-h2 is ours' process

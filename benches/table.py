@@ -110,25 +110,35 @@ out.append("|" + " --- |" * len(header))
 for label in labels:
     out.append(f"| {label} | " + " | ".join(figure_row(label)) + " |")
 
-# Ours over HTTP/2 against ours over HTTP/1.1, in this run (issue 23: at least 0.8x on
-# throughput and msgs/s, at most 8 KiB per idle session).
-h2_pairs = []
-for name, figure, key, match in [
-        ("MB/s, 1 session", "throughput", "mb_per_s", dict(conns=1, size=65536, base64=False)),
-        (f"MB/s, {big} sessions", "throughput", "mb_per_s", dict(conns=big, size=65536, base64=False)),
-        ("msgs/s, 50 sessions", "messages", "per_s", {}),
-        ("p50 µs", "latency", "p50_us", {}),
-        ("sessions/s", "connections", "per_s", {})]:
-    a, b = get("ours-h2", figure, **match), get("ours", figure, **match)
-    if a and b and b[key]:
-        h2_pairs.append(f"{name} {fmt(a[key])} vs {fmt(b[key])} ({a[key] / b[key]:.2f}x)")
+# Over HTTP/2 against over HTTP/1.1, in this run (issue 23: at least 0.8x on throughput and
+# msgs/s, at most 8 KiB per idle session): ours, and the WebSocket floor, which shows what the
+# h2 crate and HTTP/2's framing cost a bridge that does nothing else.
+def h2_pairs(h2, h1):
+    pairs = []
+    for name, figure, key, match in [
+            ("MB/s, 1 session", "throughput", "mb_per_s", dict(conns=1, size=65536, base64=False)),
+            (f"MB/s, {big} sessions", "throughput", "mb_per_s", dict(conns=big, size=65536, base64=False)),
+            ("msgs/s, 50 sessions", "messages", "per_s", {}),
+            ("p50 µs", "latency", "p50_us", {}),
+            ("sessions/s", "connections", "per_s", {})]:
+        a, b = get(h2, figure, **match), get(h1, figure, **match)
+        if a and b and b[key]:
+            pairs.append(f"{name} {fmt(a[key])} vs {fmt(b[key])} ({a[key] / b[key]:.2f}x)")
+    return pairs
+
+
+ours_h2 = h2_pairs("ours-h2", "ours")
 idle_h2 = get("ours-h2", "idle")
 if idle_h2:
-    h2_pairs.append(f"idle {idle_h2['kib_per_session']:.1f} KiB per session at "
-                    f"{idle_h2['sessions']:,} over {-(-idle_h2['sessions'] // 100):,} connections")
-if h2_pairs:
+    ours_h2.append(f"idle {idle_h2['kib_per_session']:.1f} KiB per session at "
+                   f"{idle_h2['sessions']:,} over {-(-idle_h2['sessions'] // 100):,} connections")
+if ours_h2:
     out.append("\nOurs over HTTP/2 (`ours-h2`) against ours over HTTP/1.1 in this run: "
-               + "; ".join(h2_pairs) + ".")
+               + "; ".join(ours_h2) + ".")
+floor_h2 = h2_pairs("ws-floor-h2", "ws-floor")
+if floor_h2:
+    out.append("\nThe WebSocket floor over HTTP/2 (`ws-floor-h2`) against it over HTTP/1.1 in this "
+               "run: " + "; ".join(floor_h2) + ".")
 # Ours polling for the client's answer (`--busy-poll 50`) against ours sleeping (issue 25:
 # the round trip an interactive user feels), with what the polling costs in CPU.
 bp_pairs = []
