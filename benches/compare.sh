@@ -15,9 +15,10 @@
 # bridge must do on top (handshake, unmasking, framing, closing handshake): the bound for a
 # WebSocket proxy. And `ws-floor-h2`: `wsload relay --ws --h2`, the WebSocket floor over
 # HTTP/2 on the `h2` crate, with ours' windows and frame sizes, measured as `ours-h2` is:
-# what HTTP/2 costs a bridge. And `tokio-floor`: `wsload relay --tokio`, the raw relay as a
-# tokio server writes it (a task per connection, `copy_bidirectional`): not a bound of what
-# a bridge must do, but what the runtime ours runs on costs beside the epoll floor. And
+# what HTTP/2 costs a bridge. And `tokio-floor` and `tokio-ws-floor`: `wsload relay --tokio`
+# and `--ws --tokio`, the two floors again as a tokio server writes them (a task per
+# connection on a current-thread runtime): not bounds of what a bridge must do, but what the
+# runtime ours runs on costs beside the epoll floors. And
 # `ours-h2`: our proxy again, its sessions as HTTP/2 streams (RFC 8441, h2c): one stream per
 # connection for the one-session figures, every session on one connection for 64 at once
 # and for msgs/s, 100 per connection for conns/s and idle; the table says how each compares
@@ -116,6 +117,7 @@ start_proxy() { # NAME PORT
     ws-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     ws-floor-h2) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --h2 --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     tokio-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --tokio --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
+    tokio-ws-floor) "${PIN_PROXY[@]}" "$WSLOAD" relay --ws --tokio --port "$port" --to "127.0.0.1:$TARGET_PORT" >/dev/null & ;;
     # Ours answers /metrics on a port of its own, read before the idle figure (`quiet`). Its
     # log (a line per session) goes nowhere, as in the runs of record: written to a file it
     # would cost ours the page cache's copies of some 100 MB in a full run.
@@ -139,10 +141,10 @@ start_proxy() { # NAME PORT
 # proxy in turn, starting one further along the list each round, and the table takes each
 # figure's median over the rounds.
 declare -A PIDS=() TO=()
-NAMES=(direct floor ws-floor ws-floor-h2 tokio-floor ours ours-h2 ours-bp "${PEERS[@]}")
+NAMES=(direct floor ws-floor ws-floor-h2 tokio-floor tokio-ws-floor ours ours-h2 ours-bp "${PEERS[@]}")
 TO[direct]="--tcp 127.0.0.1:$TARGET_PORT"
 declare -A PORTS=() METRICS=()
-for name in floor ws-floor ws-floor-h2 tokio-floor ours ours-bp "${PEERS[@]}"; do
+for name in floor ws-floor ws-floor-h2 tokio-floor tokio-ws-floor ours ours-bp "${PEERS[@]}"; do
   port=$(free_port)
   PORTS[$name]=$port
   [[ "$name" == ours* ]] && METRICS[$name]=$(free_port)
@@ -169,7 +171,7 @@ settle() {
   local name busy
   for _ in $(seq 100); do
     busy=()
-    for name in floor ws-floor ws-floor-h2 tokio-floor ours ours-bp "${PEERS[@]}"; do
+    for name in floor ws-floor ws-floor-h2 tokio-floor tokio-ws-floor ours ours-bp "${PEERS[@]}"; do
       local before after
       before=$(cpu_ticks "${PIDS[$name]}")
       sleep 0.05
@@ -260,8 +262,9 @@ quiet() {
 }
 
 # Memory per idle session, once per proxy, with the others idle; ours over HTTP/2 with 100
-# sessions per connection. Not the tokio floor's: it measures the runtime's cost per message
-# and connection, and copy_bidirectional's two 64 KiB buffers per session say nothing of it.
+# sessions per connection. Not the HTTP/2 and tokio floors': they measure a protocol's and a
+# runtime's cost per message and connection, and their buffers (copy_bidirectional's two of
+# 64 KiB a session) say nothing of either.
 for name in floor ws-floor ours ours-h2 ours-bp "${PEERS[@]}"; do
   port=${PORTS[$name]:-${PORTS[ours]}}
   metrics=${METRICS[${name%-h2}]:-} # ours-h2 is ours' process

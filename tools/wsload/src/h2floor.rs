@@ -25,6 +25,8 @@ use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::floorframe::{ClientFrames, HEAD_ROOM, Next, frame_header};
+
 /// Ours' settings (src/edge/h2.rs): a stream's window, the largest frame a client may send,
 /// the most given to a stream at once, the most the connection's task reads in one turn.
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -35,8 +37,6 @@ const READ_TURN: usize = 256 * 1024;
 const MAX_STREAMS: u32 = 256;
 /// websockify's read size, ours and the other floors'.
 const BUF: usize = 64 * 1024;
-/// Room in front of each target read for the largest header a server's frame has.
-const HEAD_ROOM: usize = 10;
 
 pub fn run(port: u16, target: SocketAddr) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -107,41 +107,22 @@ async fn up(
     mut target: tokio::net::tcp::OwnedWriteHalf,
     closed: tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut buf = BytesMut::with_capacity(BUF);
-    // The frame being read: its payload left, its mask, where in the mask it is, whether it
-    // is a control frame (dropped: only a close is answered).
-    let (mut left, mut mask, mut offset, mut control) = (0u64, [0u8; 4], 0usize, false);
+    let (mut frames, mut buf) = (ClientFrames::default(), BytesMut::with_capacity(BUF));
     while let Some(Ok(data)) = recv.data().await {
         let _ = recv.flow_control().release_capacity(data.len());
         buf.extend_from_slice(&data);
         loop {
-            if left == 0 {
-                let Some((head, len, opcode, m)) = header(&buf) else {
-                    break;
-                };
-                buf.advance(head);
-                (left, mask, offset, control) = (len, m, 0, opcode >= 8);
-                if opcode == 8 {
+            match frames.next(&mut buf) {
+                Next::Payload(payload) => {
+                    if target.write_all(&payload).await.is_err() {
+                        return;
+                    }
+                }
+                Next::Close => {
                     let _ = closed.send(());
                     return;
                 }
-                if left == 0 {
-                    continue;
-                }
-            }
-            let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            if n == 0 {
-                break;
-            }
-            let mut payload = buf.split_to(n);
-            left -= n as u64;
-            if control {
-                continue;
-            }
-            unmask(&mut payload, mask, offset);
-            offset = (offset + n) % 4;
-            if target.write_all(&payload).await.is_err() {
-                return;
+                Next::More => break,
             }
         }
         if buf.is_empty() {
@@ -191,58 +172,6 @@ async fn down(
         }
     }
     let _ = send.send_data(Bytes::from_static(&[0x88, 0x00]), true);
-}
-
-/// A client frame's header at the front of `buf`: its length, the payload's length, the
-/// opcode and the mask; `None` until it is all there.
-fn header(buf: &[u8]) -> Option<(usize, u64, u8, [u8; 4])> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (len, at) = match b1 & 0x7f {
-        126 => (
-            u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
-            4,
-        ),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
-        n => (u64::from(n), 2),
-    };
-    let mask = buf.get(at..at + 4)?.try_into().ok()?;
-    Some((at + 4, len, b0 & 0x0f, mask))
-}
-
-/// Writes a binary frame's header for `len` bytes at the end of `room`; its length.
-fn frame_header(room: &mut [u8], len: usize) -> usize {
-    let end = room.len();
-    let head: &[u8] = match len {
-        0..=125 => &[0x82, len as u8],
-        126..=0xffff => &[0x82, 126, (len >> 8) as u8, len as u8],
-        _ => &{
-            let mut h = [0u8; 10];
-            h[0] = 0x82;
-            h[1] = 127;
-            h[2..].copy_from_slice(&(len as u64).to_be_bytes());
-            h
-        },
-    };
-    room[end - head.len()..].copy_from_slice(head);
-    head.len()
-}
-
-/// Unmasks `payload`, whose first byte is at `offset` in the mask's cycle; eight bytes at a
-/// time, as the WebSocket floor and ours do.
-fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut m = [0u8; 8];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = mask[(offset + i) % 4];
-    }
-    let wide = u64::from_ne_bytes(m);
-    let mut chunks = payload.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let v = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])) ^ wide;
-        chunk.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= m[i % 8];
-    }
 }
 
 /// The client's socket, whose reads end the connection task's turn after [`READ_TURN`]

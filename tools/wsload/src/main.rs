@@ -7,9 +7,10 @@
 //! - `wsload relay --to HOST:PORT`: the relay floor, a raw TCP relay with nothing but the
 //!   relaying in it (`relay.rs`), measured like a proxy to bound what any proxy can reach;
 //!   with `--ws`, the WebSocket floor (`wsfloor.rs`): that relay plus the least of RFC 6455
-//!   a bridge must do, the bound for a WebSocket proxy; with `--tokio`, the raw relay as a
-//!   tokio server writes it (`tokiorelay.rs`), which measures what the runtime costs; with
-//!   `--ws --h2`, the WebSocket floor over HTTP/2 (`h2floor.rs`), what the `h2` crate costs.
+//!   a bridge must do, the bound for a WebSocket proxy; with `--tokio`, either written as a
+//!   tokio server writes it (`tokiorelay.rs`, `tokiows.rs`), which measures what the runtime
+//!   costs; with `--ws --h2`, the WebSocket floor over HTTP/2 (`h2floor.rs`), what the `h2`
+//!   crate costs.
 //! - `wsload <figure> --url ws://HOST:PORT/` measures through a WebSocket proxy;
 //!   `--tcp HOST:PORT` measures over raw TCP instead (the echo target itself for the
 //!   physical baseline, or socat). Figures: `throughput`, `latency`, `messages`, `connections`,
@@ -37,12 +38,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+mod floorframe;
 mod h2floor;
 mod http2;
 mod relay;
 mod replay;
 mod soak;
 mod tokiorelay;
+mod tokiows;
 mod wsfloor;
 
 #[derive(Parser)]
@@ -80,10 +83,10 @@ enum Figure {
         /// WebSocket proxy can reach here.
         #[arg(long)]
         ws: bool,
-        /// The raw relay on tokio instead (a task per connection on one current-thread
-        /// runtime, `copy_bidirectional`): not a floor of what a bridge must do, but what
-        /// tokio's machinery costs beside the epoll floor.
-        #[arg(long, conflicts_with = "ws")]
+        /// On tokio instead (a task per connection on one current-thread runtime; the raw
+        /// relay with `copy_bidirectional`): not a floor of what a bridge must do, but what
+        /// tokio's machinery costs beside the epoll floors.
+        #[arg(long)]
         tokio: bool,
         /// With --ws: the WebSocket floor over HTTP/2 (h2c, RFC 8441 streams) on the `h2`
         /// crate, with ours' windows and frame sizes, which measures what HTTP/2 costs.
@@ -552,32 +555,23 @@ async fn run(figure: Figure) -> anyhow::Result<()> {
         Figure::Relay {
             port,
             to,
-            ws: false,
-            tokio: false,
-            ..
-        } => relay::run(port, to),
-        Figure::Relay {
-            port,
-            to,
-            ws: true,
-            h2: false,
-            ..
-        } => wsfloor::run(port, to),
-        // The tokio floors on current-thread runtimes of their own, which threads outside
-        // this one's run.
-        Figure::Relay {
-            port, to, h2: true, ..
-        } => std::thread::spawn(move || h2floor::run(port, to))
-            .join()
-            .map_err(|_| anyhow::anyhow!("the HTTP/2 floor's thread panicked"))?,
-        Figure::Relay {
-            port,
-            to,
-            tokio: true,
-            ..
-        } => std::thread::spawn(move || tokiorelay::run(port, to))
-            .join()
-            .map_err(|_| anyhow::anyhow!("the tokio relay's thread panicked"))?,
+            ws,
+            tokio,
+            h2,
+        } => {
+            let run: fn(u16, std::net::SocketAddr) -> anyhow::Result<()> = match (ws, tokio, h2) {
+                (false, false, _) => relay::run,
+                (true, false, false) => wsfloor::run,
+                (false, true, _) => tokiorelay::run,
+                (true, true, false) => tokiows::run,
+                (true, _, true) => h2floor::run,
+            };
+            // The tokio floors build current-thread runtimes of their own, which cannot
+            // start on a thread of this one's.
+            std::thread::spawn(move || run(port, to))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the relay's thread panicked"))?
+        }
         Figure::Soak(args) => soak::run(args).await,
         Figure::Replay(args) => replay::replay(args).await,
         Figure::Throughput {
