@@ -627,7 +627,7 @@ pub struct Settings {
     ///
     /// A thread that sleeps between a message and its answer is woken when the answer comes,
     /// and on a virtual machine that wake-up is most of a small round trip's time
-    /// (docs/performance.md: 106 to 72 µs on loopback). Only while the thread has nothing else
+    /// (docs/performance.md: 86 to 55 µs on loopback). Only while the thread has nothing else
     /// to run; each such wait costs up to MICROSECONDS of CPU, so a busy proxy may poll all
     /// the time. It helps clients that answer within MICROSECONDS: a reverse proxy or
     /// terminal on the same host or rack, not a browser across the internet. At most 1000.
