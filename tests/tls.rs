@@ -168,8 +168,10 @@ async fn ws_and_wss_on_one_port() {
         .await
         .unwrap();
     ws_echo(plain, b"in the clear").await;
-    let log = server.proxy.wait_log("tls=true", Duration::from_secs(5));
-    assert!(log.contains("tls=false"), "{log}");
+    // The plain session is the second logged: waiting for it (not the first) makes sure
+    // the log thread has written both lines.
+    let log = server.proxy.wait_log("tls=false", Duration::from_secs(5));
+    assert!(log.contains("tls=true"), "{log}");
 }
 
 #[tokio::test]
