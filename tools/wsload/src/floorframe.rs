@@ -1,7 +1,9 @@
-//! RFC 6455 framing as the tokio floors do it (`tokiows.rs`, `h2floor.rs`): the least a
-//! bridge must do to a client's frames and the target's bytes, nothing checked.
+//! RFC 6455 as the floors do it (`wsfloor.rs`, `tokiows.rs`, `h2floor.rs`): the least a
+//! bridge must do to an upgrade request, a client's frames and the target's bytes, nothing
+//! checked.
 
 use bytes::{Buf, BytesMut};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Room in front of each target read for the largest header a server's frame has.
 pub const HEAD_ROOM: usize = 10;
@@ -108,21 +110,48 @@ pub fn frame_header(room: &mut [u8], len: usize) -> usize {
     n
 }
 
-/// Unmasks `payload`, whose first byte is at `offset` in the mask's cycle; eight bytes at a
-/// time, as the WebSocket floor and ours do.
-fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut m = [0u8; 8];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = mask[(offset + i) % 4];
+/// The answer to an upgrade request whose head (up to its blank line) is `head`: 101 with
+/// the key's accept value, and the `binary` subprotocol if offered; `None` without a key.
+pub fn upgrade_answer(head: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    let mut key = None;
+    let mut binary = false;
+    for line in text.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("sec-websocket-key") {
+            key = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            binary |= value.split(',').any(|p| p.trim() == "binary");
+        }
     }
-    let wide = u64::from_ne_bytes(m);
+    let protocol = if binary {
+        "Sec-WebSocket-Protocol: binary\r\n"
+    } else {
+        ""
+    };
+    Some(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+        derive_accept_key(key?.as_bytes())
+    ))
+}
+
+/// Unmasks `payload`, whose first byte is at `offset` in the mask's cycle; eight bytes at a
+/// time, as ours does.
+pub fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
+    let wide = u64::from_ne_bytes(std::array::from_fn(|i| mask[(offset + i) % 4]));
     let mut chunks = payload.chunks_exact_mut(8);
     for chunk in &mut chunks {
-        let v = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])) ^ wide;
-        chunk.copy_from_slice(&v.to_ne_bytes());
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
     }
+    // Eight is a multiple of four: the rest starts at the same place in the mask.
     for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= m[i];
+        *b ^= mask[(offset + i) % 4];
     }
 }
 
@@ -175,6 +204,21 @@ mod tests {
             assert!(closed, "step {step}");
             assert!(out == data, "step {step}");
         }
+    }
+
+    #[test]
+    fn an_upgrade_is_answered_with_its_key_and_the_binary_subprotocol() {
+        let head = b"GET / HTTP/1.1\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                     Sec-WebSocket-Protocol: base64, binary\r\n\r\n";
+        let answer = upgrade_answer(head).unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+        // RFC 6455's example key and its accept value.
+        assert!(answer.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(
+            answer.ends_with("Sec-WebSocket-Protocol: binary\r\n\r\n"),
+            "{answer}"
+        );
+        assert!(upgrade_answer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").is_none());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::floorframe::{ClientFrames, HEAD_ROOM, Next, frame_header};
 
@@ -39,20 +39,9 @@ const MAX_STREAMS: u32 = 256;
 const BUF: usize = 64 * 1024;
 
 pub fn run(port: u16, target: SocketAddr) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        println!("{}", listener.local_addr()?.port());
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            tokio::spawn(connection(client, target));
-        }
+    crate::tokiorelay::serve(port, target, |client, target| {
+        let _ = client.set_nodelay(true);
+        connection(client, target)
     })
 }
 

@@ -20,6 +20,24 @@ use tokio::net::{TcpListener, TcpStream};
 const BUF: usize = 64 * 1024;
 
 pub fn run(port: u16, target: SocketAddr) -> anyhow::Result<()> {
+    serve(port, target, |mut client, target| async move {
+        let Ok(mut upstream) = TcpStream::connect(target).await else {
+            return;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = upstream.set_nodelay(true);
+        let _ =
+            tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF).await;
+    })
+}
+
+/// The tokio floors' server: listens on PORT (0: any) and prints it, and runs `session` for
+/// each connection as a task of one current-thread runtime (as ours runs pinned to one CPU).
+pub fn serve<F, S>(port: u16, target: SocketAddr, session: F) -> anyhow::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr) -> S,
+    S: Future<Output = ()> + Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -27,25 +45,12 @@ pub fn run(port: u16, target: SocketAddr) -> anyhow::Result<()> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
         println!("{}", listener.local_addr()?.port());
         loop {
-            let mut client = match listener.accept().await {
-                Ok((client, _)) => client,
+            match listener.accept().await {
+                Ok((client, _)) => drop(tokio::spawn(session(client, target))),
                 // Out of descriptors: the bench sizes its sessions to the limit, so this only
                 // waits for some to close rather than spin on the error.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            tokio::spawn(async move {
-                let Ok(mut upstream) = TcpStream::connect(target).await else {
-                    return;
-                };
-                let _ = client.set_nodelay(true);
-                let _ = upstream.set_nodelay(true);
-                let _ =
-                    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF, BUF)
-                        .await;
-            });
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
         }
     })
 }

@@ -12,14 +12,12 @@
 //! adds on tokio.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio::net::TcpStream;
 
-use crate::floorframe::{ClientFrames, HEAD_ROOM, Next, frame_header};
+use crate::floorframe::{ClientFrames, HEAD_ROOM, Next, frame_header, upgrade_answer};
 
 /// websockify's read size, ours and the other floors'.
 const BUF: usize = 64 * 1024;
@@ -27,20 +25,7 @@ const BUF: usize = 64 * 1024;
 const MAX_HEAD: usize = 8 * 1024;
 
 pub fn run(port: u16, target: SocketAddr) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        println!("{}", listener.local_addr()?.port());
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            };
-            tokio::spawn(session(client, target));
-        }
-    })
+    crate::tokiorelay::serve(port, target, session)
 }
 
 async fn session(mut client: TcpStream, target: SocketAddr) {
@@ -59,23 +44,13 @@ async fn session(mut client: TcpStream, target: SocketAddr) {
         }
     };
     let head = buf.split_to(end);
-    let Some((key, binary)) = request(&head) else {
+    let Some(answer) = upgrade_answer(&head) else {
         return;
     };
     let Ok(upstream) = TcpStream::connect(target).await else {
         return;
     };
     let _ = upstream.set_nodelay(true);
-    let protocol = if binary {
-        "Sec-WebSocket-Protocol: binary\r\n"
-    } else {
-        ""
-    };
-    let answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
-        derive_accept_key(key.as_bytes())
-    );
     if client.write_all(answer.as_bytes()).await.is_err() {
         return;
     }
@@ -134,23 +109,4 @@ async fn session(mut client: TcpStream, target: SocketAddr) {
         let _ = client_tx.shutdown().await;
     };
     tokio::join!(up, down);
-}
-
-/// The request's `Sec-WebSocket-Key`, and whether it offers the `binary` subprotocol.
-fn request(head: &[u8]) -> Option<(String, bool)> {
-    let text = String::from_utf8_lossy(head);
-    let mut key = None;
-    let mut binary = false;
-    for line in text.split("\r\n").skip(1) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("sec-websocket-key") {
-            key = Some(value.trim().to_string());
-        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            binary |= value.split(',').any(|p| p.trim() == "binary");
-        }
-    }
-    Some((key?, binary))
 }

@@ -21,7 +21,8 @@ use std::net::{Shutdown, SocketAddr};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::floorframe::{unmask, upgrade_answer};
 
 const LISTENER: Token = Token(usize::MAX);
 /// websockify's read size, and ours.
@@ -200,21 +201,7 @@ impl Conn {
         };
         let mut head = self.head.take().unwrap_or_default();
         let mut rest = head.split_off(end + 4);
-        let text = String::from_utf8_lossy(&head);
-        let mut key = None;
-        let mut binary = false;
-        for line in text.split("\r\n").skip(1) {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("sec-websocket-key") {
-                key = Some(value.trim().to_string());
-            } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-                binary |= value.split(',').any(|p| p.trim() == "binary");
-            }
-        }
-        let key = key.ok_or_else(gone)?;
+        let answer = upgrade_answer(&head).ok_or_else(gone)?;
         // On loopback the handshake completes within connect(2), so a blocking connect costs
         // no more than a non-blocking one followed by its wake-up (as in the raw floor).
         let target = std::net::TcpStream::connect(self.to)?;
@@ -227,16 +214,6 @@ impl Conn {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.target = Some(target);
-        let protocol = if binary {
-            "Sec-WebSocket-Protocol: binary\r\n"
-        } else {
-            ""
-        };
-        let answer = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
-            derive_accept_key(key.as_bytes())
-        );
         self.send_client(answer.as_bytes())?;
         if !rest.is_empty() {
             self.client_bytes(&mut rest)?;
@@ -442,22 +419,6 @@ impl Conn {
             self.client.shutdown(Shutdown::Write)?;
         }
         Ok(())
-    }
-}
-
-/// XORs `payload` with `mask`, starting at byte `offset` of the mask: eight bytes at a time
-/// (a loop the compiler vectorizes), as any proxy worth measuring does.
-fn unmask(payload: &mut [u8], mask: [u8; 4], offset: usize) {
-    let wide = u64::from_ne_bytes(std::array::from_fn(|i| mask[(offset + i) % 4]));
-    let mut chunks = payload.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
-    }
-    // Eight is a multiple of four: the rest starts at the same place in the mask.
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[(offset + i) % 4];
     }
 }
 
